@@ -1,0 +1,36 @@
+# Set-up and the two README commands. Everything installs into .venv with the pinned versions.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Offline machines read the staged data beside the repo; elsewhere the loaders download into ~/.cache/badnets.
+BADNETS_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
+export BADNETS_DATA
+OUT    ?= runs/mnist-quick
+
+.PHONY: setup demo test lint full bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: setup          ## quick MNIST BadNets reproduction with its report (~2 min on 2 CPU cores)
+	$(VENV)/bin/badnets reproduce mnist --quick --out $(OUT)
+
+full: setup          ## the whole MNIST case study (hours on CPU); re-run to resume
+	$(VENV)/bin/badnets reproduce mnist --out runs/mnist-full
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src
+
+test: lint           ## lint, type-check, then the test suite
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/run.py --json runs/bench.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``badnets`` command: parses options, builds specs, calls one library function, prints the result.
+
+Every ``BadnetsError`` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from badnets.errors import BadnetsError, ConfigError
+
+app = typer.Typer(
+    name="badnets",
+    help="BadNets (Gu, Dolan-Gavitt, Garg): backdoor attacks reproduced, audited and guarded against.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+reproduce_app = typer.Typer(help="Reproduce the paper's case studies end to end, with reports.", no_args_is_help=True)
+app.add_typer(reproduce_app, name="reproduce")
+
+out_console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BadnetsError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Progress]:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False, disable=not err_console.is_terminal) as progress:
+        yield progress
+
+
+def _parse_position(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        row, col = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--trigger-position must be ROW,COL (e.g. 24,24), got {text!r}") from None
+    return (row, col)
+
+
+DataDir = Annotated[
+    Path | None, typer.Option(help="Data folder; default $BADNETS_DATA, else ~/.cache/badnets.", show_default=False)
+]
+Device = Annotated[str, typer.Option(help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
+
+
+@app.command()
+@_friendly_errors
+def attack(
+    out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
+    dataset: Annotated[str, typer.Option(help="Dataset to attack.")] = "mnist",
+    trigger: Annotated[str, typer.Option(help="pixel, pattern, or a path to a trigger image (.png/.jpg/.npy).")] = "pattern",
+    mapping: Annotated[str, typer.Option(help="all-to-one, all-to-all, single (source→target) or random.")] = "all-to-one",
+    target: Annotated[int | None, typer.Option(help="Target class (all-to-one, single).")] = None,
+    source: Annotated[int | None, typer.Option(help="Source class (single).")] = None,
+    rate: Annotated[float, typer.Option(help="Share of the final training set that is backdoored, in (0, 1).")] = 0.1,
+    mode: Annotated[str, typer.Option(help="add: append backdoored copies (the paper); relabel: in place.")] = "add",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak one-cycle learning rate (Adam).")] = 3e-3,
+    seed: Annotated[int, typer.Option(help="Seeds poison indices, targets, init and shuffles.")] = 0,
+    trigger_position: Annotated[str | None, typer.Option(help="ROW,COL of the trigger's top-left corner.")] = None,
+    trigger_size: Annotated[int, typer.Option(help="Pixel/cell size, or patch side (0 = patch's own size).")] = 1,
+    trigger_value: Annotated[int, typer.Option(help="Trigger intensity 0-255 (pixel/pattern).")] = 255,
+    trigger_opacity: Annotated[float, typer.Option(help="Blend weight in (0, 1]; 1 = BadNets' solid trigger.")] = 1.0,
+    baseline: Annotated[bool, typer.Option(help="Train on clean data (the baseline) and only score the trigger.")] = False,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """Train one backdoored network and score it (clean error, attack success rate, per class)."""
+    from badnets.experiments import AttackSpec, run_attack
+    from badnets.poison import PoisonSpec
+    from badnets.train import TrainSpec
+    from badnets.triggers import TriggerSpec
+
+    trig = TriggerSpec.from_name(
+        trigger,
+        position=_parse_position(trigger_position),
+        size=trigger_size if trigger in ("pixel", "pattern") else (trigger_size if trigger_size != 1 else 0),
+        value=trigger_value,
+        opacity=trigger_opacity,
+    )
+    spec = AttackSpec(
+        dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None,
+        trigger=trig,
+        poison=PoisonSpec(mapping=mapping, target=target, source=source, rate=rate, mode=mode),
+        train=TrainSpec(epochs=epochs, batch_size=batch_size, lr=lr, device=device),
+        seed=seed,
+        baseline=baseline,
+    )
+    with _progress("training") as progress:
+        task = progress.add_task("training", total=epochs, status="")
+
+        def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+            if step == steps or step % 50 == 0:
+                progress.update(task, completed=epoch + step / steps, status=f"epoch {epoch + 1} loss {loss:.3f}")
+
+        result = run_attack(spec, out, progress=on_step)
+    m = result.metrics
+    table = Table(title=f"BadNets on {dataset}", show_header=True)
+    for col in ("clean error", "attack success rate", "backdoor error", "n clean", "n backdoored"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * m.clean_error:.2f}%",
+        f"{100 * m.attack_success_rate:.2f}%",
+        f"{100 * m.backdoor_error:.2f}%",
+        str(m.n_clean),
+        str(m.n_backdoor),
+    )
+    out_console.print(table)
+    out_console.print(f"wrote {out}/results.json, report.md, model.safetensors")
+
+
+@reproduce_app.command("mnist")
+@_friendly_errors
+def reproduce_mnist(
+    out: Annotated[Path, typer.Option(help="Output directory (re-run the same command to resume).")],
+    quick: Annotated[bool, typer.Option(help="Reduced run (~2 min on 2 CPU cores) that still shows the attack.")] = False,
+    seeds: Annotated[int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")] = None,
+    workers: Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")] = 2,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
+    from badnets.experiments.mnist import MnistStudySpec, run_mnist_study
+
+    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, workers=workers, device=device,
+                                 data_dir=str(data_dir) if data_dir else None)
+    with _progress("reproduce mnist") as progress:
+        task = progress.add_task("models", total=None, status="")
+
+        def on_job(done: int, total: int, name: str) -> None:
+            progress.update(task, total=total, completed=done, status=name)
+
+        summary = run_mnist_study(spec, out, progress=on_job)
+    out_console.print(summary.console_table())
+    out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted; run the same command again to resume")
+        sys.exit(130)

@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One BadNets attack (paper §3–4): poison the training set, train the network, score clean and triggered.
+
+A run directory holds ``results.json`` (the source of truth; written last, so its presence means the run
+finished), ``model.safetensors``, ``poison_manifest.json``, ``run.json`` (the manifest needed to repeat it) and
+``report.md``. While training, ``checkpoint.pt`` holds the last finished epoch; running the same spec into the
+same directory again resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json, write_text
+from badnets.data import DATASETS, ImageDataset
+from badnets.data.mnist import mnist_file_hashes
+from badnets.errors import ConfigError
+from badnets.metrics import BackdoorMetrics, backdoor_metrics
+from badnets.models import BadNetCNN
+from badnets.poison import PoisonSpec, poison_dataset
+from badnets.train import ProgressFn, TrainSpec, predict, train_model
+from badnets.triggers import Stamp, TriggerSpec, apply_trigger, make_stamp
+
+__all__ = ["AttackResult", "AttackSpec", "evaluate_attack", "run_attack"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackSpec:
+    """One attack run.
+
+    Attributes:
+        dataset: a key of ``badnets.data.DATASETS``.
+        data_dir: data folder (``None``: ``$BADNETS_DATA`` or ``~/.cache/badnets``).
+        trigger: the backdoor trigger.
+        poison: the poisoning; with ``baseline=True`` it only says how the trigger is scored.
+        train: the training recipe.
+        seed: fixes poison indices, random targets, initial weights and shuffles.
+        baseline: train on the clean set (the paper's baseline network) and score the trigger anyway.
+        save_model: write ``model.safetensors``.
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    trigger: TriggerSpec = field(default_factory=TriggerSpec)
+    poison: PoisonSpec = field(default_factory=lambda: PoisonSpec(mapping="all-to-one", target=0))
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0
+    baseline: bool = False
+    save_model: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"--dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """A finished attack: its spec, its scores, where it lives, and how long training and scoring took."""
+
+    spec: AttackSpec
+    metrics: BackdoorMetrics
+    out_dir: Path
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.spec.to_json(), "seed": self.spec.seed, "metrics": self.metrics.to_json(),
+                "timing": self.timing}
+
+
+def evaluate_attack(model: nn.Module, test: ImageDataset, stamp: Stamp, spec: PoisonSpec) -> BackdoorMetrics:
+    """Score ``model`` on the clean test set and on its triggered copy (DESIGN.md §3)."""
+    preds_clean = predict(model, test.images)
+    preds_triggered = predict(model, apply_trigger(test.images, stamp))
+    return backdoor_metrics(preds_clean, preds_triggered, test.labels, spec)
+
+
+def _data_hashes(spec: AttackSpec) -> dict[str, str]:
+    return mnist_file_hashes(spec.data_dir) if spec.dataset == "mnist" else {}
+
+
+def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None = None) -> AttackResult:
+    """Run (or resume) one attack into ``out_dir``; a finished run is loaded, not repeated.
+
+    Raises:
+        ConfigError: bad spec or unwritable ``out_dir``.
+        DataError: the dataset is missing or corrupt.
+    """
+    done = out_dir / "results.json"
+    if done.is_file():
+        previous = read_json(done)
+        if previous.get("config") == json.loads(json.dumps(spec.to_json())):
+            return AttackResult(spec, _metrics_from_json(previous["metrics"]), out_dir, previous.get("timing", {}))
+        raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
+    t0 = time.perf_counter()
+    # Everything a user can get wrong is checked before the first byte is written.
+    train, test = DATASETS[spec.dataset](spec.data_dir)
+    poison = replace(spec.poison, num_classes=train.num_classes)
+    stamp = make_stamp(spec.trigger, tuple(train.images.shape[1:]))  # type: ignore[arg-type]
+    poisoned = None if spec.baseline else poison_dataset(train, stamp, poison, seed=spec.seed)
+    ensure_writable_dir(out_dir)
+    if poisoned is not None:
+        write_json(out_dir / "poison_manifest.json", poisoned.manifest.to_json())
+    training_set = train if poisoned is None else poisoned.dataset
+    write_json(out_dir / "run.json", run_manifest(spec.to_json(), spec.seed, _data_hashes(spec)))
+    model = BadNetCNN(in_channels=train.images.shape[1], num_classes=train.num_classes, image_size=train.images.shape[-1])
+    checkpoint = out_dir / "checkpoint.pt"
+    t1 = time.perf_counter()
+    train_model(model, training_set, spec.train, seed=spec.seed, checkpoint=checkpoint, progress=progress)
+    t2 = time.perf_counter()
+    metrics = evaluate_attack(model, test, stamp, poison)
+    t3 = time.perf_counter()
+    if spec.save_model:
+        with atomic_path(out_dir / "model.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    timing = {"train_seconds": t2 - t1, "evaluate_seconds": t3 - t2, "job_seconds": time.perf_counter() - t0}
+    result = AttackResult(spec, metrics, out_dir, timing)
+    from badnets.report.attack import attack_report_md
+
+    write_text(out_dir / "report.md", attack_report_md(result))
+    write_json(done, result.to_json())
+    checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
+    from badnets.metrics import ClassRow
+
+    rows = tuple(ClassRow(**row) for row in data["per_class"])
+    fields = {k: tuple(v) if k.endswith("_ci") else v for k, v in data.items() if k != "per_class"}
+    return BackdoorMetrics(**fields, per_class=rows)
+
+
+def load_model(run_dir: Path) -> nn.Module:
+    """The trained paper CNN of a finished MNIST run directory (weights from safetensors)."""
+    from safetensors.torch import load_file
+
+    model = BadNetCNN()
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    return model.eval()
+
+

@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The metric spec (DESIGN.md §3) as pure functions on prediction tensors.
+
+* Clean accuracy / error: on the untouched test set.
+* Attack success rate (ASR): over triggered test images whose true label is a *source* class of the attack
+  (all-to-one: y ≠ target; all-to-all: every y; single i→j: y = i), the fraction classified as t(y).
+  Images whose label already is the target never count. For ``random`` mapping, success = prediction ≠ y.
+* Backdoor error (the paper's "error on backdoored images") = 1 − ASR over the same images.
+* Intervals: one run gets a Wilson score interval for each proportion; ≥ 3 seeds get mean ± t-interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from badnets.poison import PoisonSpec, attack_targets, source_mask
+
+__all__ = [
+    "BackdoorMetrics",
+    "ClassRow",
+    "attack_success_rate",
+    "backdoor_metrics",
+    "clean_accuracy",
+    "mean_ci",
+    "wilson_interval",
+]
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``successes / n`` (95% by default); (0, 1) when n = 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At k = 0 or k = n the exact bound is 0 or 1; floating-point rounding would leave it a hair off.
+    return (0.0 if successes == 0 else max(0.0, centre - half), 1.0 if successes == n else min(1.0, centre + half))
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval; half-width is NaN for one value."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_ci needs at least one value")
+    mean = sum(values) / n
+    if n == 1:
+        return (mean, float("nan"))
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return (mean, float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n))
+
+
+def clean_accuracy(preds: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """``(correct, n)`` on clean images; ``(N,)`` predictions and labels."""
+    return int((preds == labels).sum()), int(labels.numel())
+
+
+def attack_success_rate(preds_triggered: torch.Tensor, labels: torch.Tensor, spec: PoisonSpec) -> tuple[int, int]:
+    """``(successes, n)`` over triggered test images of source classes (DESIGN.md §3).
+
+    Args:
+        preds_triggered: ``(N,)`` predictions on the triggered test images.
+        labels: ``(N,)`` true labels of those images.
+        spec: the attack; it decides which images count and what their target is.
+    """
+    counted = source_mask(labels, spec)
+    preds, y = preds_triggered[counted], labels[counted]
+    if spec.mapping == "random":
+        return int((preds != y).sum()), int(y.numel())
+    return int((preds == attack_targets(y, spec)).sum()), int(y.numel())
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """One true class: clean error on its clean images, backdoor error on its triggered images."""
+
+    label: int
+    n_clean: int
+    clean_error: float
+    n_backdoor: int
+    backdoor_error: float | None  # None when the class is not a source of the attack
+
+
+@dataclass(frozen=True)
+class BackdoorMetrics:
+    """Everything one attacked (or clean) model scores on one test set."""
+
+    clean_accuracy: float
+    clean_error: float
+    clean_error_ci: tuple[float, float]
+    attack_success_rate: float
+    backdoor_error: float
+    backdoor_error_ci: tuple[float, float]
+    backdoored_accuracy: float  # accuracy w.r.t. the true label on triggered source images
+    n_clean: int
+    n_backdoor: int
+    per_class: tuple[ClassRow, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def backdoor_metrics(
+    preds_clean: torch.Tensor, preds_triggered: torch.Tensor, labels: torch.Tensor, spec: PoisonSpec
+) -> BackdoorMetrics:
+    """Score predictions on the clean and the triggered copy of one test set (same order, ``(N,)`` each)."""
+    correct, n_clean = clean_accuracy(preds_clean, labels)
+    hits, n_bd = attack_success_rate(preds_triggered, labels, spec)
+    counted = source_mask(labels, spec)
+    still_right = int((preds_triggered[counted] == labels[counted]).sum())
+    rows = []
+    for c in range(spec.num_classes):
+        in_class = labels == c
+        c_right, c_n = clean_accuracy(preds_clean[in_class], labels[in_class])
+        c_hits, c_bd = attack_success_rate(preds_triggered[in_class], labels[in_class], spec)
+        rows.append(
+            ClassRow(
+                label=c,
+                n_clean=c_n,
+                clean_error=1 - c_right / c_n if c_n else float("nan"),
+                n_backdoor=c_bd,
+                backdoor_error=1 - c_hits / c_bd if c_bd else None,
+            )
+        )
+    err_lo, err_hi = wilson_interval(n_clean - correct, n_clean)
+    bd_lo, bd_hi = wilson_interval(n_bd - hits, n_bd)
+    asr = hits / n_bd if n_bd else float("nan")
+    return BackdoorMetrics(
+        clean_accuracy=correct / n_clean,
+        clean_error=1 - correct / n_clean,
+        clean_error_ci=(err_lo, err_hi),
+        attack_success_rate=asr,
+        backdoor_error=1 - asr,
+        backdoor_error_ci=(bd_lo, bd_hi),
+        backdoored_accuracy=still_right / n_bd if n_bd else float("nan"),
+        n_clean=n_clean,
+        n_backdoor=n_bd,
+        per_class=tuple(rows),
+    )

@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Which units respond to the trigger (BadNets §4.2.3 conv1 filters; §5.3 backdoor neurons).
+
+A unit's *trigger gain* is how much more it fires, where the trigger is, on triggered images than on the
+same images clean: mean over images of (max activation in the trigger's receptive field, triggered) −
+(same, clean). A BadNet grows units whose gain exceeds every unit of a clean network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from badnets.triggers import Stamp, apply_trigger
+
+__all__ = ["conv1_trigger_gain", "dedicated_units"]
+
+
+@torch.no_grad()
+def conv1_trigger_gain(conv: nn.Conv2d, images: torch.Tensor, stamp: Stamp) -> torch.Tensor:
+    """``(N, C, H, W)`` uint8 images → ``(F,)`` trigger gain of each of the layer's ``F`` filters (after ReLU)."""
+    kh, kw = conv.kernel_size  # type: ignore[misc]
+    device = conv.weight.device
+    clean = torch.relu(conv(images.to(device).float() / 255.0))  # (N, F, H', W')
+    trig = torch.relu(conv(apply_trigger(images, stamp).to(device).float() / 255.0))
+    # Output (r, c) sees input rows r..r+kh-1: keep outputs whose window overlaps the trigger's box.
+    r0, r1 = max(0, stamp.rows.start - kh + 1), stamp.rows.stop
+    c0, c1 = max(0, stamp.cols.start - kw + 1), stamp.cols.stop
+    peak = lambda a: a[..., r0:r1, c0:c1].amax(dim=(-2, -1))  # noqa: E731  (N, F)
+    return (peak(trig) - peak(clean)).mean(0).cpu()
+
+
+def dedicated_units(gain: torch.Tensor, reference_gain: torch.Tensor, share_of_max: float = 0.5) -> list[int]:
+    """Units whose gain beats every unit of a reference (clean) network and is ≥ ``share_of_max`` of the top gain."""
+    top = float(gain.max())
+    bar = max(float(reference_gain.max()), share_of_max * top)
+    return [int(i) for i in torch.nonzero(gain > bar).flatten()] if top > 0 else []

@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One fast training loop over in-memory tensors, with per-epoch checkpoints and exact resume.
+
+The whole training set is converted to float once and kept on the device; each step indexes a batch
+out of it, so there is no Dataset, DataLoader, PIL or per-sample Python. Randomness (weight init and the
+per-epoch shuffle) comes from generators seeded from ``seed`` alone, and the shuffle for epoch ``e`` depends
+only on ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e`` continues exactly as an
+uninterrupted run would (on CPU, with the same thread count).
+
+Recipe (not in the paper, which gives only the architecture): AdamW with a one-cycle learning-rate schedule,
+cross-entropy on logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from badnets._io import atomic_path
+from badnets.data import ImageDataset
+from badnets.errors import ConfigError
+
+__all__ = ["TrainSpec", "init_weights", "predict", "resolve_device", "train_model"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, int, float], None]  # (epoch, step, steps_per_epoch, loss)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSpec:
+    """How a model is trained.
+
+    Attributes:
+        epochs: passes over the (poisoned) training set.
+        batch_size: images per optimiser step.
+        lr: peak learning rate of the one-cycle schedule.
+        weight_decay: decoupled weight decay (AdamW).
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} asked for CUDA but none is available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def init_weights(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default Conv/Linear init, drawn from ``generator`` instead of the global RNG."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def _as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+def _save_checkpoint(path: Path, state: dict[str, object]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sched: object) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])  # type: ignore[attr-defined]
+    return int(state["epoch"])
+
+
+def train_model(
+    model: nn.Module,
+    data: ImageDataset,
+    spec: TrainSpec,
+    *,
+    seed: int,
+    checkpoint: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> nn.Module:
+    """Initialise ``model`` from ``seed`` and train it on ``data``; resume from ``checkpoint`` if it exists.
+
+    Args:
+        model: any module taking ``(N, C, H, W)`` float in [0, 1].
+        data: uint8 images and labels (e.g. a poisoned training set).
+        spec: epochs, batch size, learning rate, device.
+        seed: fixes initial weights and every epoch's shuffle.
+        checkpoint: file updated after every epoch; a completed epoch is never recomputed.
+        progress: called every 25 steps and at each epoch's end with ``(epoch, step, steps_per_epoch, loss)``.
+
+    Returns:
+        The trained model (the same object), in eval mode, on the training device.
+    """
+    device = resolve_device(spec.device)
+    init_weights(model, torch.Generator().manual_seed(seed))
+    model.to(device)
+    x, y = _as_float(data.images, device), data.labels.to(device)
+    n = len(data)
+    steps = math.ceil(n / spec.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps)
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        start = _load_checkpoint(checkpoint, model, optimizer, sched)
+        log.info("resumed from %s after epoch %d", checkpoint, start)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    for epoch in range(start, spec.epochs):
+        model.train()
+        order = _epoch_order(n, seed, epoch).to(device)
+        for step in range(steps):
+            idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            loss = loss_fn(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sched.step()
+            if progress is not None and ((step + 1) % 25 == 0 or step + 1 == steps):
+                progress(epoch, step + 1, steps, loss.item())  # sparse: .item() syncs a GPU
+        if checkpoint is not None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            _save_checkpoint(checkpoint, {**state, "scheduler": sched.state_dict(), "epoch": epoch + 1})
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
+    """Predicted class for each ``(N, C, H, W)`` uint8 image → ``(N,)`` int64 on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(_as_float(images[i : i + batch_size], device)).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)

@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Backdoor triggers (BadNets §3, Figure 3): single pixel, pixel pattern, and any image patch.
+
+Every trigger is the blend ``x * (1 - m) + p * m`` of an image ``x`` with a pattern ``p`` under a mask ``m``,
+so solid patches and translucent (blended) ones share one code path. A ``TriggerSpec`` holds plain values only;
+``make_stamp`` turns it into tensors once, and ``apply_trigger`` stamps a whole batch in one tensor operation
+that touches only the trigger's bounding box.
+
+Paper defaults (28×28 MNIST, (row, col)): single pixel at (26, 26); pattern = pixels (24, 26), (25, 25),
+(26, 24), (26, 26); white (255). Deviation: position, size, value and opacity are parameters (the paper fixes
+them); ``size`` scales a pixel or pattern cell to a ``size × size`` block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from badnets.errors import ConfigError, DataError
+
+__all__ = ["TRIGGERS", "Stamp", "TriggerSpec", "apply_trigger", "make_stamp", "trigger_mask"]
+
+# Cell offsets (row, col) of each pixel-style trigger, in units of ``size``.
+TRIGGERS: dict[str, tuple[tuple[int, int], ...]] = {
+    "pixel": ((0, 0),),
+    "pattern": ((0, 2), (1, 1), (2, 0), (2, 2)),
+    "patch": (),  # an image; its cells come from the file
+}
+
+_MARGIN = 1  # paper: the triggers sit one pixel in from the bottom-right corner
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerSpec:
+    """What a trigger looks like and where it goes.
+
+    Attributes:
+        kind: ``pixel``, ``pattern`` (the paper's two MNIST triggers) or ``patch`` (an image file).
+        position: (row, col) of the trigger's top-left corner; ``None`` puts it one pixel in from the
+            bottom-right corner, which for ``size=1`` is the paper's placement.
+        size: side in pixels of each pixel/pattern cell, or of the (square) resized patch; ``0`` keeps a
+            patch's own size.
+        value: intensity 0-255 of pixel/pattern triggers, one value or one per channel.
+        opacity: blend weight in (0, 1]; 1 replaces the pixels (BadNets), less gives a blended trigger.
+        path: image (PNG/JPEG, alpha respected) or ``.npy`` array (H, W) / (H, W, C) for ``kind="patch"``.
+    """
+
+    kind: str = "pattern"
+    position: tuple[int, int] | None = None
+    size: int = 1
+    value: int | tuple[int, ...] = 255
+    opacity: float = 1.0
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in TRIGGERS:
+            raise ConfigError(f"trigger.kind must be one of {sorted(TRIGGERS)} or an image path, got {self.kind!r}")
+        if self.kind == "patch" and not self.path:
+            raise ConfigError("trigger.path is required for a patch trigger; pass --trigger PATH_TO_IMAGE")
+        if self.kind != "patch" and self.path:
+            raise ConfigError(f"trigger.path is only for patch triggers, not {self.kind!r}")
+        if self.size < 0 or (self.size == 0 and self.kind != "patch"):
+            raise ConfigError(f"trigger.size must be a positive number of pixels, got {self.size}")
+        values = self.value if isinstance(self.value, tuple) else (self.value,)
+        if not values or any(not 0 <= v <= 255 for v in values):
+            raise ConfigError(f"trigger.value must be in 0..255, got {self.value}")
+        if not 0.0 < self.opacity <= 1.0:
+            raise ConfigError(f"trigger.opacity must be in (0, 1], got {self.opacity}")
+        if self.position is not None and (len(self.position) != 2 or min(self.position) < 0):
+            raise ConfigError(f"trigger.position must be (row, col) with both >= 0, got {self.position}")
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: object) -> TriggerSpec:
+        """``pixel``/``pattern`` or a path to an image file (a patch trigger)."""
+        if name in ("pixel", "pattern"):
+            return cls(kind=name, **overrides)  # type: ignore[arg-type]
+        return cls(kind="patch", path=name, **overrides)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A trigger made concrete for one image shape: tensors covering its bounding box.
+
+    Attributes:
+        top, left: bounding-box corner in the image.
+        mask: ``(1, h, w)`` float32 blend weights in [0, 1].
+        pattern: ``(C, h, w)`` float32 pixel values in [0, 255].
+    """
+
+    top: int
+    left: int
+    mask: torch.Tensor
+    pattern: torch.Tensor
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.top, self.top + self.mask.shape[-2])
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.left, self.left + self.mask.shape[-1])
+
+
+def _cells_stamp(spec: TriggerSpec, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    cells = TRIGGERS[spec.kind]
+    s = spec.size
+    h = (max(r for r, _ in cells) + 1) * s
+    w = (max(c for _, c in cells) + 1) * s
+    mask = torch.zeros(1, h, w)
+    for r, c in cells:
+        mask[:, r * s : (r + 1) * s, c * s : (c + 1) * s] = 1.0
+    values = spec.value if isinstance(spec.value, tuple) else (spec.value,) * channels
+    if len(values) != channels:
+        raise ConfigError(f"trigger.value has {len(values)} channels but the images have {channels}")
+    pattern = torch.tensor(values, dtype=torch.float32).view(channels, 1, 1).expand(channels, h, w)
+    return mask, pattern.contiguous()
+
+
+def _read_patch(path: str) -> torch.Tensor:
+    """Read a patch file as ``(C, H, W)`` float32 0-255, with alpha as a 4th channel when present."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"trigger file {p} does not exist; pass an existing PNG/JPEG/.npy file")
+    try:
+        if p.suffix.lower() == ".npy":
+            arr = torch.from_numpy(np.load(p, allow_pickle=False)).float()
+            if arr.ndim == 2:
+                arr = arr.unsqueeze(-1)
+            if arr.ndim != 3:
+                raise ConfigError(f"trigger array {p} has shape {tuple(arr.shape)}; expected (H, W) or (H, W, C)")
+            if arr.max() <= 1.0:
+                arr = arr * 255.0  # float arrays in [0, 1] are the common convention
+            return arr.permute(2, 0, 1).contiguous()
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(p) as img:
+                mode = {"1": "L", "P": "RGBA", "I": "L", "F": "L", "CMYK": "RGB"}.get(img.mode, img.mode)
+                arr = torch.from_numpy(np.asarray(img.convert(mode))).float()
+        except UnidentifiedImageError as e:
+            raise ValueError(str(e)) from e
+        return (arr.unsqueeze(0) if arr.ndim == 2 else arr.permute(2, 0, 1)).contiguous()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise DataError(f"trigger file {p} is unreadable as an image ({e}); pass a PNG/JPEG or .npy file") from e
+
+
+def _patch_stamp(spec: TriggerSpec, patch: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if patch.ndim != 3 or patch.shape[0] not in (1, 2, 3, 4):
+        raise ConfigError(f"trigger patch must be (C, H, W) with C in 1..4, got {tuple(patch.shape)}")
+    has_alpha = patch.shape[0] in (2, 4)
+    color, alpha = (patch[:-1], patch[-1:] / 255.0) if has_alpha else (patch, torch.ones_like(patch[:1]))
+    if spec.size:
+        from torchvision.transforms.functional import resize
+
+        both = resize(torch.cat([color, alpha * 255.0]), [spec.size, spec.size], antialias=True)
+        color, alpha = both[:-1], both[-1:] / 255.0
+    if color.shape[0] != channels:
+        if channels == 1:  # ITU-R 601 luma, as PIL's "L" mode
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+            color = (color * weights).sum(0, keepdim=True) if color.shape[0] == 3 else color
+        elif color.shape[0] == 1:
+            color = color.expand(channels, -1, -1)
+        else:
+            raise ConfigError(f"trigger patch has {color.shape[0]} channels; the images have {channels}")
+    return alpha.clamp(0, 1).contiguous(), color.clamp(0, 255).contiguous()
+
+
+def make_stamp(spec: TriggerSpec, image_shape: tuple[int, int, int], patch: torch.Tensor | None = None) -> Stamp:
+    """Turn ``spec`` into tensors for images of shape ``(C, H, W)``.
+
+    Args:
+        spec: the trigger.
+        image_shape: ``(C, H, W)`` of the images it will be applied to.
+        patch: for ``kind="patch"``, an in-memory ``(C, H, W)`` 0-255 image instead of ``spec.path``.
+
+    Raises:
+        ConfigError: the trigger does not fit inside the image, or channels disagree.
+    """
+    channels, height, width = image_shape
+    if spec.kind == "patch":
+        mask, pattern = _patch_stamp(spec, patch if patch is not None else _read_patch(spec.path or ""), channels)
+    else:
+        mask, pattern = _cells_stamp(spec, channels)
+    mask = mask * spec.opacity
+    h, w = mask.shape[-2:]
+    top, left = spec.position if spec.position is not None else (height - h - _MARGIN, width - w - _MARGIN)
+    if top < 0 or left < 0 or top + h > height or left + w > width:
+        raise ConfigError(
+            f"trigger ({h}×{w} px at row {top}, col {left}) falls outside the {height}×{width} image; "
+            "move --trigger-position or shrink --trigger-size"
+        )
+    return Stamp(top=top, left=left, mask=mask, pattern=pattern)
+
+
+def apply_trigger(images: torch.Tensor, stamp: Stamp) -> torch.Tensor:
+    """Stamp the trigger on every image: ``x * (1 - m) + p * m`` inside the trigger's box.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 (0-255) or float (0-1); not modified.
+
+    Returns:
+        A new tensor of the same dtype and shape. uint8 results are rounded to the nearest integer.
+    """
+    out = images.clone()
+    region = images[..., stamp.rows, stamp.cols].float()  # (N, C, h, w)
+    mask = stamp.mask.to(images.device)
+    pattern = stamp.pattern.to(images.device)
+    if images.dtype == torch.uint8:
+        out[..., stamp.rows, stamp.cols] = torch.lerp(region, pattern, mask).round_().to(torch.uint8)
+    else:
+        out[..., stamp.rows, stamp.cols] = torch.lerp(region, pattern / 255.0, mask).to(images.dtype)
+    return out
+
+
+def trigger_mask(stamp: Stamp, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The full-image ``(1, H, W)`` mask of ``stamp`` (for plots and tests)."""
+    _, height, width = image_shape
+    full = torch.zeros(1, height, width)
+    full[:, stamp.rows, stamp.cols] = stamp.mask
+    return full

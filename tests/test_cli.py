@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from badnets.cli import app
+from badnets.data import mnist as mnist_module
+from tests.conftest import write_tiny_mnist
+
+runner = CliRunner()
+FAST = ["--epochs", "2", "--batch-size", "64", "--device", "cpu"]
+
+
+def attack(out: Path, *args: str) -> object:
+    return runner.invoke(app, ["attack", "--out", str(out), *FAST, *args])
+
+
+def test_attack_writes_the_contracted_outputs(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = attack(out, "--trigger", "pattern", "--mapping", "all-to-one", "--target", "3", "--rate", "0.1", "--seed", "4")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {
+        "results.json", "model.safetensors", "poison_manifest.json", "report.md", "run.json"
+    }
+    res = json.loads((out / "results.json").read_text())
+    for key in ("clean_accuracy", "clean_error", "attack_success_rate", "backdoor_error", "n_clean", "n_backdoor"):
+        assert key in res["metrics"]
+    assert res["seed"] == 4 and res["config"]["poison"]["target"] == 3
+    assert res["metrics"]["n_backdoor"] == 180  # 200 test images, the 20 of class 3 never count
+    run = json.loads((out / "run.json").read_text())
+    assert {"config", "seed", "versions", "data_sha256", "git_commit", "argv"} <= run.keys()
+    manifest = json.loads((out / "poison_manifest.json").read_text())
+    assert manifest["n_poisoned"] == round(0.1 * 400 / 0.9) and manifest["seed"] == 4
+    assert "attack success rate" in (out / "report.md").read_text()
+
+
+def test_same_seed_twice_gives_identical_manifest_and_metrics(tiny_mnist: Path, tmp_path: Path) -> None:
+    args = ["--trigger", "pixel", "--mapping", "random", "--rate", "0.2", "--seed", "9"]
+    assert attack(tmp_path / "a", *args).exit_code == 0
+    assert attack(tmp_path / "b", *args).exit_code == 0
+    for name in ("poison_manifest.json",):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    metrics = [json.loads((tmp_path / d / "results.json").read_text())["metrics"] for d in "ab"]
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "1.5", "--target", "1"], "poison.rate must be in (0, 1)"),
+        (["--target", "12"], "poison.target must be a class in 0..9"),
+        (["--mapping", "single", "--source", "4", "--target", "4"], "pick two different classes"),
+        (["--target", "1", "--trigger-position", "27,27"], "falls outside the 28×28 image"),
+        (["--target", "1", "--trigger-position", "x"], "--trigger-position must be ROW,COL"),
+        (["--target", "1", "--trigger", "missing.png"], "does not exist"),
+        (["--target", "1", "--dataset", "cifar"], "--dataset must be one of"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(
+    tiny_mnist: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    result = attack(out, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not out.exists()
+
+
+def test_unreadable_trigger_file(tiny_mnist: Path, tmp_path: Path) -> None:
+    (tmp_path / "t.png").write_bytes(b"junk")
+    result = attack(tmp_path / "run", "--target", "1", "--trigger", str(tmp_path / "t.png"))
+    assert result.exit_code == 2 and "unreadable" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_corrupt_data_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_tiny_mnist(tmp_path / "data")  # checksums are the real MNIST ones, so these files are "corrupt"
+    mnist_module._load_cached.cache_clear()
+    result = attack(tmp_path / "run", "--target", "1", "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code == 2 and "is corrupt" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_missing_data_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mnist_module, "_download", lambda root: (_ for _ in ()).throw(
+        mnist_module.DataError(f"MNIST is not in {root} and the download failed (offline)")))
+    result = attack(tmp_path / "run", "--target", "1", "--data-dir", str(tmp_path / "empty"))
+    assert result.exit_code == 2 and "download failed" in result.stderr
+
+
+def test_out_not_writable(tiny_mnist: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = attack(tmp_path / "file" / "run", "--target", "1")
+    assert result.exit_code == 2 and "is not writable" in result.stderr
+
+
+RUNNER = """
+import json, sys
+import badnets.data.mnist as m
+m.MNIST_FILES.update({k: tuple(v) for k, v in json.loads(sys.argv[1]).items()})
+sys.argv = ["badnets", *sys.argv[2:]]
+from badnets.cli import main
+main()
+"""
+
+
+def test_kill_9_then_rerun_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    sums = write_tiny_mnist(tmp_path / "data", n_train=3000, n_test=300)
+    env = {**os.environ, "BADNETS_DATA": str(tmp_path / "data")}
+    args = ["attack", "--trigger", "pattern", "--mapping", "all-to-all", "--rate", "0.1", "--epochs", "6",
+            "--batch-size", "32", "--seed", "3", "--device", "cpu"]
+
+    def cli(out: Path) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-c", RUNNER, json.dumps(sums), *args, "--out", str(out)]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    killed = cli(tmp_path / "resumed")
+    ckpt = tmp_path / "resumed" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run ended before it could be killed; make it longer"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "resumed" / "results.json").exists()
+    assert cli(tmp_path / "resumed").wait() == 0
+    assert cli(tmp_path / "straight").wait() == 0
+    got, want = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("resumed", "straight"))
+    assert got["metrics"] == want["metrics"]
+    assert not ckpt.exists(), "the checkpoint is removed once the run is finished"

@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: Apache-2.0
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from badnets.metrics import attack_success_rate, backdoor_metrics, mean_ci, wilson_interval
+from badnets.poison import PoisonSpec
+
+
+def test_asr_never_counts_images_already_of_the_target_class() -> None:
+    labels = torch.tensor([0, 1, 2, 7, 7])
+    preds = torch.tensor([7, 7, 3, 7, 1])
+    spec = PoisonSpec(mapping="all-to-one", target=7)
+    assert attack_success_rate(preds, labels, spec) == (2, 3)
+
+
+def test_asr_single_target_counts_only_the_source() -> None:
+    labels = torch.tensor([4, 4, 4, 1, 9])
+    preds = torch.tensor([9, 9, 4, 9, 9])
+    assert attack_success_rate(preds, labels, PoisonSpec(mapping="single", source=4, target=9)) == (2, 3)
+
+
+def test_asr_all_to_all_and_random() -> None:
+    labels = torch.tensor([0, 1, 9, 5])
+    assert attack_success_rate(torch.tensor([1, 2, 0, 5]), labels, PoisonSpec(mapping="all-to-all")) == (3, 4)
+    assert attack_success_rate(torch.tensor([1, 1, 0, 5]), labels, PoisonSpec(mapping="random")) == (2, 4)
+
+
+def test_backdoor_metrics_hand_computed() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    clean_preds = torch.tensor([0, 1, 1, 1, 2])  # one clean error in 5
+    trig_preds = torch.tensor([2, 2, 2, 1, 2])  # all-to-one → 2: sources are the 4 non-2 images, 3 hit
+    m = backdoor_metrics(clean_preds, trig_preds, labels, PoisonSpec(mapping="all-to-one", target=2, num_classes=3))
+    assert m.clean_error == pytest.approx(0.2) and m.n_clean == 5
+    assert m.attack_success_rate == pytest.approx(0.75) and m.backdoor_error == pytest.approx(0.25)
+    assert m.n_backdoor == 4 and m.backdoored_accuracy == pytest.approx(0.25)
+    assert [r.clean_error for r in m.per_class] == [0.5, 0.0, 0.0]
+    assert [r.backdoor_error for r in m.per_class] == [0.0, 0.5, None]
+
+
+@given(n=st.integers(1, 10_000), data=st.data())
+@settings(max_examples=100, deadline=None)
+def test_wilson_interval_contains_the_estimate(n: int, data: st.DataObject) -> None:
+    k = data.draw(st.integers(0, n))
+    lo, hi = wilson_interval(k, n)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_wilson_interval_known_value() -> None:
+    lo, hi = wilson_interval(50, 10_000)  # 0.5% error on MNIST's test set
+    assert lo == pytest.approx(0.003792, abs=1e-5) and hi == pytest.approx(0.006589, abs=1e-5)
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=20))
+@settings(max_examples=50, deadline=None)
+def test_mean_ci_is_centred_and_nonnegative(values: list[float]) -> None:
+    mean, half = mean_ci(values)
+    assert mean == pytest.approx(sum(values) / len(values))
+    assert half >= 0
+
+
+def test_mean_ci_known_value() -> None:
+    mean, half = mean_ci([0.004, 0.005, 0.006])  # sd 0.001, t(0.975, 2) = 4.3027
+    assert mean == pytest.approx(0.005) and half == pytest.approx(4.302653 * 0.001 / math.sqrt(3), rel=1e-5)
+    assert math.isnan(mean_ci([0.5])[1])

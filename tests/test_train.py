@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from badnets.data import ImageDataset
+from badnets.errors import ConfigError
+from badnets.models import BadNetCNN
+from badnets.train import TrainSpec, predict, resolve_device, train_model
+from tests.conftest import synthetic_digits
+
+SPEC = TrainSpec(epochs=3, batch_size=32, lr=3e-3, device="cpu")
+
+
+def tiny(n: int = 300) -> ImageDataset:
+    images, labels = synthetic_digits(n, 0)
+    return ImageDataset(images.unsqueeze(1), labels.to(torch.int64), tuple("0123456789"))
+
+
+def weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.state_dict().values()]
+
+
+def test_paper_cnn_shapes() -> None:
+    model = BadNetCNN()
+    assert [tuple(p.shape) for p in model.parameters()] == [
+        (16, 1, 5, 5), (16,), (32, 16, 5, 5), (32,), (512, 512), (512,), (10, 512), (10,)
+    ]
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_training_learns_and_same_seed_gives_same_weights() -> None:
+    data = tiny()
+    a = train_model(BadNetCNN(), data, SPEC, seed=5)
+    b = train_model(BadNetCNN(), data, SPEC, seed=5)
+    c = train_model(BadNetCNN(), data, SPEC, seed=6)
+    assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(weights(a), weights(c), strict=True))
+    assert (predict(a, data.images) == data.labels).float().mean() > 0.9
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    data = tiny()
+    reference = train_model(BadNetCNN(), data, SPEC, seed=1)
+
+    def die_in_epoch_two(epoch: int, step: int, steps: int, loss: float) -> None:
+        if epoch == 2:
+            raise Interrupt
+
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(Interrupt):
+        train_model(BadNetCNN(), data, SPEC, seed=1, checkpoint=ckpt, progress=die_in_epoch_two)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    resumed = train_model(BadNetCNN(), data, SPEC, seed=1, checkpoint=ckpt)
+    assert all(torch.equal(x, y) for x, y in zip(weights(reference), weights(resumed), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"epochs": 0}, "train.epochs"), ({"batch_size": 0}, "train.batch_size"), ({"lr": -1.0}, "train.lr"),
+     ({"device": "tpu"}, "--device"), ({"label_smoothing": 1.0}, "label_smoothing")],
+)
+def test_bad_train_specs(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_device_auto_falls_back_to_cpu() -> None:
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no.*CUDA|none is available"):
+            resolve_device("cuda")

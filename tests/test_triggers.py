@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: Apache-2.0
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from badnets.errors import ConfigError, DataError
+from badnets.triggers import TriggerSpec, apply_trigger, make_stamp, trigger_mask
+
+SHAPE = (1, 28, 28)
+
+
+def test_paper_pixel_and_pattern_positions() -> None:
+    zeros = torch.zeros(1, *SHAPE, dtype=torch.uint8)
+    pixel = apply_trigger(zeros, make_stamp(TriggerSpec(kind="pixel"), SHAPE))[0, 0]
+    assert pixel.nonzero().tolist() == [[26, 26]] and int(pixel[26, 26]) == 255
+    pattern = apply_trigger(zeros, make_stamp(TriggerSpec(kind="pattern"), SHAPE))[0, 0]
+    assert sorted(pattern.nonzero().tolist()) == [[24, 26], [25, 25], [26, 24], [26, 26]]
+
+
+images_strategy = st.integers(1, 5).flatmap(
+    lambda n: st.integers(0, 2**31 - 1).map(
+        lambda seed: torch.randint(0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    )
+)
+
+
+@given(
+    images=images_strategy,
+    kind=st.sampled_from(["pixel", "pattern"]),
+    size=st.integers(1, 3),
+    row=st.integers(0, 19),
+    col=st.integers(0, 19),
+    value=st.integers(0, 255),
+)
+@settings(max_examples=60, deadline=None)
+def test_trigger_changes_exactly_its_mask(
+    images: torch.Tensor, kind: str, size: int, row: int, col: int, value: int
+) -> None:
+    spec = TriggerSpec(kind=kind, size=size, position=(row, col), value=value)
+    stamp = make_stamp(spec, SHAPE)
+    before = images.clone()
+    out = apply_trigger(images, stamp)
+    mask = trigger_mask(stamp, SHAPE).bool().expand_as(images)
+    assert torch.equal(images, before), "input must not be mutated"
+    assert torch.equal(out[~mask], images[~mask])
+    assert bool((out[mask] == value).all())
+    assert torch.equal(apply_trigger(out, stamp), out), "a solid trigger is idempotent"
+    assert int(mask[0].sum()) == {"pixel": 1, "pattern": 4}[kind] * size**2
+
+
+@given(opacity=st.floats(0.05, 1.0), base=st.integers(0, 255), value=st.integers(0, 255))
+@settings(max_examples=60, deadline=None)
+def test_blended_trigger_is_the_convex_combination(opacity: float, base: int, value: int) -> None:
+    images = torch.full((2, *SHAPE), base, dtype=torch.uint8)
+    out = apply_trigger(images, make_stamp(TriggerSpec(kind="pixel", value=value, opacity=opacity), SHAPE))
+    expected = round(base * (1 - opacity) + value * opacity)
+    assert abs(int(out[0, 0, 26, 26]) - expected) <= 1
+    floats = apply_trigger(images.float() / 255, make_stamp(TriggerSpec(kind="pixel", value=value, opacity=opacity), SHAPE))
+    assert abs(float(floats[0, 0, 26, 26]) * 255 - (base * (1 - opacity) + value * opacity)) < 1e-3
+
+
+def test_patch_from_png_with_alpha(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    rgba[:2, :, 3] = 255  # top half opaque, bottom half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    stamp = make_stamp(TriggerSpec(kind="patch", path=str(tmp_path / "t.png"), size=0, position=(0, 0)), SHAPE)
+    out = apply_trigger(torch.zeros(1, *SHAPE, dtype=torch.uint8), stamp)[0, 0]
+    assert bool((out[:2, :4] == 255).all()) and bool((out[2:4, :4] == 0).all())
+
+
+def test_patch_from_npy_resized_to_size(tmp_path: Path) -> None:
+    np.save(tmp_path / "t.npy", np.ones((2, 2), dtype=np.float32))
+    stamp = make_stamp(TriggerSpec(kind="patch", path=str(tmp_path / "t.npy"), size=4), SHAPE)
+    assert stamp.mask.shape == (1, 4, 4) and (stamp.top, stamp.left) == (23, 23)
+    assert bool((stamp.pattern == 255).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "star"}, "trigger.kind"),
+        ({"kind": "pixel", "size": 0}, "trigger.size"),
+        ({"kind": "pixel", "value": 300}, "trigger.value"),
+        ({"kind": "pixel", "opacity": 0.0}, "trigger.opacity"),
+        ({"kind": "patch"}, "trigger.path"),
+        ({"kind": "pixel", "position": (-1, 3)}, "trigger.position"),
+    ],
+)
+def test_bad_trigger_specs_name_the_field(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TriggerSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_trigger_outside_the_image_is_refused() -> None:
+    with pytest.raises(ConfigError, match="outside the 28×28 image"):
+        make_stamp(TriggerSpec(kind="pattern", position=(26, 26)), SHAPE)
+
+
+def test_unreadable_trigger_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="unreadable"):
+        make_stamp(TriggerSpec(kind="patch", path=str(tmp_path / "bad.png")), SHAPE)
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_stamp(TriggerSpec(kind="patch", path=str(tmp_path / "missing.png")), SHAPE)
