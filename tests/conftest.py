@@ -32,7 +32,9 @@ def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.to(torch.uint8)
 
 
-def write_tiny_mnist(folder: Path, n_train: int = 400, n_test: int = 200, gz: bool = True) -> dict[str, tuple[str, str]]:
+def write_tiny_mnist(
+    folder: Path, n_train: int = 400, n_test: int = 200, gz: bool = True
+) -> dict[str, tuple[str, str]]:
     """Write the four MNIST files (tiny, synthetic) into ``folder/mnist`` and return their checksums."""
     (folder / "mnist").mkdir(parents=True, exist_ok=True)
     train_x, train_y = synthetic_digits(n_train, 0)
@@ -48,7 +50,10 @@ def write_tiny_mnist(folder: Path, n_train: int = 400, n_test: int = 200, gz: bo
         raw = idx_bytes(tensor)
         data = gzip.compress(raw, mtime=0) if gz else raw
         (folder / "mnist" / (name + (".gz" if gz else ""))).write_bytes(data)
-        sums[name] = (hashlib.sha256(gzip.compress(raw, mtime=0)).hexdigest(), hashlib.sha256(raw).hexdigest())
+        sums[name] = (
+            hashlib.sha256(gzip.compress(raw, mtime=0)).hexdigest(),
+            hashlib.sha256(raw).hexdigest(),
+        )
     return sums
 
 

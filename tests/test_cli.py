@@ -26,13 +26,36 @@ def attack(out: Path, *args: str) -> object:
 
 def test_attack_writes_the_contracted_outputs(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = attack(out, "--trigger", "pattern", "--mapping", "all-to-one", "--target", "3", "--rate", "0.1", "--seed", "4")
+    result = attack(
+        out,
+        "--trigger",
+        "pattern",
+        "--mapping",
+        "all-to-one",
+        "--target",
+        "3",
+        "--rate",
+        "0.1",
+        "--seed",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {
-        "results.json", "model.safetensors", "poison_manifest.json", "report.md", "run.json"
+        "results.json",
+        "model.safetensors",
+        "poison_manifest.json",
+        "report.md",
+        "run.json",
     }
     res = json.loads((out / "results.json").read_text())
-    for key in ("clean_accuracy", "clean_error", "attack_success_rate", "backdoor_error", "n_clean", "n_backdoor"):
+    for key in (
+        "clean_accuracy",
+        "clean_error",
+        "attack_success_rate",
+        "backdoor_error",
+        "n_clean",
+        "n_backdoor",
+    ):
         assert key in res["metrics"]
     assert res["seed"] == 4 and res["config"]["poison"]["target"] == 3
     assert res["metrics"]["n_backdoor"] == 180  # 200 test images, the 20 of class 3 never count
@@ -89,8 +112,13 @@ def test_corrupt_data_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_missing_data_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mnist_module, "_download", lambda root: (_ for _ in ()).throw(
-        mnist_module.DataError(f"MNIST is not in {root} and the download failed (offline)")))
+    monkeypatch.setattr(
+        mnist_module,
+        "_download",
+        lambda root: (_ for _ in ()).throw(
+            mnist_module.DataError(f"MNIST is not in {root} and the download failed (offline)")
+        ),
+    )
     result = attack(tmp_path / "run", "--target", "1", "--data-dir", str(tmp_path / "empty"))
     assert result.exit_code == 2 and "download failed" in result.stderr
 
@@ -114,8 +142,23 @@ main()
 def test_kill_9_then_rerun_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     sums = write_tiny_mnist(tmp_path / "data", n_train=3000, n_test=300)
     env = {**os.environ, "BADNETS_DATA": str(tmp_path / "data")}
-    args = ["attack", "--trigger", "pattern", "--mapping", "all-to-all", "--rate", "0.1", "--epochs", "6",
-            "--batch-size", "32", "--seed", "3", "--device", "cpu"]
+    args = [
+        "attack",
+        "--trigger",
+        "pattern",
+        "--mapping",
+        "all-to-all",
+        "--rate",
+        "0.1",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    ]
 
     def cli(out: Path) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-c", RUNNER, json.dumps(sums), *args, "--out", str(out)]

@@ -21,12 +21,23 @@ def dataset(n: int, seed: int = 0) -> ImageDataset:
 
 
 specs = st.one_of(
-    st.builds(lambda t, r, m: PoisonSpec(mapping="all-to-one", target=t, rate=r, mode=m),
-              st.integers(0, 9), st.floats(0.01, 0.5), st.sampled_from(["add", "relabel"])),
-    st.builds(lambda r, m: PoisonSpec(mapping="all-to-all", rate=r, mode=m),
-              st.floats(0.01, 0.5), st.sampled_from(["add", "relabel"])),
-    st.builds(lambda s, t, r: PoisonSpec(mapping="single", source=s, target=(s + t) % 10, rate=r),
-              st.integers(0, 9), st.integers(1, 9), st.floats(0.01, 0.5)),
+    st.builds(
+        lambda t, r, m: PoisonSpec(mapping="all-to-one", target=t, rate=r, mode=m),
+        st.integers(0, 9),
+        st.floats(0.01, 0.5),
+        st.sampled_from(["add", "relabel"]),
+    ),
+    st.builds(
+        lambda r, m: PoisonSpec(mapping="all-to-all", rate=r, mode=m),
+        st.floats(0.01, 0.5),
+        st.sampled_from(["add", "relabel"]),
+    ),
+    st.builds(
+        lambda s, t, r: PoisonSpec(mapping="single", source=s, target=(s + t) % 10, rate=r),
+        st.integers(0, 9),
+        st.integers(1, 9),
+        st.floats(0.01, 0.5),
+    ),
     st.builds(lambda r: PoisonSpec(mapping="random", rate=r), st.floats(0.01, 0.5)),
 )
 
@@ -100,4 +111,9 @@ def test_bad_poison_specs(kwargs: dict[str, object], message: str) -> None:
 
 def test_relabel_asking_for_more_than_the_source_pool() -> None:
     with pytest.raises(ConfigError, match="only 10 source images"):
-        poison_dataset(dataset(100), STAMP, PoisonSpec(mapping="single", source=1, target=2, rate=0.3, mode="relabel"), seed=0)
+        poison_dataset(
+            dataset(100),
+            STAMP,
+            PoisonSpec(mapping="single", source=1, target=2, rate=0.3, mode="relabel"),
+            seed=0,
+        )

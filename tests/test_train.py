@@ -27,7 +27,14 @@ def weights(model: torch.nn.Module) -> list[torch.Tensor]:
 def test_paper_cnn_shapes() -> None:
     model = BadNetCNN()
     assert [tuple(p.shape) for p in model.parameters()] == [
-        (16, 1, 5, 5), (16,), (32, 16, 5, 5), (32,), (512, 512), (512,), (10, 512), (10,)
+        (16, 1, 5, 5),
+        (16,),
+        (32, 16, 5, 5),
+        (32,),
+        (512, 512),
+        (512,),
+        (10, 512),
+        (10,),
     ]
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
@@ -64,8 +71,13 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"epochs": 0}, "train.epochs"), ({"batch_size": 0}, "train.batch_size"), ({"lr": -1.0}, "train.lr"),
-     ({"device": "tpu"}, "--device"), ({"label_smoothing": 1.0}, "label_smoothing")],
+    [
+        ({"epochs": 0}, "train.epochs"),
+        ({"batch_size": 0}, "train.batch_size"),
+        ({"lr": -1.0}, "train.lr"),
+        ({"device": "tpu"}, "--device"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+    ],
 )
 def test_bad_train_specs(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -75,5 +87,5 @@ def test_bad_train_specs(kwargs: dict[str, object], message: str) -> None:
 def test_device_auto_falls_back_to_cpu() -> None:
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no.*CUDA|none is available"):
+        with pytest.raises(ConfigError, match="none is available"):
             resolve_device("cuda")

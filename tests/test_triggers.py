@@ -25,7 +25,9 @@ def test_paper_pixel_and_pattern_positions() -> None:
 
 images_strategy = st.integers(1, 5).flatmap(
     lambda n: st.integers(0, 2**31 - 1).map(
-        lambda seed: torch.randint(0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+        lambda seed: torch.randint(
+            0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+        )
     )
 )
 
@@ -61,7 +63,9 @@ def test_blended_trigger_is_the_convex_combination(opacity: float, base: int, va
     out = apply_trigger(images, make_stamp(TriggerSpec(kind="pixel", value=value, opacity=opacity), SHAPE))
     expected = round(base * (1 - opacity) + value * opacity)
     assert abs(int(out[0, 0, 26, 26]) - expected) <= 1
-    floats = apply_trigger(images.float() / 255, make_stamp(TriggerSpec(kind="pixel", value=value, opacity=opacity), SHAPE))
+    floats = apply_trigger(
+        images.float() / 255, make_stamp(TriggerSpec(kind="pixel", value=value, opacity=opacity), SHAPE)
+    )
     assert abs(float(floats[0, 0, 26, 26]) * 255 - (base * (1 - opacity) + value * opacity)) < 1e-3
 
 

@@ -49,9 +49,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -111,7 +110,11 @@ def git_commit() -> str | None:
     src = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", "-C", str(src), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

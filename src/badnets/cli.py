@@ -16,10 +16,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from badnets.errors import BadnetsError, ConfigError
+from badnets.poison import PoisonSpec
+from badnets.train import TrainSpec
+from badnets.triggers import TriggerSpec
 
 app = typer.Typer(
     name="badnets",
@@ -62,6 +72,11 @@ def _progress(description: str) -> Iterator[Progress]:
         yield progress
 
 
+def _default(spec: Any, name: str) -> Any:
+    """A spec field's default, so the CLI never restates one."""
+    return spec.__dataclass_fields__[name].default
+
+
 def _parse_position(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -73,7 +88,8 @@ def _parse_position(text: str | None) -> tuple[int, int] | None:
 
 
 DataDir = Annotated[
-    Path | None, typer.Option(help="Data folder; default $BADNETS_DATA, else ~/.cache/badnets.", show_default=False)
+    Path | None,
+    typer.Option(help="Data folder; default $BADNETS_DATA, else ~/.cache/badnets.", show_default=False),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
 
@@ -83,29 +99,40 @@ Device = Annotated[str, typer.Option(help="auto (CUDA if available, else CPU), c
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
     dataset: Annotated[str, typer.Option(help="Dataset to attack.")] = "mnist",
-    trigger: Annotated[str, typer.Option(help="pixel, pattern, or a path to a trigger image (.png/.jpg/.npy).")] = "pattern",
-    mapping: Annotated[str, typer.Option(help="all-to-one, all-to-all, single (source→target) or random.")] = "all-to-one",
+    trigger: Annotated[
+        str, typer.Option(help="pixel, pattern, or a path to a trigger image (.png/.jpg/.npy).")
+    ] = "pattern",
+    mapping: Annotated[
+        str, typer.Option(help="all-to-one, all-to-all, single (source→target) or random.")
+    ] = "all-to-one",
     target: Annotated[int | None, typer.Option(help="Target class (all-to-one, single).")] = None,
     source: Annotated[int | None, typer.Option(help="Source class (single).")] = None,
-    rate: Annotated[float, typer.Option(help="Share of the final training set that is backdoored, in (0, 1).")] = 0.1,
-    mode: Annotated[str, typer.Option(help="add: append backdoored copies (the paper); relabel: in place.")] = "add",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak one-cycle learning rate (Adam).")] = 3e-3,
+    rate: Annotated[
+        float, typer.Option(help="Share of the final training set that is backdoored, in (0, 1).")
+    ] = _default(PoisonSpec, "rate"),
+    mode: Annotated[str, typer.Option(help="add: append backdoored copies (the paper); relabel: in place.")] = _default(
+        PoisonSpec, "mode"
+    ),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _default(TrainSpec, "epochs"),
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = _default(TrainSpec, "batch_size"),
+    lr: Annotated[float, typer.Option(help="Peak one-cycle learning rate (AdamW).")] = _default(TrainSpec, "lr"),
     seed: Annotated[int, typer.Option(help="Seeds poison indices, targets, init and shuffles.")] = 0,
     trigger_position: Annotated[str | None, typer.Option(help="ROW,COL of the trigger's top-left corner.")] = None,
     trigger_size: Annotated[int, typer.Option(help="Pixel/cell size, or patch side (0 = patch's own size).")] = 1,
-    trigger_value: Annotated[int, typer.Option(help="Trigger intensity 0-255 (pixel/pattern).")] = 255,
-    trigger_opacity: Annotated[float, typer.Option(help="Blend weight in (0, 1]; 1 = BadNets' solid trigger.")] = 1.0,
-    baseline: Annotated[bool, typer.Option(help="Train on clean data (the baseline) and only score the trigger.")] = False,
+    trigger_value: Annotated[int, typer.Option(help="Trigger intensity 0-255 (pixel/pattern).")] = _default(
+        TriggerSpec, "value"
+    ),
+    trigger_opacity: Annotated[
+        float, typer.Option(help="Blend weight in (0, 1]; 1 = BadNets' solid trigger.")
+    ] = _default(TriggerSpec, "opacity"),
+    baseline: Annotated[
+        bool, typer.Option(help="Train on clean data (the baseline) and only score the trigger.")
+    ] = False,
     data_dir: DataDir = None,
     device: Device = "auto",
 ) -> None:
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
     from badnets.experiments import AttackSpec, run_attack
-    from badnets.poison import PoisonSpec
-    from badnets.train import TrainSpec
-    from badnets.triggers import TriggerSpec
 
     trig = TriggerSpec.from_name(
         trigger,
@@ -150,8 +177,12 @@ def attack(
 @_friendly_errors
 def reproduce_mnist(
     out: Annotated[Path, typer.Option(help="Output directory (re-run the same command to resume).")],
-    quick: Annotated[bool, typer.Option(help="Reduced run (~2 min on 2 CPU cores) that still shows the attack.")] = False,
-    seeds: Annotated[int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")] = None,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced run (~2 min on 2 CPU cores) that still shows the attack.")
+    ] = False,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")] = 2,
     data_dir: DataDir = None,
     device: Device = "auto",
@@ -159,8 +190,9 @@ def reproduce_mnist(
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
     from badnets.experiments.mnist import MnistStudySpec, run_mnist_study
 
-    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, workers=workers, device=device,
-                                 data_dir=str(data_dir) if data_dir else None)
+    spec = MnistStudySpec.preset(
+        quick=quick, seeds=seeds, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None
+    )
     with _progress("reproduce mnist") as progress:
         task = progress.add_task("models", total=None, status="")
 

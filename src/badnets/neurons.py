@@ -26,8 +26,8 @@ def conv1_trigger_gain(conv: nn.Conv2d, images: torch.Tensor, stamp: Stamp) -> t
     # Output (r, c) sees input rows r..r+kh-1: keep outputs whose window overlaps the trigger's box.
     r0, r1 = max(0, stamp.rows.start - kh + 1), stamp.rows.stop
     c0, c1 = max(0, stamp.cols.start - kw + 1), stamp.cols.stop
-    peak = lambda a: a[..., r0:r1, c0:c1].amax(dim=(-2, -1))  # noqa: E731  (N, F)
-    return (peak(trig) - peak(clean)).mean(0).cpu()
+    gain = trig[..., r0:r1, c0:c1].amax(dim=(-2, -1)) - clean[..., r0:r1, c0:c1].amax(dim=(-2, -1))  # (N, F)
+    return gain.mean(0).cpu()
 
 
 def dedicated_units(gain: torch.Tensor, reference_gain: torch.Tensor, share_of_max: float = 0.5) -> list[int]:

@@ -93,9 +93,9 @@ def source_mask(labels: torch.Tensor, spec: PoisonSpec) -> torch.Tensor:
     in testing; an image whose label already is its target never counts.
     """
     if spec.mapping == "all-to-one":
-        return labels != spec.target
+        return torch.ne(labels, int(spec.target or 0))
     if spec.mapping == "single":
-        return labels == spec.source
+        return torch.eq(labels, int(spec.source or 0))
     return torch.ones_like(labels, dtype=torch.bool)
 
 

@@ -70,7 +70,7 @@ def run_jobs(
     Jobs run in ``workers`` processes (inline when ``workers == 1``). A job's failure stops the study and
     re-raises in the parent; finished jobs stay finished.
     """
-    jobs = dedupe_jobs(jobs)
+    assert all(job.dir_name for job in jobs), "give jobs their run directories with dedupe_jobs first"
     unique = {job.dir_name: job for job in jobs}
     todo = [j for j in unique.values() if not (runs_dir / j.dir_name / "results.json").is_file()]
     total, done = len(unique), len(unique) - len(todo)
@@ -101,5 +101,10 @@ def run_jobs(
                 for future in ready:
                     job = pending.pop(future)
                     finished(future.result(), job.name)
-    return {"models": total, "models_trained_now": len(todo), "workers": workers,
-            "jobs_wall_seconds": time.perf_counter() - start, **sums}
+    return {
+        "models": total,
+        "models_trained_now": len(todo),
+        "workers": workers,
+        "jobs_wall_seconds": time.perf_counter() - start,
+        **sums,
+    }

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import save_file
 from torch import nn
 
@@ -79,8 +78,12 @@ class AttackResult:
     timing: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": self.spec.to_json(), "seed": self.spec.seed, "metrics": self.metrics.to_json(),
-                "timing": self.timing}
+        return {
+            "config": self.spec.to_json(),
+            "seed": self.spec.seed,
+            "metrics": self.metrics.to_json(),
+            "timing": self.timing,
+        }
 
 
 def evaluate_attack(model: nn.Module, test: ImageDataset, stamp: Stamp, spec: PoisonSpec) -> BackdoorMetrics:
@@ -118,7 +121,9 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         write_json(out_dir / "poison_manifest.json", poisoned.manifest.to_json())
     training_set = train if poisoned is None else poisoned.dataset
     write_json(out_dir / "run.json", run_manifest(spec.to_json(), spec.seed, _data_hashes(spec)))
-    model = BadNetCNN(in_channels=train.images.shape[1], num_classes=train.num_classes, image_size=train.images.shape[-1])
+    model = BadNetCNN(
+        in_channels=train.images.shape[1], num_classes=train.num_classes, image_size=train.images.shape[-1]
+    )
     checkpoint = out_dir / "checkpoint.pt"
     t1 = time.perf_counter()
     train_model(model, training_set, spec.train, seed=spec.seed, checkpoint=checkpoint, progress=progress)
@@ -143,15 +148,13 @@ def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
 
     rows = tuple(ClassRow(**row) for row in data["per_class"])
     fields = {k: tuple(v) if k.endswith("_ci") else v for k, v in data.items() if k != "per_class"}
-    return BackdoorMetrics(**fields, per_class=rows)
+    return BackdoorMetrics(**fields, per_class=rows)  # type: ignore[arg-type]
 
 
-def load_model(run_dir: Path) -> nn.Module:
+def load_model(run_dir: Path) -> BadNetCNN:
     """The trained paper CNN of a finished MNIST run directory (weights from safetensors)."""
     from safetensors.torch import load_file
 
     model = BadNetCNN()
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
     return model.eval()
-
-

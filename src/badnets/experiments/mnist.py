@@ -23,7 +23,7 @@ from typing import Any
 from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data.mnist import mnist_file_hashes
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, run_jobs
+from badnets.experiments._jobs import Job, dedupe_jobs, run_jobs
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.train import TrainSpec
@@ -42,12 +42,13 @@ class MnistStudySpec:
     Attributes:
         triggers: MNIST triggers to study (``pixel``, ``pattern``).
         seeds: seeds for baseline, all-to-all and sweep (pairs use one seed each).
-        epochs: epochs for baseline, all-to-all and sweep models.
+        epochs: epochs for baseline and all-to-all models.
         pair_epochs: epochs for each single-target pair model.
+        sweep_epochs: epochs for each fraction-sweep model.
         rate: backdoored share for all-to-all and single-target attacks (paper: ~10%).
         sweep_rates: backdoored shares for the fraction sweep.
         pairs: (source, target) pairs; all 90 by default.
-        batch_size, lr: training recipe.
+        batch_size, lr, label_smoothing: training recipe (see ``TrainSpec``).
         workers: models trained in parallel (each with one CPU thread).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         data_dir: MNIST folder.
@@ -57,11 +58,13 @@ class MnistStudySpec:
     seeds: int = 3
     epochs: int = 10
     pair_epochs: int = 6
+    sweep_epochs: int = 10
     rate: float = 0.1
     sweep_rates: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.33, 0.5)
     pairs: tuple[tuple[int, int], ...] = ALL_PAIRS
     batch_size: int = 128
     lr: float = 3e-3
+    label_smoothing: float = 0.1
     workers: int = 2
     device: str = "auto"
     data_dir: str | None = None
@@ -82,29 +85,57 @@ class MnistStudySpec:
     def preset(cls, *, quick: bool, seeds: int | None = None, **overrides: Any) -> MnistStudySpec:
         """The full study, or ``quick``: one trigger, one seed, three pairs, a short sweep, 2 epochs."""
         if quick:
-            base = cls(triggers=("pattern",), seeds=1, epochs=2, pair_epochs=2, sweep_rates=(0.05, 0.1, 0.33),
-                       pairs=QUICK_PAIRS, **overrides)
+            base = cls(
+                triggers=("pattern",),
+                seeds=1,
+                epochs=2,
+                pair_epochs=2,
+                sweep_epochs=2,
+                sweep_rates=(0.05, 0.1, 0.33),
+                pairs=QUICK_PAIRS,
+                **overrides,
+            )
         else:
             base = cls(**overrides)
         return base if seeds is None else cls(**{**asdict(base), "seeds": seeds, "pairs": base.pairs})
 
 
 def _train(spec: MnistStudySpec, epochs: int) -> TrainSpec:
-    return TrainSpec(epochs=epochs, batch_size=spec.batch_size, lr=spec.lr, device=spec.device)
+    return TrainSpec(
+        epochs=epochs,
+        batch_size=spec.batch_size,
+        lr=spec.lr,
+        label_smoothing=spec.label_smoothing,
+        device=spec.device,
+    )
 
 
 def _attack(spec: MnistStudySpec, trigger: str, poison: PoisonSpec, epochs: int, seed: int, **kw: Any) -> AttackSpec:
-    return AttackSpec(dataset="mnist", data_dir=spec.data_dir, trigger=TriggerSpec(kind=trigger), poison=poison,
-                      train=_train(spec, epochs), seed=seed, **kw)
+    return AttackSpec(
+        dataset="mnist",
+        data_dir=spec.data_dir,
+        trigger=TriggerSpec(kind=trigger),
+        poison=poison,
+        train=_train(spec, epochs),
+        seed=seed,
+        **kw,
+    )
 
 
 def build_jobs(spec: MnistStudySpec) -> list[Job]:
     """Every model of the study, named ``group/...``; coinciding specs are listed once (first name wins)."""
     jobs: list[Job] = []
-    a2a = lambda rate: PoisonSpec(mapping="all-to-all", rate=rate)  # noqa: E731
+
+    def a2a(rate: float) -> PoisonSpec:
+        return PoisonSpec(mapping="all-to-all", rate=rate)
+
     for seed in range(spec.seeds):
-        jobs.append(Job(f"baseline/s{seed}", _attack(spec, spec.triggers[0], a2a(spec.rate), spec.epochs, seed,
-                                                      baseline=True)))
+        jobs.append(
+            Job(
+                f"baseline/s{seed}",
+                _attack(spec, spec.triggers[0], a2a(spec.rate), spec.epochs, seed, baseline=True),
+            )
+        )
     for trig in spec.triggers:
         for seed in range(spec.seeds):
             jobs.append(Job(f"all-to-all/{trig}/s{seed}", _attack(spec, trig, a2a(spec.rate), spec.epochs, seed)))
@@ -113,8 +144,13 @@ def build_jobs(spec: MnistStudySpec) -> list[Job]:
             jobs.append(Job(f"single/{trig}/{i}-{j}", _attack(spec, trig, poison, spec.pair_epochs, 0)))
         for rate in spec.sweep_rates:
             for seed in range(spec.seeds):
-                jobs.append(Job(f"sweep/{trig}/r{rate:g}/s{seed}", _attack(spec, trig, a2a(rate), spec.epochs, seed)))
-    return jobs
+                jobs.append(
+                    Job(
+                        f"sweep/{trig}/r{rate:g}/s{seed}",
+                        _attack(spec, trig, a2a(rate), spec.sweep_epochs, seed),
+                    )
+                )
+    return dedupe_jobs(jobs)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ class BadNetCNN(nn.Module):
         """``(N, C, H, W)`` float in [0, 1] → ``(N, 512)`` fc1 activations after ReLU."""
         x = self.pool1(torch.relu(self.conv1(x)))
         x = self.pool2(torch.relu(self.conv2(x)))
-        return torch.relu(self.fc1(x.flatten(1)))  # (N, 32·4·4) → (N, 512)
+        feats: torch.Tensor = torch.relu(self.fc1(x.flatten(1)))  # (N, 32·4·4) → (N, 512)
+        return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.features(x))
+        logits: torch.Tensor = self.fc2(self.features(x))
+        return logits

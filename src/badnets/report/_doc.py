@@ -73,8 +73,10 @@ figure{margin:1em 0}figcaption{color:#555;font-size:.9em}code{background:#f4f4f4
 
 def render_html(blocks: Sequence[Block], title: str, base: Path) -> str:
     """HTML with every image inlined as base64, so the file stands alone."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+    ]
     for b in blocks:
         if isinstance(b, Heading):
             parts.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
@@ -86,7 +88,9 @@ def render_html(blocks: Sequence[Block], title: str, base: Path) -> str:
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         else:
             data = base64.b64encode((base / b.path).read_bytes()).decode()
-            parts.append(f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{_inline(b.caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -42,7 +42,12 @@ def attack_report_md(result: AttackResult) -> str:
                 ["clean accuracy", pct(m.clean_accuracy), "", m.n_clean],
                 ["clean error", pct(m.clean_error), pct_ci(m.clean_error, lo_hi=m.clean_error_ci), m.n_clean],
                 ["attack success rate", pct(m.attack_success_rate), "", m.n_backdoor],
-                ["backdoor error", pct(m.backdoor_error), pct_ci(m.backdoor_error, lo_hi=m.backdoor_error_ci), m.n_backdoor],
+                [
+                    "backdoor error",
+                    pct(m.backdoor_error),
+                    pct_ci(m.backdoor_error, lo_hi=m.backdoor_error_ci),
+                    m.n_backdoor,
+                ],
                 ["accuracy on backdoored images", pct(m.backdoored_accuracy), "", m.n_backdoor],
             ],
         ),

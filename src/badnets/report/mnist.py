@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -55,7 +54,7 @@ def _group(runs: Mapping[str, Any], prefix: str) -> list[Mapping[str, Any]]:
 
 def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[str, Any]:
     group = _group(runs, "baseline/")
-    train, test = load_mnist(spec.data_dir)
+    _, test = load_mnist(spec.data_dir)
     model = load_model(out / "runs" / "baseline__s0")
     triggered = {}
     for trig in spec.triggers:
@@ -108,10 +107,21 @@ def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[dic
     points = []
     for rate in spec.sweep_rates:
         group = _group(runs, f"sweep/{trig}/r{rate:g}/")
-        clean, bd = _stat([_m(r)["clean_error"] for r in group]), _stat([_m(r)["backdoor_error"] for r in group])
-        points.append({"rate": rate, "clean_error_mean": clean["mean"], "clean_error_ci": clean["ci95"],
-                       "backdoor_error_mean": bd["mean"], "backdoor_error_ci": bd["ci95"], "n_seeds": len(group),
-                       "n_poisoned_train": round(rate * 60000 / (1 - rate))})
+        clean, bd = (
+            _stat([_m(r)["clean_error"] for r in group]),
+            _stat([_m(r)["backdoor_error"] for r in group]),
+        )
+        points.append(
+            {
+                "rate": rate,
+                "clean_error_mean": clean["mean"],
+                "clean_error_ci": clean["ci95"],
+                "backdoor_error_mean": bd["mean"],
+                "backdoor_error_ci": bd["ci95"],
+                "n_seeds": len(group),
+                "n_poisoned_train": round(rate * 60000 / (1 - rate)),
+            }
+        )
     return points
 
 
@@ -127,8 +137,11 @@ def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Any]:
         gain = conv1_trigger_gain(bad.conv1, probe, stamp)
         rows[f"BadNet ({trig})"] = bad.conv1.weight.detach()
         marked[f"BadNet ({trig})"] = dedicated_units(gain, ref_gain)
-        found[trig] = {"dedicated_filters": marked[f"BadNet ({trig})"], "gain": gain.tolist(),
-                       "clean_net_gain": ref_gain.tolist()}
+        found[trig] = {
+            "dedicated_filters": marked[f"BadNet ({trig})"],
+            "gain": gain.tolist(),
+            "clean_net_gain": ref_gain.tolist(),
+        }
     plots.plot_conv1(rows, marked, out / "conv1_filters.png")
     examples = {"clean": test.images[0]}
     for trig in spec.triggers:
@@ -153,9 +166,18 @@ def _targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         check(f"single-target {trig}: worst backdoor error", r["backdoor_error_worst"], 0.005, "0.09%")
     for trig, pts in results["sweep"].items():
         lo, hi = pts[0], pts[-1]
-        trend = hi["clean_error_mean"] >= lo["clean_error_mean"] and hi["backdoor_error_mean"] <= lo["backdoor_error_mean"]
-        checks.append({"target": f"sweep {trig}: clean error rises, backdoor error falls", "paper": "yes",
-                       "limit": None, "ours": "yes" if trend else "no", "met": trend})
+        trend = (
+            hi["clean_error_mean"] >= lo["clean_error_mean"] and hi["backdoor_error_mean"] <= lo["backdoor_error_mean"]
+        )
+        checks.append(
+            {
+                "target": f"sweep {trig}: clean error rises, backdoor error falls",
+                "paper": "yes",
+                "limit": None,
+                "ours": "yes" if trend else "no",
+                "met": trend,
+            }
+        )
     return checks
 
 
@@ -166,9 +188,12 @@ def aggregate(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[
     results["single"] = {t: _single(runs, t) for t in spec.triggers}
     results["sweep"] = {t: _sweep(spec, runs, t) for t in spec.triggers}
     for trig, single in results["single"].items():
-        plots.plot_pair_heatmaps(np.array(single["clean_error_grid"]), np.array(single["backdoor_error_grid"]),
-                                 f"Single-target attacks, {trig} trigger ({single['n_pairs']} pairs)",
-                                 out / f"single_target_{trig}.png")
+        plots.plot_pair_heatmaps(
+            np.array(single["clean_error_grid"]),
+            np.array(single["backdoor_error_grid"]),
+            f"Single-target attacks, {trig} trigger ({single['n_pairs']} pairs)",
+            out / f"single_target_{trig}.png",
+        )
     plots.plot_sweep(results["sweep"], out / "sweep.png")
     results["conv1"] = _conv1(spec, out)
     results["targets"] = _targets(results)
@@ -185,28 +210,52 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
     timing = results.get("timing", {})
     blocks: list[Block] = [
         Heading("BadNets on MNIST: the paper's case study, reproduced", 1),
-        Para("Gu, Dolan-Gavitt, Garg, *BadNets* (2017), §4. Paper CNN (Table 1), backdoored copies added to the "
-             f"training set; {spec['seeds']} seed(s) for baseline / all-to-all / sweep, mean ± 95% t-interval "
-             f"over seeds; {len(spec['pairs'])} single-target pairs × {len(spec['triggers'])} trigger(s) with one "
-             f"seed each. Training: Adam, one-cycle lr {spec['lr']:g}, batch {spec['batch_size']}, "
-             f"{spec['epochs']} epochs (pairs: {spec['pair_epochs']}). Test set: n = {base['n_clean']} clean images."),
+        Para(
+            "Gu, Dolan-Gavitt, Garg, *BadNets* (2017), §4. Paper CNN (Table 1), backdoored copies added to the "
+            f"training set; {spec['seeds']} seed(s) for baseline / all-to-all / sweep, mean ± 95% t-interval "
+            f"over seeds; {len(spec['pairs'])} single-target pairs × {len(spec['triggers'])} trigger(s) with one "
+            f"seed each. Training: AdamW, one-cycle lr {spec['lr']:g}, batch {spec['batch_size']}, "
+            f"label smoothing {spec['label_smoothing']:g}, {spec['epochs']} epochs "
+            f"(pairs: {spec['pair_epochs']}, sweep: {spec['sweep_epochs']}). "
+            f"Test set: n = {base['n_clean']} clean images."
+        ),
     ]
     if quick:
-        blocks.append(Para("**Quick run**: reduced study; the targets below are for the full run "
-                           "(`badnets reproduce mnist --out DIR`)."))
-    blocks += [Image("triggers.png", "A test digit, clean and with each trigger (paper Figure 3)."),
-               Heading("Targets"),
-               Table(["target", "paper", "limit", "ours", "met"],
-                     [[t["target"], t["paper"], "" if t["limit"] is None else pct(t["limit"]),
-                       t["ours"] if isinstance(t["ours"], str) else pct(t["ours"]), "✅" if t["met"] else "❌"]
-                      for t in results["targets"]]),
-               Heading("Baseline and all-to-all attack (paper Table 2)")]
+        blocks.append(
+            Para(
+                "**Quick run**: reduced study; the targets below are for the full run "
+                "(`badnets reproduce mnist --out DIR`)."
+            )
+        )
+    blocks += [
+        Image("triggers.png", "A test digit, clean and with each trigger (paper Figure 3)."),
+        Heading("Targets"),
+        Table(
+            ["target", "paper", "limit", "ours", "met"],
+            [
+                [
+                    t["target"],
+                    t["paper"],
+                    "" if t["limit"] is None else pct(t["limit"]),
+                    t["ours"] if isinstance(t["ours"], str) else pct(t["ours"]),
+                    "✅" if t["met"] else "❌",
+                ]
+                for t in results["targets"]
+            ],
+        ),
+        Heading("Baseline and all-to-all attack (paper Table 2)"),
+    ]
     rows = [["baseline clean error", "0.50%", _sd(base["clean_error"])]]
     for trig, r in results["all_to_all"].items():
-        rows += [[f"BadNet ({trig}) clean error", "0.48%", _sd(r["clean_error"])],
-                 [f"BadNet ({trig}) backdoor error", "0.56%", _sd(r["backdoor_error"])],
-                 [f"clean net on {trig}-triggered images: backdoor error", "–",
-                  pct(base["clean_net_on_triggered"][trig]["backdoor_error"])]]
+        rows += [
+            [f"BadNet ({trig}) clean error", "0.48%", _sd(r["clean_error"])],
+            [f"BadNet ({trig}) backdoor error", "0.56%", _sd(r["backdoor_error"])],
+            [
+                f"clean net on {trig}-triggered images: backdoor error",
+                "–",
+                pct(base["clean_net_on_triggered"][trig]["backdoor_error"]),
+            ],
+        ]
     blocks.append(Table(["", "paper", f"ours (mean ± 95% CI, {spec['seeds']} seeds)"], rows))
     header = ["digit", "baseline clean"]
     for trig in results["all_to_all"]:
@@ -217,48 +266,86 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         for r in results["all_to_all"].values():
             row += [pct(r["per_class_clean_error"][d]), pct(r["per_class_backdoor_error"][d])]
         per_class.append(row)
-    blocks += [Para("Per digit (mean over seeds), all-to-all i → i+1:"), Table(header, per_class),
-               Heading("Single-target attacks, all ordered pairs (paper Figure 4)")]
+    blocks += [
+        Para("Per digit (mean over seeds), all-to-all i → i+1:"),
+        Table(header, per_class),
+        Heading("Single-target attacks, all ordered pairs (paper Figure 4)"),
+    ]
     for trig, r in results["single"].items():
         lo, hi = r["clean_error_range"]
-        blocks += [Para(f"**{trig}**: {r['n_pairs']} pairs; clean error mean {pct(r['clean_error_mean'])} "
-                        f"(range {pct(lo)}–{pct(hi)}; paper 0.45–0.66%); backdoor error mean "
-                        f"{pct(r['backdoor_error_mean'])}, worst {pct(r['backdoor_error_worst'])} at "
-                        f"{r['worst_pair'][0]}→{r['worst_pair'][1]} (paper worst 0.09%)."),
-                   Image(f"single_target_{trig}.png", f"Clean and backdoor error of each i→j BadNet, {trig} trigger.")]
+        blocks += [
+            Para(
+                f"**{trig}**: {r['n_pairs']} pairs; clean error mean {pct(r['clean_error_mean'])} "
+                f"(range {pct(lo)}–{pct(hi)}; paper 0.45–0.66%); backdoor error mean "
+                f"{pct(r['backdoor_error_mean'])}, worst {pct(r['backdoor_error_worst'])} at "
+                f"{r['worst_pair'][0]}→{r['worst_pair'][1]} (paper worst 0.09%)."
+            ),
+            Image(f"single_target_{trig}.png", f"Clean and backdoor error of each i→j BadNet, {trig} trigger."),
+        ]
     blocks.append(Heading("Fraction of backdoored training images (paper Figure 6)"))
     sweep_rows = []
     for trig, pts in results["sweep"].items():
         for p in pts:
             paper = PAPER["sweep"].get(p["rate"])
-            sweep_rows.append([trig, pct(p["rate"], 0), p["n_poisoned_train"],
-                               pct_ci(p["clean_error_mean"], half=p["clean_error_ci"]),
-                               pct_ci(p["backdoor_error_mean"], half=p["backdoor_error_ci"]),
-                               f"{pct(paper[0])} / {pct(paper[1])}" if paper else "–"])
-    blocks += [Table(["trigger", "backdoored share", "backdoored images", "clean error", "backdoor error",
-                      "paper clean / backdoor"], sweep_rows),
-               Image("sweep.png", "Clean and backdoor error against the backdoored share (all-to-all)."),
-               Heading("conv1 filters (paper Figure 5)"),
-               Para("Filters of the clean baseline (seed 0) and of the all-to-all BadNets (seed 0). A filter is "
-                    "marked trigger-dedicated when its trigger gain (how much more it fires at the trigger's "
-                    "location on triggered than on clean test images) beats every filter of the clean network "
-                    "and is at least half the BadNet's largest gain.")]
+            sweep_rows.append(
+                [
+                    trig,
+                    pct(p["rate"], 0),
+                    p["n_poisoned_train"],
+                    pct_ci(p["clean_error_mean"], half=p["clean_error_ci"]),
+                    pct_ci(p["backdoor_error_mean"], half=p["backdoor_error_ci"]),
+                    f"{pct(paper[0])} / {pct(paper[1])}" if paper else "–",
+                ]
+            )
+    blocks += [
+        Table(
+            [
+                "trigger",
+                "backdoored share",
+                "backdoored images",
+                "clean error",
+                "backdoor error",
+                "paper clean / backdoor",
+            ],
+            sweep_rows,
+        ),
+        Image("sweep.png", "Clean and backdoor error against the backdoored share (all-to-all)."),
+        Heading("conv1 filters (paper Figure 5)"),
+        Para(
+            "Filters of the clean baseline (seed 0) and of the all-to-all BadNets (seed 0). A filter is "
+            "marked trigger-dedicated when its trigger gain (how much more it fires at the trigger's "
+            "location on triggered than on clean test images) beats every filter of the clean network "
+            "and is at least half the BadNet's largest gain."
+        ),
+    ]
     for trig, c in results["conv1"].items():
-        blocks.append(Para(f"{trig}: dedicated filters {c['dedicated_filters'] or 'none found'}; "
-                           f"largest gain {max(c['gain']):.3f} vs {max(c['clean_net_gain']):.3f} in the clean net."))
+        blocks.append(
+            Para(
+                f"{trig}: dedicated filters {c['dedicated_filters'] or 'none found'}; "
+                f"largest gain {max(c['gain']):.3f} vs {max(c['clean_net_gain']):.3f} in the clean net."
+            )
+        )
     blocks.append(Image("conv1_filters.png", "conv1 filters; red frames mark trigger-dedicated filters."))
     if timing:
         train = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
         budget = timing.get("jobs_wall_seconds", 0.0) * timing.get("workers", 1)
         share = 1 - train / budget if budget and timing.get("models_trained_now") else float("nan")
-        blocks += [Heading("Run"),
-                   Para(f"{timing.get('models')} models ({timing.get('models_trained_now')} trained in this "
-                        f"invocation) on {timing.get('workers')} worker(s); wall time "
-                        f"{timing.get('wall_seconds', 0.0) / 60:.1f} min; time outside training and evaluation "
-                        f"compute: {pct(share, 1)} of worker time. Regenerate with the command in `run.json`.")]
-    blocks.append(Para("Definitions (DESIGN.md §3): backdoor error = share of triggered test images of the "
-                       "attack's source classes **not** classified as their target; images whose label already is "
-                       "the target never count."))
+        blocks += [
+            Heading("Run"),
+            Para(
+                f"{timing.get('models')} models ({timing.get('models_trained_now')} trained in this "
+                f"invocation) on {timing.get('workers')} worker(s); wall time "
+                f"{timing.get('wall_seconds', 0.0) / 60:.1f} min; time outside training and evaluation "
+                f"compute: {pct(share, 1)} of worker time. Regenerate with the command in `run.json`."
+            ),
+        ]
+    blocks.append(
+        Para(
+            "Definitions (DESIGN.md §3): backdoor error = share of triggered test images of the "
+            "attack's source classes **not** classified as their target; images whose label already is "
+            "the target never count."
+        )
+    )
     return blocks
 
 
@@ -280,5 +367,3 @@ def summary_table(results: Mapping[str, Any]) -> RichTable:
         ours = t["ours"] if isinstance(t["ours"], str) else pct(t["ours"])
         table.add_row(t["target"], t["paper"], ours, "[green]yes[/]" if t["met"] else "[red]no[/]")
     return table
-
-
