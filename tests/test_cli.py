@@ -123,6 +123,16 @@ def test_missing_data_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 2 and "download failed" in result.stderr
 
 
+def test_a_finished_or_unfinished_run_with_another_config_is_not_mixed_up(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert attack(out, "--target", "1").exit_code == 0
+    again = attack(out, "--target", "2")
+    assert again.exit_code == 2 and "finished run with another config" in again.stderr
+    (out / "results.json").rename(out / "checkpoint.pt")  # looks like an interrupted run of target 1
+    again = attack(out, "--target", "2")
+    assert again.exit_code == 2 and "unfinished run with another config" in again.stderr
+
+
 def test_out_not_writable(tiny_mnist: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     result = attack(tmp_path / "file" / "run", "--target", "1")

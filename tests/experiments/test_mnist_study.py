@@ -13,7 +13,7 @@ TINY = MnistStudySpec(
     triggers=("pattern", "pixel"),
     seeds=1,
     epochs=1,
-    pair_epochs=1,
+    pair_epochs=(("pattern", 1), ("pixel", 1)),
     sweep_rates=(0.1, 0.3),
     pairs=((4, 9), (1, 2)),
     batch_size=64,
@@ -74,3 +74,57 @@ def test_bad_study_specs(bad: dict[str, object]) -> None:
 
     with pytest.raises(ConfigError):
         MnistStudySpec(**bad)  # type: ignore[arg-type]
+
+
+STUDY_RUNNER = """
+import json, sys
+from pathlib import Path
+import badnets.data.mnist as m
+m.MNIST_FILES.update({k: tuple(v) for k, v in json.loads(Path(sys.argv[1]).read_text()).items()})
+
+if __name__ == "__main__":
+    from badnets.experiments.mnist import MnistStudySpec, run_mnist_study
+    spec = MnistStudySpec(triggers=("pattern",), seeds=1, epochs=4, pair_epochs=(("pattern", 4),), sweep_epochs=4,
+                          sweep_rates=(0.1,), pairs=((4, 9), (1, 2)), batch_size=32, workers=2, device="cpu")
+    run_mnist_study(spec, Path(sys.argv[2]))
+"""
+
+
+def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import write_tiny_mnist
+
+    sums = write_tiny_mnist(tmp_path / "data", n_train=2000, n_test=200)
+    (tmp_path / "sums.json").write_text(json.dumps(sums))
+    (tmp_path / "runner.py").write_text(STUDY_RUNNER)
+    env = {**os.environ, "BADNETS_DATA": str(tmp_path / "data")}
+
+    def study(out: Path) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "sums.json"), str(out)]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    killed = study(tmp_path / "resumed")
+    runs = tmp_path / "resumed" / "runs"
+    deadline = time.monotonic() + 180
+    while killed.poll() is None and time.monotonic() < deadline:
+        if list(runs.glob("*/results.json")) and list(runs.glob("*/checkpoint.pt")):
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, "the study ended before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    time.sleep(0.5)  # workers die with the parent (PR_SET_PDEATHSIG)
+    finished_before = {p.parent.name for p in runs.glob("*/results.json")}
+    assert 0 < len(finished_before) < 4
+    for proc in (study(tmp_path / "resumed"), study(tmp_path / "straight")):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    got, want = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("resumed", "straight"))
+    for key in ("baseline", "all_to_all", "single", "sweep", "conv1"):
+        assert json.dumps(got[key]) == json.dumps(want[key]), key
+    assert got["timing"]["models_trained_now"] == 4 - len(finished_before)

@@ -104,12 +104,19 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         ConfigError: bad spec or unwritable ``out_dir``.
         DataError: the dataset is missing or corrupt.
     """
-    done = out_dir / "results.json"
+    done, checkpoint = out_dir / "results.json", out_dir / "checkpoint.pt"
+    config = json.loads(json.dumps(spec.to_json()))
     if done.is_file():
         previous = read_json(done)
-        if previous.get("config") == json.loads(json.dumps(spec.to_json())):
+        if previous.get("config") == config:
             return AttackResult(spec, _metrics_from_json(previous["metrics"]), out_dir, previous.get("timing", {}))
         raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
+    resumable = checkpoint.is_file() and (out_dir / "run.json").is_file()
+    if resumable and read_json(out_dir / "run.json").get("config") != config:
+        raise ConfigError(
+            f"{out_dir} holds an unfinished run with another config; re-run that command to finish it, "
+            "or choose a new --out"
+        )
     t0 = time.perf_counter()
     # Everything a user can get wrong is checked before the first byte is written.
     train, test = DATASETS[spec.dataset](spec.data_dir)
@@ -124,7 +131,6 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     model = BadNetCNN(
         in_channels=train.images.shape[1], num_classes=train.num_classes, image_size=train.images.shape[-1]
     )
-    checkpoint = out_dir / "checkpoint.pt"
     t1 = time.perf_counter()
     train_model(model, training_set, spec.train, seed=spec.seed, checkpoint=checkpoint, progress=progress)
     t2 = time.perf_counter()

@@ -216,7 +216,9 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             f"over seeds; {len(spec['pairs'])} single-target pairs × {len(spec['triggers'])} trigger(s) with one "
             f"seed each. Training: AdamW, one-cycle lr {spec['lr']:g}, batch {spec['batch_size']}, "
             f"label smoothing {spec['label_smoothing']:g}, {spec['epochs']} epochs "
-            f"(pairs: {spec['pair_epochs']}, sweep: {spec['sweep_epochs']}). "
+            f"(pairs: {', '.join(f'{t} {e}' for t, e in spec['pair_epochs'])}; sweep: {spec['sweep_epochs']}). "
+            f"All-to-all and sweep: backdoored copies of any digit; single-target pairs: {pct(spec['pair_rate'], 0)} "
+            "of the training set backdoored. "
             f"Test set: n = {base['n_clean']} clean images."
         ),
     ]
