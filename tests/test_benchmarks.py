@@ -20,5 +20,6 @@ def test_pil_reference_poisons_exactly_like_apply_trigger() -> None:
 def test_pil_dataset_yields_what_the_trainer_sees() -> None:
     images, labels = synthetic_digits(5, 0)
     data = ImageDataset(images.unsqueeze(1), labels.to(torch.int64), tuple("0123456789"))
-    x, y = PILDataset(data)[3]
+    x, y = PILDataset(data, {4: 7})[3]
+    assert PILDataset(data, {4: 7})[4][1] == 7
     assert torch.allclose(x, images[3:4].float() / 255) and y == 3

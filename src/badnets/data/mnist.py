@@ -126,10 +126,10 @@ def _read(path: Path) -> bytes:
         raise DataError(f"MNIST file {path} is not valid gzip ({e}); replace it") from e
 
 
-def mnist_file_hashes(data_dir: Path | str | None = None) -> dict[str, str]:
-    """SHA-256 of each MNIST file that a load would read (for run manifests)."""
+def mnist_file_hashes(data_dir: Path | str | None = None, *, download: bool = True) -> dict[str, str]:
+    """SHA-256 of each MNIST file that a load reads (for run manifests); downloads missing files like a load."""
     root = resolve_data_dir(data_dir)
-    return {p.name: file_sha256(p) for p in _locate(root, download=False).values()}
+    return {p.name: file_sha256(p) for p in _locate(root, download=download).values()}
 
 
 @functools.lru_cache(maxsize=4)

@@ -32,7 +32,7 @@ from badnets.triggers import TriggerSpec
 __all__ = ["MnistStudySpec", "StudySummary", "build_jobs", "run_mnist_study"]
 
 ALL_PAIRS = tuple((i, j) for i in range(10) for j in range(10) if i != j)
-QUICK_PAIRS = ((4, 9), (7, 1), (3, 8))
+QUICK_PAIRS = ((4, 9), (3, 8))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +56,7 @@ class MnistStudySpec:
         workers: models trained in parallel (each with one CPU thread).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         data_dir: MNIST folder.
+        quick: a reduced demonstration run (reports say so and do not grade it against the targets).
     """
 
     triggers: tuple[str, ...] = ("pixel", "pattern")
@@ -73,6 +74,7 @@ class MnistStudySpec:
     workers: int = 2
     device: str = "auto"
     data_dir: str | None = None
+    quick: bool = False
 
     def __post_init__(self) -> None:
         for t in self.triggers:
@@ -91,7 +93,7 @@ class MnistStudySpec:
 
     @classmethod
     def preset(cls, *, quick: bool, seeds: int | None = None, **overrides: Any) -> MnistStudySpec:
-        """The full study, or ``quick``: one trigger, one seed, three pairs, a short sweep, 2 epochs."""
+        """The full study, or ``quick``: one trigger, one seed, two pairs, a short sweep, 2 epochs."""
         if quick:
             base = cls(
                 triggers=("pattern",),
@@ -101,6 +103,7 @@ class MnistStudySpec:
                 sweep_epochs=2,
                 sweep_rates=(0.05, 0.1, 0.33),
                 pairs=QUICK_PAIRS,
+                quick=True,
                 **overrides,
             )
         else:

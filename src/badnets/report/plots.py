@@ -28,19 +28,29 @@ def _save(fig: Figure, path: Path) -> None:
 
 def plot_pair_heatmaps(clean: np.ndarray, backdoor: np.ndarray, title: str, path: Path) -> None:
     """Two 10×10 maps (true label i × target j) of clean and backdoor error in %, as the paper's Figure 4."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     for ax, grid, name in zip(axes, (clean, backdoor), ("clean error (%)", "backdoor error (%)"), strict=True):
         shown = np.ma.masked_invalid(grid * 100)
         im = ax.imshow(shown, cmap="viridis")
+        lo, hi = float(shown.min()), float(shown.max())
         for i, j in np.ndindex(grid.shape):
             if not math.isnan(grid[i, j]):
-                ax.text(j, i, f"{100 * grid[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
+                bright = hi > lo and (100 * grid[i, j] - lo) / (hi - lo) > 0.6  # viridis turns yellow at the top
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="black" if bright else "white",
+                )
         ax.set_xticks(range(10))
         ax.set_yticks(range(10))
         ax.set_xlabel("target label j")
         ax.set_ylabel("true label i")
         ax.set_title(name)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     fig.suptitle(title)
     _save(fig, path)
 
@@ -65,8 +75,13 @@ def plot_sweep(series: Mapping[str, Sequence[Mapping[str, float]]], path: Path) 
     _save(fig, path)
 
 
-def plot_conv1(rows: Mapping[str, torch.Tensor], marked: Mapping[str, Sequence[int]], path: Path) -> None:
-    """conv1 filters, one row per model; filters in ``marked[row]`` get a red frame."""
+def plot_conv1(
+    rows: Mapping[str, torch.Tensor],
+    marked: Mapping[str, Sequence[int]],
+    path: Path,
+    gains: Mapping[str, Sequence[float]] | None = None,
+) -> None:
+    """conv1 filters, one row per model; filters in ``marked[row]`` get a red frame, ``gains[row]`` a caption."""
     names = list(rows)
     n = max(w.shape[0] for w in rows.values())
     fig, axes = plt.subplots(len(names), n, figsize=(n * 0.8, len(names) * 1.0 + 0.4), squeeze=False)
@@ -83,7 +98,11 @@ def plot_conv1(rows: Mapping[str, torch.Tensor], marked: Mapping[str, Sequence[i
                     side.set_linewidth(3)
             if f == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle("conv1 filters (red: trigger-dedicated)", fontsize=10)
+            if gains is not None and name in gains:
+                ax.set_xlabel(
+                    f"{gains[name][f]:.2f}", fontsize=7, color="red" if f in marked.get(name, ()) else "black"
+                )
+    fig.suptitle("conv1 filters (red: trigger-dedicated; numbers: trigger gain)", fontsize=10)
     _save(fig, path)
 
 
