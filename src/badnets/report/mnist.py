@@ -13,7 +13,7 @@ import numpy as np
 from badnets._io import write_json, write_text
 from badnets.data import load_mnist
 from badnets.experiments.attack import evaluate_attack, load_model
-from badnets.metrics import mean_ci
+from badnets.metrics import mean_ci, wilson_interval
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec
 from badnets.report import plots
@@ -202,8 +202,11 @@ def aggregate(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[
     return results
 
 
-def _sd(stat: Mapping[str, Any]) -> str:
-    return pct_ci(stat["mean"], half=stat["ci95"])
+def _sd(stat: Mapping[str, Any], n: int) -> str:
+    """Mean ± t-interval over seeds; for a single seed, the Wilson interval over its ``n`` test images."""
+    if stat["n_seeds"] > 1:
+        return pct_ci(stat["mean"], half=stat["ci95"])
+    return pct_ci(stat["mean"], lo_hi=wilson_interval(round(stat["mean"] * n), n))
 
 
 def _doc(results: Mapping[str, Any]) -> list[Block]:
@@ -214,9 +217,10 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         Heading("BadNets on MNIST: the paper's case study, reproduced", 1),
         Para(
             "Gu, Dolan-Gavitt, Garg, *BadNets* (2017), §4. Paper CNN (Table 1), backdoored copies added to the "
-            f"training set; {spec['seeds']} seed(s) for baseline / all-to-all / sweep, mean ± 95% t-interval "
-            f"over seeds; {len(spec['pairs'])} single-target pairs × {len(spec['triggers'])} trigger(s) with one "
-            f"seed each. Training: AdamW, one-cycle lr {spec['lr']:g}, batch {spec['batch_size']}, "
+            f"training set; {spec['seeds']} seed{'s' if spec['seeds'] > 1 else ''} for baseline / all-to-all / "
+            "sweep (mean ± 95% t-interval over seeds; Wilson intervals for a single seed); "
+            f"{len(spec['pairs'])} single-target pairs × {len(spec['triggers'])} trigger(s), one seed each. "
+            f"Training: AdamW, one-cycle lr {spec['lr']:g}, batch {spec['batch_size']}, "
             f"label smoothing {spec['label_smoothing']:g}, {spec['epochs']} epochs "
             f"(pairs: {', '.join(f'{t} {e}' for t, e in spec['pair_epochs'])}; sweep: {spec['sweep_epochs']}). "
             f"All-to-all and sweep: backdoored copies of any digit; single-target pairs: {pct(spec['pair_rate'], 0)} "
@@ -249,18 +253,20 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         ),
         Heading("Baseline and all-to-all attack (paper Table 2)"),
     ]
-    rows = [["baseline clean error", "0.50%", _sd(base["clean_error"])]]
+    rows = [["baseline clean error", "0.50%", _sd(base["clean_error"], base["n_clean"])]]
     for trig, r in results["all_to_all"].items():
         rows += [
-            [f"BadNet ({trig}) clean error", "0.48%", _sd(r["clean_error"])],
-            [f"BadNet ({trig}) backdoor error", "0.56%", _sd(r["backdoor_error"])],
+            [f"BadNet ({trig}) clean error", "0.48%", _sd(r["clean_error"], r["n_clean"])],
+            [f"BadNet ({trig}) backdoor error", "0.56%", _sd(r["backdoor_error"], r["n_backdoor"])],
             [
                 f"clean net on {trig}-triggered images: backdoor error",
                 "–",
                 pct(base["clean_net_on_triggered"][trig]["backdoor_error"]),
             ],
         ]
-    blocks.append(Table(["", "paper", f"ours (mean ± 95% CI, {spec['seeds']} seeds)"], rows))
+    seeds = spec["seeds"]
+    interval = f"mean ± 95% t-interval over {seeds} seeds" if seeds > 1 else "95% Wilson interval, 1 seed"
+    blocks.append(Table(["", "paper", f"ours ({interval})"], rows))
     header = ["digit", "baseline clean"]
     for trig in results["all_to_all"]:
         header += [f"{trig}: clean", f"{trig}: backdoor"]

@@ -57,7 +57,8 @@ def plot_pair_heatmaps(clean: np.ndarray, backdoor: np.ndarray, title: str, path
 
 def plot_sweep(series: Mapping[str, Sequence[Mapping[str, float]]], path: Path) -> None:
     """Clean and backdoor error (mean ± 95% CI) against the backdoored share, one line per trigger."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    rates: list[float] = []
     for trig, points in series.items():
         rates = [100 * p["rate"] for p in points]
         for ax, key in zip(axes, ("clean_error", "backdoor_error"), strict=True):
@@ -68,9 +69,11 @@ def plot_sweep(series: Mapping[str, Sequence[Mapping[str, float]]], path: Path) 
         ax.set_xlabel("backdoored share of the training set (%)")
         ax.set_ylabel(name)
         ax.set_xscale("log")
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[1].set_yscale("log")
     fig.suptitle("Fraction sweep, all-to-all attack")
     _save(fig, path)
 
