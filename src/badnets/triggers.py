@@ -139,7 +139,7 @@ def _read_patch(path: str) -> torch.Tensor:
         try:
             with Image.open(p) as img:
                 mode = {"1": "L", "P": "RGBA", "I": "L", "F": "L", "CMYK": "RGB"}.get(img.mode, img.mode)
-                arr = torch.from_numpy(np.asarray(img.convert(mode))).float()
+                arr = torch.from_numpy(np.array(img.convert(mode))).float()
         except UnidentifiedImageError as e:
             raise ValueError(str(e)) from e
         return (arr.unsqueeze(0) if arr.ndim == 2 else arr.permute(2, 0, 1)).contiguous()

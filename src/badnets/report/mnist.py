@@ -338,7 +338,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
     blocks.append(Image("conv1_filters.png", "conv1 filters; red frames mark trigger-dedicated filters."))
     if timing:
         train = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
-        budget = timing.get("jobs_wall_seconds", 0.0) * timing.get("workers", 1)
+        budget = timing.get("wall_seconds", 0.0) * timing.get("workers", 1)
         share = 1 - train / budget if budget and timing.get("models_trained_now") else float("nan")
         blocks += [
             Heading("Run"),
@@ -346,7 +346,8 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
                 f"{timing.get('models')} models ({timing.get('models_trained_now')} trained in this "
                 f"invocation) on {timing.get('workers')} worker(s); wall time "
                 f"{timing.get('wall_seconds', 0.0) / 60:.1f} min; time outside training and evaluation "
-                f"compute: {pct(share, 1)} of worker time. Regenerate with the command in `run.json`."
+                f"compute: {pct(share, 1)} of wall time × workers (data loading, poisoning, writing, idle "
+                "workers). Regenerate with the command in `run.json`."
             ),
         ]
     blocks.append(
