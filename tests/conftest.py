@@ -6,6 +6,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,6 +59,16 @@ def write_tiny_mnist(
             hashlib.sha256(raw).hexdigest(),
         )
     return sums
+
+
+def kill_9_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float = 180) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; fail if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(autouse=True)

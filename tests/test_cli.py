@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from typer.testing import CliRunner
 
 from badnets.cli import app
 from badnets.data import mnist as mnist_module
-from tests.conftest import write_tiny_mnist
+from tests.conftest import kill_9_when, write_tiny_mnist
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--batch-size", "64", "--device", "cpu"]
@@ -174,14 +172,8 @@ def test_kill_9_then_rerun_resumes_to_the_same_metrics(tmp_path: Path) -> None:
         cmd = [sys.executable, "-c", RUNNER, json.dumps(sums), *args, "--out", str(out)]
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    killed = cli(tmp_path / "resumed")
     ckpt = tmp_path / "resumed" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not ckpt.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert killed.poll() is None, "the run ended before it could be killed; make it longer"
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    kill_9_when(cli(tmp_path / "resumed"), ckpt.exists)
     assert not (tmp_path / "resumed" / "results.json").exists()
     assert cli(tmp_path / "resumed").wait() == 0
     assert cli(tmp_path / "straight").wait() == 0

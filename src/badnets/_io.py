@@ -105,29 +105,22 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-def git_commit() -> str | None:
-    """The git commit of the badnets source tree, or None outside a checkout."""
+def _git(*args: str) -> str | None:
+    """stdout of a git command run in the badnets source tree, or None when git or the checkout is missing."""
     src = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
+        out = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """The git commit of the badnets source tree (``-dirty`` when tracked files changed), or None."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
         return None
-    dirty = subprocess.run(
-        ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    )
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return head + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def run_manifest(config: Mapping[str, Any], seed: int | None, data_hashes: Mapping[str, str]) -> dict[str, Any]:

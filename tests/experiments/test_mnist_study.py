@@ -92,12 +92,11 @@ if __name__ == "__main__":
 
 def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_path: Path) -> None:
     import os
-    import signal
     import subprocess
     import sys
     import time
 
-    from tests.conftest import write_tiny_mnist
+    from tests.conftest import kill_9_when, write_tiny_mnist
 
     sums = write_tiny_mnist(tmp_path / "data", n_train=2000, n_test=200)
     (tmp_path / "sums.json").write_text(json.dumps(sums))
@@ -108,16 +107,11 @@ def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_
         cmd = [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "sums.json"), str(out)]
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    killed = study(tmp_path / "resumed")
     runs = tmp_path / "resumed" / "runs"
-    deadline = time.monotonic() + 180
-    while killed.poll() is None and time.monotonic() < deadline:
-        if list(runs.glob("*/results.json")) and list(runs.glob("*/checkpoint.pt")):
-            break
-        time.sleep(0.05)
-    assert killed.poll() is None, "the study ended before it could be killed"
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    kill_9_when(
+        study(tmp_path / "resumed"),
+        lambda: bool(list(runs.glob("*/results.json")) and list(runs.glob("*/checkpoint.pt"))),
+    )
     time.sleep(0.5)  # workers die with the parent (PR_SET_PDEATHSIG)
     finished_before = {p.parent.name for p in runs.glob("*/results.json")}
     assert 0 < len(finished_before) < 4
