@@ -131,6 +131,21 @@ def test_a_finished_or_unfinished_run_with_another_config_is_not_mixed_up(tiny_m
     assert again.exit_code == 2 and "unfinished run with another config" in again.stderr
 
 
+def test_saved_configs_match_across_versions_that_add_fields() -> None:
+    from badnets.experiments.attack import AttackSpec, same_config
+    from badnets.poison import PoisonSpec
+
+    spec = AttackSpec(poison=PoisonSpec(mapping="all-to-all", rate=0.2), seed=3)
+    saved = json.loads(json.dumps(spec.to_json()))
+    assert same_config(spec, saved)
+    older = json.loads(json.dumps(saved))
+    del older["trigger"]["opacity"], older["save_model"]  # as if written before these fields existed
+    assert same_config(spec, older)
+    assert not same_config(AttackSpec(poison=spec.poison, seed=3, save_model=False), older)
+    assert not same_config(AttackSpec(poison=spec.poison, seed=4), saved)
+    assert not same_config(spec, {**saved, "poison": {**saved["poison"], "rate": 0.1}})
+
+
 def test_out_not_writable(tiny_mnist: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     result = attack(tmp_path / "file" / "run", "--target", "1")

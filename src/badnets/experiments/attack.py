@@ -9,6 +9,7 @@ same directory again resumes from it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -105,14 +106,13 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         DataError: the dataset is missing or corrupt.
     """
     done, checkpoint = out_dir / "results.json", out_dir / "checkpoint.pt"
-    config = json.loads(json.dumps(spec.to_json()))
     if done.is_file():
         previous = read_json(done)
-        if previous.get("config") == config:
+        if same_config(spec, previous.get("config")):
             return AttackResult(spec, _metrics_from_json(previous["metrics"]), out_dir, previous.get("timing", {}))
         raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
     resumable = checkpoint.is_file() and (out_dir / "run.json").is_file()
-    if resumable and read_json(out_dir / "run.json").get("config") != config:
+    if resumable and not same_config(spec, read_json(out_dir / "run.json").get("config")):
         raise ConfigError(
             f"{out_dir} holds an unfinished run with another config; re-run that command to finish it, "
             "or choose a new --out"
@@ -147,6 +147,32 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     write_json(done, result.to_json())
     checkpoint.unlink(missing_ok=True)
     return result
+
+
+def same_config(spec: object, recorded: object) -> bool:
+    """Whether ``recorded`` (a run's saved config) describes ``spec``.
+
+    A field that a later badnets version added counts as matching when ``spec`` holds its default, so runs
+    made before the field existed are still resumed and reused rather than retrained.
+    """
+    if not dataclasses.is_dataclass(spec) or isinstance(spec, type):
+        return bool(json.loads(json.dumps(spec, default=str)) == recorded)
+    if not isinstance(recorded, dict):
+        return False
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        if f.name in recorded:
+            if not same_config(value, recorded[f.name]):
+                return False
+        elif f.default is not dataclasses.MISSING:
+            if value != f.default:
+                return False
+        elif f.default_factory is not dataclasses.MISSING:
+            if value != f.default_factory():
+                return False
+        else:
+            return False
+    return True
 
 
 def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
