@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from badnets.errors import BadnetsError, ConfigError
+from badnets.experiments.mnist import MnistStudySpec
 from badnets.poison import PoisonSpec
 from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
@@ -183,12 +184,14 @@ def reproduce_mnist(
     seeds: Annotated[
         int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")] = 2,
+    workers: Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")] = _default(
+        MnistStudySpec, "workers"
+    ),
     data_dir: DataDir = None,
     device: Device = "auto",
 ) -> None:
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
-    from badnets.experiments.mnist import MnistStudySpec, run_mnist_study
+    from badnets.experiments.mnist import run_mnist_study
 
     spec = MnistStudySpec.preset(
         quick=quick, seeds=seeds, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None
