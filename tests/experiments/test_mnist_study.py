@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,31 @@ def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_
     for key in ("baseline", "all_to_all", "single", "sweep", "conv1"):
         assert json.dumps(got[key]) == json.dumps(want[key]), key
     assert got["timing"]["models_trained_now"] == 4 - len(finished_before)
+
+
+@pytest.mark.realdata
+def test_a_failing_job_stops_the_study_at_once(real_mnist: Path, tmp_path: Path) -> None:
+    """One bad job among long ones: the error surfaces in seconds, not after the long jobs have run."""
+    from badnets.errors import ConfigError
+    from badnets.experiments._jobs import Job, dedupe_jobs, run_jobs
+    from badnets.experiments.attack import AttackSpec
+    from badnets.poison import PoisonSpec
+    from badnets.train import TrainSpec
+    from badnets.triggers import TriggerSpec
+
+    def job(name: str, **trigger: object) -> Job:
+        spec = AttackSpec(
+            data_dir=str(real_mnist),
+            trigger=TriggerSpec(kind="pattern", **trigger),  # type: ignore[arg-type]
+            poison=PoisonSpec(mapping="all-to-all"),
+            train=TrainSpec(epochs=30, device="cpu"),
+            seed=len(name),
+        )
+        return Job(name, spec)
+
+    jobs = dedupe_jobs([job("slow-a"), job("bad", position=(27, 27)), job("slow-bb"), job("slow-ccc")])
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="outside the 28×28 image"):
+        run_jobs(jobs, tmp_path / "runs", workers=2)
+    assert time.monotonic() - started < 90, "30-epoch jobs take many minutes; the failure must not wait for them"
+    assert not list((tmp_path / "runs").glob("*/results.json"))

@@ -53,6 +53,18 @@ def _init_worker() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _abort(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued jobs and stop running ones, so a failure surfaces now rather than after every job ran.
+
+    Stopped jobs keep their last checkpoint and resume on the next run. ``ProcessPoolExecutor`` has no public
+    way to stop running work before Python 3.14 (``kill_workers``), hence the private process table.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+
+
 def _run_one(spec: AttackSpec, run_dir: Path) -> dict[str, Any]:
     result = run_attack(spec, run_dir)
     return result.timing
@@ -96,11 +108,15 @@ def run_jobs(
             pending: dict[Future[dict[str, Any]], Job] = {
                 pool.submit(_run_one, job.spec, runs_dir / job.dir_name): job for job in todo
             }
-            while pending:
-                ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in ready:
-                    job = pending.pop(future)
-                    finished(future.result(), job.name)
+            try:
+                while pending:
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        job = pending.pop(future)
+                        finished(future.result(), job.name)
+            except BaseException:
+                _abort(pool)
+                raise
     return {
         "models": total,
         "models_trained_now": len(todo),
