@@ -164,13 +164,10 @@ def same_config(spec: object, recorded: object) -> bool:
         if f.name in recorded:
             if not same_config(value, recorded[f.name]):
                 return False
-        elif f.default is not dataclasses.MISSING:
-            if value != f.default:
-                return False
-        elif f.default_factory is not dataclasses.MISSING:
-            if value != f.default_factory():
-                return False
-        else:
+            continue
+        factory = f.default_factory
+        default = f.default if factory is dataclasses.MISSING else factory()
+        if default is dataclasses.MISSING or value != default:
             return False
     return True
 
