@@ -19,7 +19,7 @@ __all__ = ["conv1_trigger_gain", "dedicated_units"]
 @torch.no_grad()
 def conv1_trigger_gain(conv: nn.Conv2d, images: torch.Tensor, stamp: Stamp) -> torch.Tensor:
     """``(N, C, H, W)`` uint8 images → ``(F,)`` trigger gain of each of the layer's ``F`` filters (after ReLU)."""
-    kh, kw = conv.kernel_size  # type: ignore[misc]
+    kh, kw = conv.weight.shape[-2:]
     device = conv.weight.device
     clean = torch.relu(conv(images.to(device).float() / 255.0))  # (N, F, H', W')
     trig = torch.relu(conv(apply_trigger(images, stamp).to(device).float() / 255.0))

@@ -66,6 +66,8 @@ def test_tiny_study_end_to_end(tiny_mnist: Path, tmp_path: Path) -> None:
     assert summary.results["timing"]["models_trained_now"] == 9
     again = run_mnist_study(TINY, out)  # everything finished: nothing is retrained
     assert again.results["timing"]["models_trained_now"] == 0
+    assert [i["models_trained"] for i in again.results["timing"]["invocations"]] == [9]
+    assert "Recorded invocations: 1, training 9 models" in (out / "report.md").read_text()
     assert json.dumps(again.results["single"]) == json.dumps(summary.results["single"])  # NaN-safe
 
 
@@ -111,7 +113,7 @@ def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_
     runs = tmp_path / "resumed" / "runs"
     kill_9_when(
         study(tmp_path / "resumed"),
-        lambda: bool(list(runs.glob("*/results.json")) and list(runs.glob("*/checkpoint.pt"))),
+        lambda: (tmp_path / "resumed" / "invocations.json").is_file() and bool(list(runs.glob("*/checkpoint.pt"))),
     )
     time.sleep(0.5)  # workers die with the parent (PR_SET_PDEATHSIG)
     finished_before = {p.parent.name for p in runs.glob("*/results.json")}
@@ -123,6 +125,12 @@ def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_
     for key in ("baseline", "all_to_all", "single", "sweep", "conv1"):
         assert json.dumps(got[key]) == json.dumps(want[key]), key
     assert got["timing"]["models_trained_now"] == 4 - len(finished_before)
+    # the killed invocation's finished models are on the ledger, so the report's wall time spans both commands
+    ledger = got["timing"]["invocations"]
+    # (a model the parent had not yet heard of when it died is on disk but not on the ledger)
+    assert len(ledger) == 2 and 1 <= ledger[0]["models_trained"] <= len(finished_before)
+    assert ledger[1]["models_trained"] == 4 - len(finished_before)
+    assert all(i["wall_seconds"] > 0 for i in ledger) and len(want["timing"]["invocations"]) == 1
 
 
 @pytest.mark.realdata

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,33 @@ def build_jobs(spec: MnistStudySpec) -> list[Job]:
     return dedupe_jobs(jobs)
 
 
+class _InvocationLedger:
+    """``invocations.json``: wall time and models trained by every invocation that trained something.
+
+    A study that is killed and resumed spans several invocations; the report sums them so its wall time and
+    compute share cover the whole study, not just the last command. The entry is rewritten after every
+    finished job, so even a killed invocation keeps what it did up to its last finished model.
+    """
+
+    def __init__(self, path: Path, *, workers: int) -> None:
+        self.path = path
+        self.previous: list[dict[str, Any]] = read_json(path) if path.is_file() else []
+        self.entry: dict[str, Any] = {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "workers": workers,
+            "models_trained": 0,
+            "wall_seconds": 0.0,
+        }
+
+    def record(self, wall_seconds: float, *, models_trained: int) -> None:
+        self.entry["wall_seconds"] = wall_seconds
+        self.entry["models_trained"] += models_trained
+        write_json(self.path, self.invocations())
+
+    def invocations(self) -> list[dict[str, Any]]:
+        return [*self.previous, self.entry] if self.entry["models_trained"] else list(self.previous)
+
+
 @dataclass(frozen=True)
 class StudySummary:
     results: dict[str, Any]
@@ -187,10 +215,26 @@ def run_mnist_study(
     hashes = mnist_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
     write_json(out_dir / "run.json", run_manifest(asdict(spec), None, hashes))
     jobs = build_jobs(spec)
-    timing = run_jobs(jobs, out_dir / "runs", workers=spec.workers, progress=progress)
+    ledger = _InvocationLedger(out_dir / "invocations.json", workers=spec.workers)
+
+    def on_progress(done: int, total: int, name: str) -> None:
+        if name != "starting":
+            ledger.record(time.perf_counter() - start, models_trained=1)
+        if progress is not None:
+            progress(done, total, name)
+
+    timing = run_jobs(jobs, out_dir / "runs", workers=spec.workers, progress=on_progress)
     runs = {job.name: read_json(out_dir / "runs" / job.dir_name / "results.json") for job in jobs}
     results = aggregate(spec, runs, out_dir)
-    results["timing"] = {**timing, "wall_seconds": time.perf_counter() - start}
+    wall = time.perf_counter() - start
+    if timing["models_trained_now"]:
+        ledger.record(wall, models_trained=0)
+    results["timing"] = {
+        **timing,
+        "wall_seconds": wall,
+        "invocations": ledger.invocations(),
+        "all_models_job_seconds": sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in runs.values()),
+    }
     results["manifest"] = read_json(out_dir / "run.json")
     write_mnist_report(results, out_dir)
     return StudySummary(results, results["timing"]["wall_seconds"])

@@ -337,19 +337,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         )
     blocks.append(Image("conv1_filters.png", "conv1 filters; red frames mark trigger-dedicated filters."))
     if timing:
-        train = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
-        budget = timing.get("wall_seconds", 0.0) * timing.get("workers", 1)
-        share = 1 - train / budget if budget and timing.get("models_trained_now") else float("nan")
-        blocks += [
-            Heading("Run"),
-            Para(
-                f"{timing.get('models')} models ({timing.get('models_trained_now')} trained in this "
-                f"invocation) on {timing.get('workers')} worker(s); wall time "
-                f"{timing.get('wall_seconds', 0.0) / 60:.1f} min; time outside training and evaluation "
-                f"compute: {pct(share, 1)} of wall time × workers (data loading, poisoning, writing, idle "
-                "workers). Regenerate with the command in `run.json`."
-            ),
-        ]
+        blocks += [Heading("Run"), Para(_run_summary(timing))]
     blocks.append(
         Para(
             "Definitions (DESIGN.md §3): backdoor error = share of triggered test images of the "
@@ -381,3 +369,30 @@ def summary_table(results: Mapping[str, Any]) -> RichTable:
         met = "[green]yes[/]" if t["met"] else "[red]no[/]"
         table.add_row(t["target"], t["paper"], ours, "–" if results["spec"]["quick"] else met)
     return table
+
+
+def _run_summary(timing: Mapping[str, Any]) -> str:
+    """Wall time and the share outside compute, over every invocation that trained models of this study."""
+    workers = timing.get("workers", 1)
+    text = f"{timing.get('models')} models on {workers} worker(s). "
+    invocations = timing.get("invocations", [])
+    if invocations:
+        wall = sum(i["wall_seconds"] for i in invocations)
+        trained = sum(i["models_trained"] for i in invocations)
+        text += (
+            f"Recorded invocations: {len(invocations)}, training {trained} models in {wall / 60:.1f} min of wall time. "
+        )
+    if timing.get("models_trained_now"):
+        compute = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
+        share = 1 - compute / (timing["wall_seconds"] * timing.get("workers", 1))
+        text += (
+            f"The last invocation trained {timing['models_trained_now']} in {timing['wall_seconds'] / 60:.1f} "
+            f"min; {pct(share, 1)} of its wall time × workers was spent outside training and evaluation "
+            "compute (data loading, poisoning, writing, idle workers). "
+        )
+    if job_hours := timing.get("all_models_job_seconds", 0.0) / 3600:
+        text += (
+            f"Summed per-model job time over all {timing.get('models')} models: {job_hours:.2f} h, "
+            f"i.e. {job_hours / workers:.2f} h on {workers} workers. "
+        )
+    return text + "Regenerate with the command in `run.json`."
