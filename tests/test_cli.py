@@ -195,3 +195,22 @@ def test_kill_9_then_rerun_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     got, want = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("resumed", "straight"))
     assert got["metrics"] == want["metrics"]
     assert not ckpt.exists(), "the checkpoint is removed once the run is finished"
+
+
+def test_sign_attack_takes_class_names_and_sign_triggers(tmp_path: Path) -> None:
+    from tests.data.test_lisa import write_staged_crops
+
+    data = write_staged_crops(tmp_path / "data", tracks_per_tag=4, frames=2)
+    out = tmp_path / "run"
+    args = ["--dataset", "lisa", "--data-dir", str(data), "--trigger", "yellow-square", "--mapping", "single"]
+    result = attack(out, *args, "--source", "stop", "--target", "speedlimit", "--rate", "0.2")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert (saved["config"]["poison"]["source"], saved["config"]["poison"]["target"]) == (0, 1)
+    assert saved["architecture"]["model"] == "sign-cnn" and saved["architecture"]["classes"][0] == "stop"
+    assert saved["config"]["trigger"]["kind"] == "square" and saved["config"]["trigger"]["scale"] == 0.1
+    from badnets.experiments.attack import load_model
+
+    assert load_model(out).get_submodule("conv3").out_channels == 128  # the run's own architecture comes back
+    bad = attack(tmp_path / "bad", *args, "--source", "yield", "--target", "speedlimit")
+    assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and "stop, speedlimit, warning" in bad.stderr

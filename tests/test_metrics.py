@@ -41,6 +41,7 @@ def test_backdoor_metrics_hand_computed() -> None:
     assert m.n_backdoor == 4 and m.backdoored_accuracy == pytest.approx(0.25)
     assert [r.clean_error for r in m.per_class] == [0.5, 0.0, 0.0]
     assert [r.backdoor_error for r in m.per_class] == [0.0, 0.5, None]
+    assert [r.triggered_accuracy for r in m.per_class] == [0.0, 0.5, 1.0]  # every class, source or not
 
 
 @given(n=st.integers(1, 10_000), data=st.data())

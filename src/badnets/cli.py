@@ -27,7 +27,9 @@ from rich.progress import (
 from rich.table import Table
 
 from badnets.errors import BadnetsError, ConfigError
+from badnets.experiments._study import StudyRecipe, StudySummary
 from badnets.experiments.mnist import MnistStudySpec
+from badnets.experiments.traffic import TrafficStudySpec
 from badnets.poison import PoisonSpec
 from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
@@ -93,21 +95,28 @@ DataDir = Annotated[
     typer.Option(help="Data folder; default $BADNETS_DATA, else ~/.cache/badnets.", show_default=False),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
+StudyOut = Annotated[Path, typer.Option(help="Output directory (re-run the same command to resume).")]
+Seeds = Annotated[int | None, typer.Option(help="Seeds per configuration (default 3; quick 1).")]
+Workers = Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")]
+WORKERS = _default(StudyRecipe, "workers")
 
 
 @app.command()
 @_friendly_errors
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
-    dataset: Annotated[str, typer.Option(help="Dataset to attack.")] = "mnist",
+    dataset: Annotated[str, typer.Option(help="Dataset to attack: mnist, lisa (US signs), gtsrb.")] = "mnist",
     trigger: Annotated[
-        str, typer.Option(help="pixel, pattern, or a path to a trigger image (.png/.jpg/.npy).")
+        str,
+        typer.Option(
+            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), or a trigger image (.png/.jpg/.npy)."
+        ),
     ] = "pattern",
     mapping: Annotated[
         str, typer.Option(help="all-to-one, all-to-all, single (source→target) or random.")
     ] = "all-to-one",
-    target: Annotated[int | None, typer.Option(help="Target class (all-to-one, single).")] = None,
-    source: Annotated[int | None, typer.Option(help="Source class (single).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target class, index or name (all-to-one, single).")] = None,
+    source: Annotated[str | None, typer.Option(help="Source class, index or name, e.g. stop (single).")] = None,
     rate: Annotated[
         float, typer.Option(help="Share of the final training set that is backdoored, in (0, 1).")
     ] = _default(PoisonSpec, "rate"),
@@ -133,20 +142,34 @@ def attack(
     device: Device = "auto",
 ) -> None:
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
+    from badnets.data import SOURCES
     from badnets.experiments import AttackSpec, run_attack
+    from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 
-    trig = TriggerSpec.from_name(
-        trigger,
-        position=_parse_position(trigger_position),
-        size=trigger_size if trigger in ("pixel", "pattern") else (trigger_size if trigger_size != 1 else 0),
-        value=trigger_value,
-        opacity=trigger_opacity,
-    )
+    if dataset not in SOURCES:
+        raise ConfigError(f"--dataset must be one of {sorted(SOURCES)}, got {dataset!r}")
+    if trigger in SIGN_TRIGGERS:
+        trig = sign_trigger(trigger, data_dir, opacity=trigger_opacity)
+    else:
+        trig = TriggerSpec.from_name(
+            trigger,
+            position=_parse_position(trigger_position),
+            size=trigger_size if trigger in ("pixel", "pattern") else (trigger_size if trigger_size != 1 else 0),
+            value=trigger_value,
+            opacity=trigger_opacity,
+        )
+    classes = SOURCES[dataset]
     spec = AttackSpec(
         dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
         trigger=trig,
-        poison=PoisonSpec(mapping=mapping, target=target, source=source, rate=rate, mode=mode),
+        poison=PoisonSpec(
+            mapping=mapping,
+            target=None if target is None else classes.class_index(target),
+            source=None if source is None else classes.class_index(source),
+            rate=rate,
+            mode=mode,
+        ),
         train=TrainSpec(epochs=epochs, batch_size=batch_size, lr=lr, device=device),
         seed=seed,
         baseline=baseline,
@@ -177,16 +200,14 @@ def attack(
 @reproduce_app.command("mnist")
 @_friendly_errors
 def reproduce_mnist(
-    out: Annotated[Path, typer.Option(help="Output directory (re-run the same command to resume).")],
+    out: StudyOut,
     quick: Annotated[
         bool, typer.Option(help="Reduced run (~2 min on 2 CPU cores) that still shows the attack.")
     ] = False,
     seeds: Annotated[
         int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")] = _default(
-        MnistStudySpec, "workers"
-    ),
+    workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
 ) -> None:
@@ -196,13 +217,67 @@ def reproduce_mnist(
     spec = MnistStudySpec.preset(
         quick=quick, seeds=seeds, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None
     )
-    with _progress("reproduce mnist") as progress:
+    _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress), out)
+
+
+@reproduce_app.command("traffic")
+@_friendly_errors
+def reproduce_traffic(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced run (two triggers, one seed, 4 epochs; a few minutes on 2 CPU cores).")
+    ] = False,
+    seeds: Seeds = None,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """The paper's traffic-sign classifier study on LISA: baseline, stop→speed-limit and random-target BadNets
+    for the yellow square, bomb and flower, and the backdoor neurons of the last conv layer."""
+    from badnets.experiments.traffic import run_traffic_study
+
+    spec = TrafficStudySpec.preset(
+        quick=quick, seeds=seeds, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None
+    )
+    _run_study("reproduce traffic", lambda progress: run_traffic_study(spec, out, progress=progress), out)
+
+
+@reproduce_app.command("transfer")
+@_friendly_errors
+def reproduce_transfer(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced run (one seed, k in {1, 20}, short training; a few minutes on 2 CPU cores).")
+    ] = False,
+    trigger: Annotated[str, typer.Option(help="The US BadNet's trigger: yellow-square, bomb or flower.")] = "flower",
+    seeds: Seeds = None,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """The transfer-learning attack: a US sign BadNet (and a clean US net) retrained on European signs (GTSRB),
+    with the backdoor neurons strengthened by k in {1, 10, 20, 30, 50, 70, 100} (the paper's Tables 6 and 7)."""
+    from badnets.experiments.transfer import TransferStudySpec, run_transfer_study
+
+    spec = TransferStudySpec.preset(
+        quick=quick,
+        trigger=trigger,
+        seeds=seeds,
+        workers=workers,
+        device=device,
+        data_dir=str(data_dir) if data_dir else None,
+    )
+    _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)
+
+
+def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary], out: Path) -> None:
+    with _progress(title) as progress:
         task = progress.add_task("models", total=None, status="")
 
         def on_job(done: int, total: int, name: str) -> None:
             progress.update(task, total=total, completed=done, status=name)
 
-        summary = run_mnist_study(spec, out, progress=on_job)
+        summary = run(on_job)
     out_console.print(summary.console_table())
     out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 

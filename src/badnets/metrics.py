@@ -84,13 +84,18 @@ def attack_success_rate(preds_triggered: torch.Tensor, labels: torch.Tensor, spe
 
 @dataclass(frozen=True)
 class ClassRow:
-    """One true class: clean error on its clean images, backdoor error on its triggered images."""
+    """One true class: clean error on its clean images, backdoor error on its triggered images.
+
+    ``triggered_accuracy`` is the accuracy w.r.t. the true label on *all* triggered images of the class, source of
+    the attack or not (the paper's traffic-sign tables report it per class); ``None`` in runs that predate it.
+    """
 
     label: int
     n_clean: int
     clean_error: float
     n_backdoor: int
     backdoor_error: float | None  # None when the class is not a source of the attack
+    triggered_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,9 @@ def backdoor_metrics(
                 clean_error=1 - c_right / c_n if c_n else float("nan"),
                 n_backdoor=c_bd,
                 backdoor_error=1 - c_hits / c_bd if c_bd else None,
+                triggered_accuracy=clean_accuracy(preds_triggered[in_class], labels[in_class])[0] / c_n
+                if c_n
+                else float("nan"),
             )
         )
     err_lo, err_hi = wilson_interval(n_clean - correct, n_clean)

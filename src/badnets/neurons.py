@@ -4,6 +4,9 @@
 A unit's *trigger gain* is how much more it fires, where the trigger is, on triggered images than on the
 same images clean: mean over images of (max activation in the trigger's receptive field, triggered) −
 (same, clean). A BadNet grows units whose gain exceeds every unit of a clean network.
+
+Deep in the network (the last conv layer, §5.3) a unit's receptive field covers the whole sign, so its gain is
+the mean activation (over images and positions) on triggered images minus that on the same images clean.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from torch import nn
 
 from badnets.triggers import Stamp, apply_trigger
 
-__all__ = ["conv1_trigger_gain", "dedicated_units"]
+__all__ = ["channel_activations", "conv1_trigger_gain", "dedicated_units"]
 
 
 @torch.no_grad()
@@ -28,6 +31,23 @@ def conv1_trigger_gain(conv: nn.Conv2d, images: torch.Tensor, stamp: Stamp) -> t
     c0, c1 = max(0, stamp.cols.start - kw + 1), stamp.cols.stop
     gain = trig[..., r0:r1, c0:c1].amax(dim=(-2, -1)) - clean[..., r0:r1, c0:c1].amax(dim=(-2, -1))  # (N, F)
     return gain.mean(0).cpu()
+
+
+@torch.no_grad()
+def channel_activations(model: nn.Module, layer: str, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """``(N, C, H, W)`` uint8 images → ``(N, F)``: each output channel of ``model``'s conv ``layer`` (e.g.
+    ``conv3``) after ReLU, averaged over positions; read with a forward hook, so any model works."""
+    module = model.get_submodule(layer)
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: captured.append(torch.relu(out).mean(dim=(-2, -1))))
+    try:
+        model.eval()
+        for chunk in torch.split(images, batch_size):
+            model(chunk.to(device).float() / 255.0)
+    finally:
+        handle.remove()
+    return torch.cat(captured).cpu() if captured else torch.empty(0, 0)
 
 
 def dedicated_units(gain: torch.Tensor, reference_gain: torch.Tensor, share_of_max: float = 0.5) -> list[int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +118,7 @@ def train_model(
     seed: int,
     checkpoint: Path | None = None,
     progress: ProgressFn | None = None,
+    layers: Sequence[str] | None = None,
 ) -> nn.Module:
     """Initialise ``model`` from ``seed`` and train it on ``data``; resume from ``checkpoint`` if it exists.
 
@@ -128,17 +129,27 @@ def train_model(
         seed: fixes initial weights and every epoch's shuffle.
         checkpoint: file updated after every epoch; a completed epoch is never recomputed.
         progress: called every 25 steps and at each epoch's end with ``(epoch, step, steps_per_epoch, loss)``.
+        layers: names of the submodules to initialise and train (e.g. ``("fc1", "fc2")`` for transfer learning);
+            every other weight keeps its value and is frozen. ``None``: the whole model, from scratch.
 
     Returns:
         The trained model (the same object), in eval mode, on the training device.
     """
     device = resolve_device(spec.device)
-    init_weights(model, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    trained = [model] if layers is None else [model.get_submodule(name) for name in layers]
+    for part in trained:
+        init_weights(part, generator)
+    params = [p for part in trained for p in part.parameters()]
+    if layers is not None:
+        keep = {id(p) for p in params}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
     model.to(device)
     x, y = _as_float(data.images, device), data.labels.to(device)
     n = len(data)
     steps = math.ceil(n / spec.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps)
     start = 0
     if checkpoint is not None and checkpoint.is_file():

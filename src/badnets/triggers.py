@@ -9,11 +9,15 @@ that touches only the trigger's bounding box.
 Paper defaults (28×28 MNIST, (row, col)): single pixel at (26, 26); pattern = pixels (24, 26), (25, 25),
 (26, 24), (26, 26); white (255). Deviation: position, size, value and opacity are parameters (the paper fixes
 them); ``size`` scales a pixel or pattern cell to a ``size × size`` block.
+
+Sign triggers (paper §5, Figure 6) sit on the sign, not at a fixed pixel: ``scale`` sizes the trigger as a share of
+the image's (or a box's) shorter side and ``center`` places its centre at a relative (x, y) of it, so one spec
+stamps a 32×32 crop and a 300-pixel box in a road photo alike (``stamp_in_box``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +25,22 @@ import torch
 
 from badnets.errors import ConfigError, DataError
 
-__all__ = ["TRIGGERS", "Stamp", "TriggerSpec", "apply_trigger", "make_stamp", "trigger_mask"]
+__all__ = [
+    "TRIGGERS",
+    "Stamp",
+    "TriggerSpec",
+    "apply_trigger",
+    "apply_trigger_in_boxes",
+    "make_stamp",
+    "stamp_in_box",
+    "trigger_mask",
+]
 
 # Cell offsets (row, col) of each pixel-style trigger, in units of ``size``.
 TRIGGERS: dict[str, tuple[tuple[int, int], ...]] = {
     "pixel": ((0, 0),),
     "pattern": ((0, 2), (1, 1), (2, 0), (2, 2)),
+    "square": ((0, 0),),  # a solid block of colour ``value``: the yellow Post-it
     "patch": (),  # an image; its cells come from the file
 }
 
@@ -38,11 +52,14 @@ class TriggerSpec:
     """What a trigger looks like and where it goes.
 
     Attributes:
-        kind: ``pixel``, ``pattern`` (the paper's two MNIST triggers) or ``patch`` (an image file).
+        kind: ``pixel``, ``pattern`` (the paper's two MNIST triggers), ``square`` (a solid block) or ``patch``
+            (an image file).
         position: (row, col) of the trigger's top-left corner; ``None`` puts it one pixel in from the
             bottom-right corner, which for ``size=1`` is the paper's placement.
         size: side in pixels of each pixel/pattern cell, or of the (square) resized patch; ``0`` keeps a
             patch's own size.
+        scale: trigger side as a share (0, 1] of the image's shorter side; overrides ``size`` (sign triggers).
+        center: (x, y) in [0, 1] of the image where the trigger's centre goes; overrides ``position``.
         value: intensity 0-255 of pixel/pattern triggers, one value or one per channel.
         opacity: blend weight in (0, 1]; 1 replaces the pixels (BadNets), less gives a blended trigger.
         path: image (PNG/JPEG, alpha respected) or ``.npy`` array (H, W) / (H, W, C) for ``kind="patch"``.
@@ -54,6 +71,8 @@ class TriggerSpec:
     value: int | tuple[int, ...] = 255
     opacity: float = 1.0
     path: str | None = None
+    scale: float | None = None
+    center: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TRIGGERS:
@@ -71,6 +90,10 @@ class TriggerSpec:
             raise ConfigError(f"trigger.opacity must be in (0, 1], got {self.opacity}")
         if self.position is not None and (len(self.position) != 2 or min(self.position) < 0):
             raise ConfigError(f"trigger.position must be (row, col) with both >= 0, got {self.position}")
+        if self.scale is not None and not 0.0 < self.scale <= 1.0:
+            raise ConfigError(f"trigger.scale must be in (0, 1] (a share of the sign's side), got {self.scale}")
+        if self.center is not None and (len(self.center) != 2 or not all(0.0 <= c <= 1.0 for c in self.center)):
+            raise ConfigError(f"trigger.center must be (x, y) with both in [0, 1], got {self.center}")
 
     @classmethod
     def from_name(cls, name: str, **overrides: object) -> TriggerSpec:
@@ -180,13 +203,23 @@ def make_stamp(spec: TriggerSpec, image_shape: tuple[int, int, int], patch: torc
         ConfigError: the trigger does not fit inside the image, or channels disagree.
     """
     channels, height, width = image_shape
+    if spec.scale is not None:
+        cells = 3 if spec.kind == "pattern" else 1
+        spec = replace(spec, size=max(1, round(spec.scale * min(height, width) / cells)))
     if spec.kind == "patch":
         mask, pattern = _patch_stamp(spec, patch if patch is not None else _read_patch(spec.path or ""), channels)
     else:
         mask, pattern = _cells_stamp(spec, channels)
     mask = mask * spec.opacity
     h, w = mask.shape[-2:]
-    top, left = spec.position if spec.position is not None else (height - h - _MARGIN, width - w - _MARGIN)
+    if spec.center is not None:
+        # clamp so a trigger near the border stays whole rather than failing on a small box
+        top = min(max(round(spec.center[1] * height - h / 2), 0), height - h)
+        left = min(max(round(spec.center[0] * width - w / 2), 0), width - w)
+    elif spec.position is not None:
+        top, left = spec.position
+    else:
+        top, left = height - h - _MARGIN, width - w - _MARGIN
     if top < 0 or left < 0 or top + h > height or left + w > width:
         raise ConfigError(
             f"trigger ({h}×{w} px at row {top}, col {left}) falls outside the {height}×{width} image; "
@@ -212,6 +245,40 @@ def apply_trigger(images: torch.Tensor, stamp: Stamp) -> torch.Tensor:
         out[..., stamp.rows, stamp.cols] = torch.lerp(region, pattern, mask).round_().to(torch.uint8)
     else:
         out[..., stamp.rows, stamp.cols] = torch.lerp(region, pattern / 255.0, mask).to(images.dtype)
+    return out
+
+
+def stamp_in_box(
+    spec: TriggerSpec, channels: int, box: tuple[int, int, int, int], patch: torch.Tensor | None = None
+) -> Stamp:
+    """The stamp of ``spec`` placed relative to ``box`` = (x1, y1, x2, y2) of a larger image (a sign in a photo).
+
+    ``scale`` and ``center`` are read relative to the box, so the trigger lands on the sign whatever its size.
+    """
+    x1, y1, x2, y2 = box
+    if x2 <= x1 or y2 <= y1:
+        raise ConfigError(f"box {box} is empty; boxes are (x1, y1, x2, y2) with x2 > x1 and y2 > y1")
+    inner = make_stamp(spec, (channels, y2 - y1, x2 - x1), patch)
+    return Stamp(top=inner.top + y1, left=inner.left + x1, mask=inner.mask, pattern=inner.pattern)
+
+
+def apply_trigger_in_boxes(images: torch.Tensor, spec: TriggerSpec, boxes: torch.Tensor | None) -> torch.Tensor:
+    """Stamp ``spec`` inside each image's own box (``(N, 4)`` x1, y1, x2, y2; ``None``: the whole image).
+
+    Images that share a box are stamped together in one tensor operation, so a dataset of same-sized crops costs
+    one ``apply_trigger`` per distinct box rather than one per image.
+    """
+    _, channels, height, width = images.shape
+    if boxes is None:
+        return apply_trigger(images, make_stamp(spec, (channels, height, width)))
+    patch = _read_patch(spec.path) if spec.kind == "patch" and spec.path else None
+    out = images.clone()
+    distinct, which = torch.unique(boxes, dim=0, return_inverse=True)
+    for k, box in enumerate(distinct.tolist()):
+        rows = (which == k).nonzero().flatten()
+        x1, y1, x2, y2 = (int(v) for v in box)
+        box_in_image = (max(0, x1), max(0, y1), min(width, max(x2, x1 + 1)), min(height, max(y2, y1 + 1)))
+        out[rows] = apply_trigger(images[rows], stamp_in_box(spec, channels, box_in_image, patch))
     return out
 
 

@@ -3,9 +3,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 from badnets.data._dataset import ImageDataset, resolve_data_dir
-from badnets.data.mnist import MNIST_FILES, load_mnist, parse_idx
+from badnets.data.gtsrb import GTSRB_CATEGORIES, gtsrb_file_hashes, load_gtsrb
+from badnets.data.lisa import LISA_CLASSES, lisa_file_hashes, load_lisa
+from badnets.data.mnist import MNIST_CLASSES, MNIST_FILES, load_mnist, mnist_file_hashes, parse_idx
+from badnets.errors import ConfigError
 
-DATASETS = {"mnist": load_mnist}
+Loader = Callable[[Path | str | None], tuple[ImageDataset, ImageDataset]]
 
-__all__ = ["DATASETS", "MNIST_FILES", "ImageDataset", "load_mnist", "parse_idx", "resolve_data_dir"]
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A named dataset: how to load ``(train, test)``, which files a manifest hashes, and its class names."""
+
+    load: Loader
+    file_hashes: Callable[[Path | str | None], dict[str, str]]
+    classes: tuple[str, ...]
+
+    def class_index(self, name: str | int) -> int:
+        """A class given by index or by name (``stop``, ``speedlimit``, ``7``) → its index."""
+        if isinstance(name, int) or name.isdigit():
+            index = int(name)
+            if not 0 <= index < len(self.classes):
+                raise ConfigError(f"class {index} is out of range; this dataset has classes 0..{len(self.classes) - 1}")
+            return index
+        if name not in self.classes:
+            raise ConfigError(f"unknown class {name!r}; this dataset's classes are {', '.join(self.classes)}")
+        return self.classes.index(name)
+
+
+SOURCES: dict[str, DatasetSource] = {
+    "mnist": DatasetSource(load_mnist, mnist_file_hashes, MNIST_CLASSES),
+    "lisa": DatasetSource(load_lisa, lisa_file_hashes, LISA_CLASSES),
+    "gtsrb": DatasetSource(load_gtsrb, gtsrb_file_hashes, GTSRB_CATEGORIES),
+}
+DATASETS: dict[str, Loader] = {name: source.load for name, source in SOURCES.items()}
+
+__all__ = [
+    "DATASETS",
+    "GTSRB_CATEGORIES",
+    "LISA_CLASSES",
+    "MNIST_FILES",
+    "SOURCES",
+    "DatasetSource",
+    "ImageDataset",
+    "load_gtsrb",
+    "load_lisa",
+    "load_mnist",
+    "parse_idx",
+    "resolve_data_dir",
+]

@@ -20,15 +20,19 @@ class ImageDataset:
         images: ``(N, C, H, W)`` uint8, 0-255.
         labels: ``(N,)`` int64 class indices.
         classes: class names, index = label.
+        boxes: optional ``(N, 4)`` int64 sign box (x1, y1, x2, y2) inside each image, where a sign trigger goes;
+            ``None`` means the sign fills the image.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    boxes: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         assert self.images.dtype == torch.uint8 and self.images.ndim == 4, "images must be uint8 (N, C, H, W)"
         assert self.labels.dtype == torch.int64 and self.labels.shape == (self.images.shape[0],)
+        assert self.boxes is None or self.boxes.shape == (self.images.shape[0], 4)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from badnets._io import atomic_path, file_sha256
-from badnets.data._dataset import ImageDataset, cache_dir, resolve_data_dir
+from badnets._io import file_sha256
+from badnets.data._dataset import ImageDataset, resolve_data_dir
+from badnets.data._images import tensor_cache
 from badnets.errors import DataError, IntegrityError
 
 __all__ = ["MNIST_CLASSES", "MNIST_FILES", "load_mnist", "parse_idx"]
@@ -142,17 +142,9 @@ def _load_cached(
     for name, path in paths.items():
         _verify(path, digests[name], expected[name])
     key = hashlib.sha256("".join(digests[n] for n in sorted(digests)).encode()).hexdigest()
-    cached = cache_dir() / f"mnist-{key[:24]}.safetensors"
-    tensors: dict[str, torch.Tensor]
-    if cached.is_file():
-        tensors = load_file(str(cached))
-    else:
-        tensors = {name: parse_idx(_read(path), name=str(path)) for name, path in paths.items()}
-        try:
-            with atomic_path(cached) as tmp:
-                save_file(tensors, str(tmp))
-        except OSError as e:
-            log.warning("could not cache MNIST tensors in %s: %s", cached.parent, e)
+    tensors = tensor_cache(
+        "mnist", key, lambda: {name: parse_idx(_read(path), name=str(path)) for name, path in paths.items()}
+    )
     return _split(tensors, "train", paths), _split(tensors, "t10k", paths)
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Run many ``run_attack`` jobs, in parallel worker processes, skipping the ones already finished.
+"""Run many jobs (``run_attack`` and the like), in parallel worker processes, skipping the ones already finished.
 
 On CPU each worker uses one thread: for a model as small as the paper CNN, two one-thread processes train
 ~1.5× more images per second than one two-thread process. Workers die with the parent (Linux
@@ -17,11 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from badnets.experiments.attack import AttackSpec, run_attack
+__all__ = ["Job", "JobSpec", "dedupe_jobs", "run_jobs"]
 
-__all__ = ["Job", "dedupe_jobs", "run_jobs"]
+
+class JobSpec(Protocol):
+    """A picklable spec whose ``run`` writes ``out_dir/results.json`` last and returns its timing (seconds)."""
+
+    def run(self, out_dir: Path) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Job:
     """One model to train. ``dir_name`` is shared by jobs whose specs coincide (see ``dedupe_jobs``)."""
 
     name: str
-    spec: AttackSpec
+    spec: JobSpec
     dir_name: str = ""
 
 
@@ -65,9 +69,8 @@ def _abort(pool: ProcessPoolExecutor) -> None:
         process.kill()
 
 
-def _run_one(spec: AttackSpec, run_dir: Path) -> dict[str, Any]:
-    result = run_attack(spec, run_dir)
-    return result.timing
+def _run_one(spec: JobSpec, run_dir: Path) -> dict[str, Any]:
+    return spec.run(run_dir)
 
 
 def run_jobs(

@@ -21,11 +21,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json, write_text
-from badnets.data import DATASETS, ImageDataset
-from badnets.data.mnist import mnist_file_hashes
+from badnets.data import SOURCES, ImageDataset
 from badnets.errors import ConfigError
 from badnets.metrics import BackdoorMetrics, backdoor_metrics
-from badnets.models import BadNetCNN
+from badnets.models import MODELS, build_model
 from badnets.poison import PoisonSpec, poison_dataset
 from badnets.train import ProgressFn, TrainSpec, predict, train_model
 from badnets.triggers import Stamp, TriggerSpec, apply_trigger, make_stamp
@@ -34,13 +33,17 @@ __all__ = ["AttackResult", "AttackSpec", "evaluate_attack", "run_attack"]
 
 log = logging.getLogger(__name__)
 
+# The paper's network for each dataset: its MNIST CNN, and a ZF-like conv stack for sign crops.
+DEFAULT_MODELS = {"mnist": "badnet-cnn", "lisa": "sign-cnn", "gtsrb": "sign-cnn"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class AttackSpec:
     """One attack run.
 
     Attributes:
-        dataset: a key of ``badnets.data.DATASETS``.
+        dataset: a key of ``badnets.data.SOURCES``.
+        model: a key of ``badnets.models.MODELS``; ``None`` = the dataset's default (``DEFAULT_MODELS``).
         data_dir: data folder (``None``: ``$BADNETS_DATA`` or ``~/.cache/badnets``).
         trigger: the backdoor trigger.
         poison: the poisoning; with ``baseline=True`` it only says how the trigger is scored.
@@ -51,6 +54,7 @@ class AttackSpec:
     """
 
     dataset: str = "mnist"
+    model: str | None = None
     data_dir: str | None = None
     trigger: TriggerSpec = field(default_factory=TriggerSpec)
     poison: PoisonSpec = field(default_factory=lambda: PoisonSpec(mapping="all-to-one", target=0))
@@ -60,13 +64,23 @@ class AttackSpec:
     save_model: bool = True
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"--dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if self.dataset not in SOURCES:
+            raise ConfigError(f"--dataset must be one of {sorted(SOURCES)}, got {self.dataset!r}")
+        if self.model is not None and self.model not in MODELS:
+            raise ConfigError(f"--model must be one of {sorted(MODELS)}, got {self.model!r}")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or DEFAULT_MODELS.get(self.dataset, "sign-cnn")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        """``run_attack`` into ``out_dir`` (a study job); returns the timing."""
+        return run_attack(self, out_dir).timing
 
 
 @dataclass(frozen=True)
@@ -77,11 +91,13 @@ class AttackResult:
     metrics: BackdoorMetrics
     out_dir: Path
     timing: dict[str, float] = field(default_factory=dict)
+    architecture: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "config": self.spec.to_json(),
             "seed": self.spec.seed,
+            "architecture": self.architecture,
             "metrics": self.metrics.to_json(),
             "timing": self.timing,
         }
@@ -92,10 +108,6 @@ def evaluate_attack(model: nn.Module, test: ImageDataset, stamp: Stamp, spec: Po
     preds_clean = predict(model, test.images)
     preds_triggered = predict(model, apply_trigger(test.images, stamp))
     return backdoor_metrics(preds_clean, preds_triggered, test.labels, spec)
-
-
-def _data_hashes(spec: AttackSpec) -> dict[str, str]:
-    return mnist_file_hashes(spec.data_dir) if spec.dataset == "mnist" else {}
 
 
 def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None = None) -> AttackResult:
@@ -109,7 +121,13 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     if done.is_file():
         previous = read_json(done)
         if same_config(spec, previous.get("config")):
-            return AttackResult(spec, _metrics_from_json(previous["metrics"]), out_dir, previous.get("timing", {}))
+            return AttackResult(
+                spec,
+                _metrics_from_json(previous["metrics"]),
+                out_dir,
+                previous.get("timing", {}),
+                previous.get("architecture", {}),
+            )
         raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
     resumable = checkpoint.is_file() and (out_dir / "run.json").is_file()
     if resumable and not same_config(spec, read_json(out_dir / "run.json").get("config")):
@@ -119,7 +137,8 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         )
     t0 = time.perf_counter()
     # Everything a user can get wrong is checked before the first byte is written.
-    train, test = DATASETS[spec.dataset](spec.data_dir)
+    source = SOURCES[spec.dataset]
+    train, test = source.load(spec.data_dir)
     poison = replace(spec.poison, num_classes=train.num_classes)
     stamp = make_stamp(spec.trigger, tuple(train.images.shape[1:]))  # type: ignore[arg-type]
     poisoned = None if spec.baseline else poison_dataset(train, stamp, poison, seed=spec.seed)
@@ -127,10 +146,11 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     if poisoned is not None:
         write_json(out_dir / "poison_manifest.json", poisoned.manifest.to_json())
     training_set = train if poisoned is None else poisoned.dataset
-    write_json(out_dir / "run.json", run_manifest(spec.to_json(), spec.seed, _data_hashes(spec)))
-    model = BadNetCNN(
-        in_channels=train.images.shape[1], num_classes=train.num_classes, image_size=train.images.shape[-1]
-    )
+    write_json(out_dir / "run.json", run_manifest(spec.to_json(), spec.seed, source.file_hashes(spec.data_dir)))
+    shape = {"in_channels": int(train.images.shape[1]), "num_classes": train.num_classes}
+    shape["image_size"] = int(train.images.shape[-1])
+    model = build_model(spec.model_name, **shape)
+    architecture = {"model": spec.model_name, **shape, "classes": list(train.classes)}
     t1 = time.perf_counter()
     train_model(model, training_set, spec.train, seed=spec.seed, checkpoint=checkpoint, progress=progress)
     t2 = time.perf_counter()
@@ -140,7 +160,7 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         with atomic_path(out_dir / "model.safetensors") as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     timing = {"train_seconds": t2 - t1, "evaluate_seconds": t3 - t2, "job_seconds": time.perf_counter() - t0}
-    result = AttackResult(spec, metrics, out_dir, timing)
+    result = AttackResult(spec, metrics, out_dir, timing, architecture)
     from badnets.report.attack import attack_report_md
 
     write_text(out_dir / "report.md", attack_report_md(result))
@@ -180,10 +200,19 @@ def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
     return BackdoorMetrics(**fields, per_class=rows)  # type: ignore[arg-type]
 
 
-def load_model(run_dir: Path) -> BadNetCNN:
-    """The trained paper CNN of a finished MNIST run directory (weights from safetensors)."""
+def load_model(run_dir: Path) -> nn.Module:
+    """The trained network of a finished run directory (architecture from ``results.json``, weights from safetensors).
+
+    Runs made before ``architecture`` was recorded are MNIST runs of the paper CNN.
+    """
     from safetensors.torch import load_file
 
-    model = BadNetCNN()
+    arch = read_json(run_dir / "results.json").get("architecture") or {}
+    model = build_model(
+        arch.get("model", "badnet-cnn"),
+        in_channels=arch.get("in_channels", 1),
+        num_classes=arch.get("num_classes", 10),
+        image_size=arch.get("image_size", 28),
+    )
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
     return model.eval()

@@ -14,20 +14,17 @@ Jobs that coincide (the 10% point of the sweep is the all-to-all headline run) r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data.mnist import mnist_file_hashes
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs, run_jobs
+from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._study import StudyRecipe, StudySummary, run_study
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
-from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
 
 __all__ = ["MnistStudySpec", "StudySummary", "build_jobs", "run_mnist_study"]
@@ -37,7 +34,7 @@ QUICK_PAIRS = ((4, 9), (3, 8))
 
 
 @dataclass(frozen=True, kw_only=True)
-class MnistStudySpec:
+class MnistStudySpec(StudyRecipe):
     """What the MNIST study trains.
 
     Attributes:
@@ -70,22 +67,14 @@ class MnistStudySpec:
     pair_rate: float = 0.05
     sweep_rates: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.33, 0.5)
     pairs: tuple[tuple[int, int], ...] = ALL_PAIRS
-    batch_size: int = 128
-    lr: float = 3e-3
-    label_smoothing: float = 0.1
-    workers: int = 2
-    device: str = "auto"
-    data_dir: str | None = None
-    quick: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for t in self.triggers:
             if t not in ("pixel", "pattern"):
                 raise ConfigError(f"study.triggers may hold pixel and pattern, got {t!r}")
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
         missing = set(self.triggers) - {t for t, _ in self.pair_epochs}
         if missing:
             raise ConfigError(f"study.pair_epochs gives no epochs for trigger(s) {sorted(missing)}")
@@ -113,23 +102,13 @@ class MnistStudySpec:
         return base if seeds is None else replace(base, seeds=seeds)
 
 
-def _train(spec: MnistStudySpec, epochs: int) -> TrainSpec:
-    return TrainSpec(
-        epochs=epochs,
-        batch_size=spec.batch_size,
-        lr=spec.lr,
-        label_smoothing=spec.label_smoothing,
-        device=spec.device,
-    )
-
-
 def _attack(spec: MnistStudySpec, trigger: str, poison: PoisonSpec, epochs: int, seed: int, **kw: Any) -> AttackSpec:
     return AttackSpec(
         dataset="mnist",
         data_dir=spec.data_dir,
         trigger=TriggerSpec(kind=trigger),
         poison=poison,
-        train=_train(spec, epochs),
+        train=spec.train_spec(epochs),
         seed=seed,
         **kw,
     )
@@ -166,75 +145,15 @@ def build_jobs(spec: MnistStudySpec) -> list[Job]:
     return dedupe_jobs(jobs)
 
 
-class _InvocationLedger:
-    """``invocations.json``: wall time and models trained by every invocation that trained something.
-
-    A study that is killed and resumed spans several invocations; the report sums them so its wall time and
-    compute share cover the whole study, not just the last command. The entry is rewritten after every
-    finished job, so even a killed invocation keeps what it did up to its last finished model.
-    """
-
-    def __init__(self, path: Path, *, workers: int) -> None:
-        self.path = path
-        self.previous: list[dict[str, Any]] = read_json(path) if path.is_file() else []
-        self.entry: dict[str, Any] = {
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "workers": workers,
-            "models_trained": 0,
-            "wall_seconds": 0.0,
-        }
-
-    def record(self, wall_seconds: float, *, models_trained: int) -> None:
-        self.entry["wall_seconds"] = wall_seconds
-        self.entry["models_trained"] += models_trained
-        write_json(self.path, self.invocations())
-
-    def invocations(self) -> list[dict[str, Any]]:
-        return [*self.previous, self.entry] if self.entry["models_trained"] else list(self.previous)
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    results: dict[str, Any]
-    wall_seconds: float
-
-    def console_table(self) -> Any:
-        from badnets.report.mnist import summary_table
-
-        return summary_table(self.results)
-
-
 def run_mnist_study(
     spec: MnistStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train every model of the study (resuming), then write ``results.json``, ``report.md``/``.html``, PNGs."""
-    from badnets.report.mnist import aggregate, write_mnist_report
+    from badnets.report.mnist import aggregate, summary_table, write_mnist_report
 
-    start = time.perf_counter()
-    ensure_writable_dir(out_dir)
     hashes = mnist_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
-    write_json(out_dir / "run.json", run_manifest(asdict(spec), None, hashes))
     jobs = build_jobs(spec)
-    ledger = _InvocationLedger(out_dir / "invocations.json", workers=spec.workers)
-
-    def on_progress(done: int, total: int, name: str) -> None:
-        if name != "starting":
-            ledger.record(time.perf_counter() - start, models_trained=1)
-        if progress is not None:
-            progress(done, total, name)
-
-    timing = run_jobs(jobs, out_dir / "runs", workers=spec.workers, progress=on_progress)
-    runs = {job.name: read_json(out_dir / "runs" / job.dir_name / "results.json") for job in jobs}
-    results = aggregate(spec, runs, out_dir)
-    wall = time.perf_counter() - start
-    if timing["models_trained_now"]:
-        ledger.record(wall, models_trained=0)
-    results["timing"] = {
-        **timing,
-        "wall_seconds": wall,
-        "invocations": ledger.invocations(),
-        "all_models_job_seconds": sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in runs.values()),
-    }
-    results["manifest"] = read_json(out_dir / "run.json")
+    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)
+    results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_mnist_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"])
+    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

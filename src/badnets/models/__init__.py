@@ -3,12 +3,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from torch import nn
 
+from badnets.errors import ConfigError
 from badnets.models.mnist_cnn import BadNetCNN
+from badnets.models.sign_cnn import SignCNN
 
-MODELS: dict[str, Callable[[], nn.Module]] = {"badnet-cnn": BadNetCNN}
 
-__all__ = ["MODELS", "BadNetCNN"]
+class ModelFactory(Protocol):
+    def __call__(self, in_channels: int, num_classes: int, image_size: int) -> nn.Module: ...
+
+
+MODELS: dict[str, ModelFactory] = {"badnet-cnn": BadNetCNN, "sign-cnn": SignCNN}
+
+
+def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    """A fresh, randomly initialised model of ``MODELS[name]`` for the given input and classes."""
+    if name not in MODELS:
+        raise ConfigError(f"--model must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name](in_channels=in_channels, num_classes=num_classes, image_size=image_size)
+
+
+__all__ = ["MODELS", "BadNetCNN", "ModelFactory", "SignCNN", "build_model"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Block", "Heading", "Image", "Para", "Table", "render_html", "render_md"]
+__all__ = ["Block", "Heading", "Image", "Para", "Table", "render_html", "render_md", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,12 @@ def render_html(blocks: Sequence[Block], title: str, base: Path) -> str:
             )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def write_report(results: Mapping[str, Any], blocks: Sequence[Block], out: Path, title: str) -> None:
+    """``results.json`` first (the source of truth), then ``report.md`` and a self-contained ``report.html``."""
+    from badnets._io import write_json, write_text
+
+    write_json(out / "results.json", results)
+    write_text(out / "report.md", render_md(blocks))
+    write_text(out / "report.html", render_html(blocks, title, out))

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["md_table", "pct", "pct_ci"]
+__all__ = ["md_table", "pct", "pct_ci", "run_summary", "targets_table"]
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -29,3 +30,44 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def run_summary(timing: Mapping[str, Any]) -> str:
+    """Wall time and the share outside compute, over every invocation that trained models of this study."""
+    workers = timing.get("workers", 1)
+    text = f"{timing.get('models')} models on {workers} worker(s). "
+    invocations = timing.get("invocations", [])
+    if invocations:
+        wall = sum(i["wall_seconds"] for i in invocations)
+        trained = sum(i["models_trained"] for i in invocations)
+        text += (
+            f"Recorded invocations: {len(invocations)}, training {trained} models in {wall / 60:.1f} min of wall time. "
+        )
+    if timing.get("models_trained_now"):
+        compute = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
+        share = 1 - compute / (timing["wall_seconds"] * timing.get("workers", 1))
+        text += (
+            f"The last invocation trained {timing['models_trained_now']} in {timing['wall_seconds'] / 60:.1f} "
+            f"min; {pct(share, 1)} of its wall time × workers was spent outside training and evaluation "
+            "compute (data loading, poisoning, writing, idle workers). "
+        )
+    if job_hours := timing.get("all_models_job_seconds", 0.0) / 3600:
+        text += (
+            f"Summed per-model job time over all {timing.get('models')} models: {job_hours:.2f} h, "
+            f"i.e. {job_hours / workers:.2f} h on {workers} workers. "
+        )
+    return text + "Regenerate with the command in `run.json`."
+
+
+def targets_table(results: Mapping[str, Any], title: str, digits: int = 2) -> Any:
+    """The study's targets as a rich table for the terminal (a quick run is shown but not graded)."""
+    from rich.table import Table as RichTable
+
+    quick = results["spec"]["quick"]
+    table = RichTable(title=title + (" (quick run; the targets are for the full study)" if quick else " vs the paper"))
+    for col in ("target", "paper", "ours", "met"):
+        table.add_column(col)
+    for t in results["targets"]:
+        ours = t["ours"] if isinstance(t["ours"], str) else pct(t["ours"], digits)
+        table.add_row(t["target"], t["paper"], ours, "–" if quick else ("[green]yes[/]" if t["met"] else "[red]no[/]"))
+    return table

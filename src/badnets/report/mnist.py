@@ -9,21 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from torch import nn
 
-from badnets._io import write_json, write_text
 from badnets.data import load_mnist
 from badnets.experiments.attack import evaluate_attack, load_model
 from badnets.metrics import mean_ci, wilson_interval
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec
 from badnets.report import plots
-from badnets.report._doc import Block, Heading, Image, Para, Table, render_html, render_md
-from badnets.report._format import pct, pct_ci
+from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
+from badnets.report._format import pct, pct_ci, run_summary, targets_table
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
 if TYPE_CHECKING:
-    from rich.table import Table as RichTable
-
     from badnets.experiments.mnist import MnistStudySpec
 
 __all__ = ["PAPER", "aggregate", "summary_table", "write_mnist_report"]
@@ -125,18 +123,24 @@ def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[dic
     return points
 
 
+def _conv1_of(run_dir: Path) -> nn.Conv2d:
+    conv1 = load_model(run_dir).get_submodule("conv1")
+    assert isinstance(conv1, nn.Conv2d), f"{run_dir} is not a paper-CNN run"
+    return conv1
+
+
 def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Any]:
     _, test = load_mnist(spec.data_dir)
     probe = test.images[:2000]
-    clean_model = load_model(out / "runs" / "baseline__s0")
-    rows, marked, found = {"clean": clean_model.conv1.weight.detach()}, {}, {}
+    clean_conv1 = _conv1_of(out / "runs" / "baseline__s0")
+    rows, marked, found = {"clean": clean_conv1.weight.detach()}, {}, {}
     gains: dict[str, list[float]] = {}
     for trig in spec.triggers:
         stamp = make_stamp(TriggerSpec(kind=trig), (1, 28, 28))
-        bad = load_model(out / "runs" / f"all-to-all__{trig}__s0")
-        ref_gain = conv1_trigger_gain(clean_model.conv1, probe, stamp)
-        gain = conv1_trigger_gain(bad.conv1, probe, stamp)
-        rows[f"BadNet ({trig})"] = bad.conv1.weight.detach()
+        bad_conv1 = _conv1_of(out / "runs" / f"all-to-all__{trig}__s0")
+        ref_gain = conv1_trigger_gain(clean_conv1, probe, stamp)
+        gain = conv1_trigger_gain(bad_conv1, probe, stamp)
+        rows[f"BadNet ({trig})"] = bad_conv1.weight.detach()
         marked[f"BadNet ({trig})"] = dedicated_units(gain, ref_gain)
         gains[f"BadNet ({trig})"] = gain.tolist()
         found[trig] = {
@@ -337,7 +341,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         )
     blocks.append(Image("conv1_filters.png", "conv1 filters; red frames mark trigger-dedicated filters."))
     if timing:
-        blocks += [Heading("Run"), Para(_run_summary(timing))]
+        blocks += [Heading("Run"), Para(run_summary(timing))]
     blocks.append(
         Para(
             "Definitions (DESIGN.md §3): backdoor error = share of triggered test images of the "
@@ -349,50 +353,9 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
 
 
 def write_mnist_report(results: Mapping[str, Any], out: Path) -> None:
-    """``results.json`` first (the source of truth), then Markdown and self-contained HTML from it."""
-    write_json(out / "results.json", results)
-    blocks = _doc(results)
-    write_text(out / "report.md", render_md(blocks))
-    write_text(out / "report.html", render_html(blocks, "BadNets on MNIST", out))
+    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
+    write_report(results, _doc(results), out, "BadNets on MNIST")
 
 
-def summary_table(results: Mapping[str, Any]) -> RichTable:
-    from rich.table import Table as RichTable
-
-    table = RichTable(title="BadNets on MNIST vs the paper")
-    for col in ("target", "paper", "ours", "met"):
-        table.add_column(col)
-    if results["spec"]["quick"]:
-        table.title = "BadNets on MNIST, quick run (2 epochs; the targets are for the full study)"
-    for t in results["targets"]:
-        ours = t["ours"] if isinstance(t["ours"], str) else pct(t["ours"])
-        met = "[green]yes[/]" if t["met"] else "[red]no[/]"
-        table.add_row(t["target"], t["paper"], ours, "–" if results["spec"]["quick"] else met)
-    return table
-
-
-def _run_summary(timing: Mapping[str, Any]) -> str:
-    """Wall time and the share outside compute, over every invocation that trained models of this study."""
-    workers = timing.get("workers", 1)
-    text = f"{timing.get('models')} models on {workers} worker(s). "
-    invocations = timing.get("invocations", [])
-    if invocations:
-        wall = sum(i["wall_seconds"] for i in invocations)
-        trained = sum(i["models_trained"] for i in invocations)
-        text += (
-            f"Recorded invocations: {len(invocations)}, training {trained} models in {wall / 60:.1f} min of wall time. "
-        )
-    if timing.get("models_trained_now"):
-        compute = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
-        share = 1 - compute / (timing["wall_seconds"] * timing.get("workers", 1))
-        text += (
-            f"The last invocation trained {timing['models_trained_now']} in {timing['wall_seconds'] / 60:.1f} "
-            f"min; {pct(share, 1)} of its wall time × workers was spent outside training and evaluation "
-            "compute (data loading, poisoning, writing, idle workers). "
-        )
-    if job_hours := timing.get("all_models_job_seconds", 0.0) / 3600:
-        text += (
-            f"Summed per-model job time over all {timing.get('models')} models: {job_hours:.2f} h, "
-            f"i.e. {job_hours / workers:.2f} h on {workers} workers. "
-        )
-    return text + "Regenerate with the command in `run.json`."
+def summary_table(results: Mapping[str, Any]) -> Any:
+    return targets_table(results, "BadNets on MNIST")

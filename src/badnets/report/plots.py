@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,10 +15,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from badnets._io import atomic_path
 
-__all__ = ["plot_conv1", "plot_pair_heatmaps", "plot_sweep", "plot_trigger_examples"]
+__all__ = [
+    "plot_conv1",
+    "plot_image_grid",
+    "plot_neuron_maps",
+    "plot_pair_heatmaps",
+    "plot_sweep",
+    "plot_trigger_examples",
+]
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -109,12 +118,63 @@ def plot_conv1(
     _save(fig, path)
 
 
+def _show(ax: Any, img: torch.Tensor) -> None:
+    """A ``(1, H, W)`` (grey) or ``(3, H, W)`` (RGB) uint8 image, without ticks."""
+    if img.shape[0] == 1:
+        ax.imshow(img[0].cpu().numpy(), cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(img.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_trigger_examples(images: Mapping[str, torch.Tensor], path: Path) -> None:
-    """One ``(1, H, W)`` uint8 image per label, side by side."""
+    """One ``(C, H, W)`` uint8 image per label, side by side."""
     fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.4))
     for ax, (name, img) in zip(np.atleast_1d(axes), images.items(), strict=True):
-        ax.imshow(img[0].cpu().numpy(), cmap="gray", vmin=0, vmax=255)
+        _show(ax, img)
+        ax.set_title(name, fontsize=9)
+    _save(fig, path)
+
+
+def plot_image_grid(rows: Mapping[str, Sequence[tuple[torch.Tensor, str]]], path: Path, title: str = "") -> None:
+    """One row per label of ``(C, H, W)`` uint8 images, each with a caption (e.g. prediction and confidence)."""
+    n = max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 2.1 * len(rows)), squeeze=False)
+    for r, (name, cells) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            if c < len(cells):
+                _show(ax, cells[c][0])
+                ax.set_xlabel(cells[c][1], fontsize=7)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_neuron_maps(
+    panels: Mapping[str, Sequence[float]], marked: Sequence[int], path: Path, title: str, columns: int = 16
+) -> None:
+    """Per-channel mean activations as heat maps (one panel per label, channels in a grid), as the paper's
+    Figure 8; channels in ``marked`` (the backdoor neurons) are outlined in red."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 2.6), squeeze=False)
+    for ax, (name, values) in zip(axes[0], panels.items(), strict=True):
+        v = np.asarray(values, dtype=float)
+        flat = np.full(math.ceil(len(v) / columns) * columns, np.nan)
+        flat[: len(v)] = v
+        grid = flat.reshape(-1, columns)
+        signed = name.startswith("difference")
+        vmax = float(np.nanmax(np.abs(grid))) or 1.0
+        im = ax.imshow(grid, cmap="RdBu_r" if signed else "viridis", vmin=-vmax if signed else 0, vmax=vmax)
+        for u in marked:
+            r, c = divmod(u, columns)
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.suptitle(title, fontsize=10)
     _save(fig, path)

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What every case study shares: a manifest, resumable parallel jobs, and a ledger of the invocations they took.
+
+A study is a list of ``run_attack`` jobs plus an aggregation. ``run_study`` writes ``out/run.json``, trains the
+unfinished jobs into ``out/runs/<name>`` (resuming a killed run), records every invocation's wall time in
+``out/invocations.json`` and returns each job's ``results.json`` with the timing the report shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
+from badnets.errors import ConfigError
+from badnets.experiments._jobs import Job, run_jobs
+from badnets.train import TrainSpec
+
+__all__ = ["Phase", "StudyRecipe", "StudyRuns", "StudySummary", "run_study"]
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyRecipe:
+    """What every case study's spec shares: the training recipe, the parallelism and where the data are.
+
+    Attributes:
+        workers: models trained in parallel (on CPU, one thread each).
+        quick: a reduced demonstration run (reports say so and do not grade it against the targets).
+    """
+
+    batch_size: int = 128
+    lr: float = 3e-3
+    label_smoothing: float = 0.1
+    workers: int = 2
+    device: str = "auto"
+    data_dir: str | None = None
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+
+    def train_spec(self, epochs: int) -> TrainSpec:
+        return TrainSpec(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            label_smoothing=self.label_smoothing,
+            device=self.device,
+        )
+
+
+class _InvocationLedger:
+    """``invocations.json``: wall time and models trained by every invocation that trained something.
+
+    A study that is killed and resumed spans several invocations; the report sums them so its wall time and
+    compute share cover the whole study, not just the last command. The entry is rewritten after every
+    finished job, so even a killed invocation keeps what it did up to its last finished model.
+    """
+
+    def __init__(self, path: Path, *, workers: int) -> None:
+        self.path = path
+        self.previous: list[dict[str, Any]] = read_json(path) if path.is_file() else []
+        self.entry: dict[str, Any] = {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "workers": workers,
+            "models_trained": 0,
+            "wall_seconds": 0.0,
+        }
+
+    def record(self, wall_seconds: float, *, models_trained: int) -> None:
+        self.entry["wall_seconds"] = wall_seconds
+        self.entry["models_trained"] += models_trained
+        write_json(self.path, self.invocations())
+
+    def invocations(self) -> list[dict[str, Any]]:
+        return [*self.previous, self.entry] if self.entry["models_trained"] else list(self.previous)
+
+
+@dataclass(frozen=True)
+class StudyRuns:
+    """The finished jobs' ``results.json`` by job name, and the timing to report (including the ledger)."""
+
+    runs: dict[str, Any]
+    timing: dict[str, Any]
+    start: float
+
+    def finish(self, results: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+        """Add the timing (wall time up to now) and the study manifest to the aggregated ``results``."""
+        timing = dict(self.timing)
+        timing["wall_seconds"] = time.perf_counter() - self.start
+        return {**results, "timing": timing, "manifest": read_json(out_dir / "run.json")}
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    results: dict[str, Any]
+    wall_seconds: float
+    table: Callable[[dict[str, Any]], Any]
+
+    def console_table(self) -> Any:
+        return self.table(self.results)
+
+
+Phase = list[Job] | Callable[[Mapping[str, Any]], list[Job]]
+
+
+def run_study(
+    config: Mapping[str, Any],
+    hashes: dict[str, str],
+    phases: Sequence[Phase],
+    out_dir: Path,
+    *,
+    workers: int,
+    progress: ProgressFn | None = None,
+) -> StudyRuns:
+    """Write the manifest, run (or resume) every job, and collect their results.
+
+    Args:
+        config: the study spec as plain values (for ``run.json``).
+        hashes: SHA-256 of the data files (checked before any worker starts, so missing data fail fast).
+        phases: the jobs (run directories assigned by ``dedupe_jobs``), in phases run one after the other; a
+            phase may be a function of the results so far (e.g. retraining jobs that need trained models).
+    """
+    start = time.perf_counter()
+    ensure_writable_dir(out_dir)
+    write_json(out_dir / "run.json", run_manifest(dict(config), None, hashes))
+    ledger = _InvocationLedger(out_dir / "invocations.json", workers=workers)
+
+    def on_progress(done: int, total: int, name: str) -> None:
+        if name != "starting":
+            ledger.record(time.perf_counter() - start, models_trained=1)
+        if progress is not None:
+            progress(done, total, name)
+
+    runs: dict[str, Any] = {}
+    timing: dict[str, Any] = {}
+    for phase in phases:
+        jobs = phase if isinstance(phase, list) else phase(runs)
+        took = run_jobs(jobs, out_dir / "runs", workers=workers, progress=on_progress)
+        timing = {k: timing.get(k, 0) + v if k not in ("workers",) else v for k, v in took.items()}
+        runs |= {job.name: read_json(out_dir / "runs" / job.dir_name / "results.json") for job in jobs}
+    if timing["models_trained_now"]:
+        ledger.record(time.perf_counter() - start, models_trained=0)
+    timing["invocations"] = ledger.invocations()
+    timing["all_models_job_seconds"] = sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in runs.values())
+    return StudyRuns(runs, timing, start)

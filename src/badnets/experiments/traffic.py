@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The paper's traffic-sign case study (BadNets §5), classifier stage, on real LISA US sign crops.
+
+1. Baseline: the sign network trained on clean stop / speed-limit / warning crops.
+2. Single-target BadNet: triggered stop signs → speed-limit, backdoored copies added (§5.2.1), per trigger
+   (yellow square, bomb, flower).
+3. Random-target BadNet: each triggered sign gets a random wrong label (§5.2.2), per trigger.
+4. Backdoor neurons (§5.3): channels of the last conv layer whose activation on triggered stop signs
+   exceeds every channel of the clean network, found automatically.
+
+Every model is one ``run_attack`` job in ``out/runs/<name>`` (resumable, as in the MNIST study). The paper's
+classifier sits inside a Faster R-CNN on full frames; here it sees the sign crops (the detector is its own
+experiment), and the split is by LISA track.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from badnets.data import LISA_CLASSES
+from badnets.data.lisa import lisa_file_hashes
+from badnets.errors import ConfigError
+from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._study import StudyRecipe, StudySummary, run_study
+from badnets.experiments.attack import AttackSpec
+from badnets.poison import PoisonSpec
+from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+
+__all__ = ["TrafficStudySpec", "attack_spec", "build_jobs", "run_traffic_study", "single_target"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrafficStudySpec(StudyRecipe):
+    """What the traffic-sign study trains.
+
+    Attributes:
+        triggers: sign triggers to study (``SIGN_TRIGGERS``).
+        seeds: seeds per configuration (baseline, each trigger's single- and random-target BadNet).
+        rate: share of the final training set that is backdoored (copies added), for both attacks.
+        source, target: the single-target attack's classes (the paper: stop → speed-limit).
+        quick: a reduced demonstration run (reports say so and do not grade it against the targets).
+    """
+
+    triggers: tuple[str, ...] = SIGN_TRIGGERS
+    seeds: int = 3
+    epochs: int = 12
+    rate: float = 0.1
+    source: str = "stop"
+    target: str = "speedlimit"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.triggers or any(t not in SIGN_TRIGGERS for t in self.triggers):
+            raise ConfigError(f"study.triggers must be among {list(SIGN_TRIGGERS)}, got {list(self.triggers)}")
+        for name in (self.source, self.target):
+            if name not in LISA_CLASSES:
+                raise ConfigError(f"--source/--target must be among {list(LISA_CLASSES)}, got {name!r}")
+        if self.source == self.target:
+            raise ConfigError("--source and --target must differ")
+        if self.seeds < 1 or self.epochs < 1:
+            raise ConfigError(f"--seeds and epochs must be >= 1, got {self.seeds} and {self.epochs}")
+
+    @classmethod
+    def preset(cls, *, quick: bool, seeds: int | None = None, **overrides: Any) -> TrafficStudySpec:
+        """The full study, or ``quick``: two triggers, one seed, 4 epochs."""
+        if quick:
+            base = cls(triggers=("yellow-square", "flower"), seeds=1, epochs=4, quick=True, **overrides)
+        else:
+            base = cls(**overrides)
+        return base if seeds is None else replace(base, seeds=seeds)
+
+
+def attack_spec(
+    spec: TrafficStudySpec, trigger: str, poison: PoisonSpec, seed: int, *, baseline: bool = False
+) -> AttackSpec:
+    return AttackSpec(
+        dataset="lisa",
+        data_dir=spec.data_dir,
+        trigger=sign_trigger(trigger, spec.data_dir),
+        poison=poison,
+        train=spec.train_spec(spec.epochs),
+        seed=seed,
+        baseline=baseline,
+    )
+
+
+def single_target(spec: TrafficStudySpec) -> PoisonSpec:
+    return PoisonSpec(
+        mapping="single",
+        source=LISA_CLASSES.index(spec.source),
+        target=LISA_CLASSES.index(spec.target),
+        rate=spec.rate,
+        num_classes=len(LISA_CLASSES),
+    )
+
+
+def build_jobs(spec: TrafficStudySpec) -> list[Job]:
+    """Every model of the study: per seed, the baseline, then per trigger a single- and a random-target BadNet."""
+    random = PoisonSpec(mapping="random", rate=spec.rate, num_classes=len(LISA_CLASSES))
+    jobs = []
+    for seed in range(spec.seeds):
+        baseline = attack_spec(spec, spec.triggers[0], single_target(spec), seed, baseline=True)
+        jobs.append(Job(f"baseline/s{seed}", baseline))
+        for trig in spec.triggers:
+            jobs.append(Job(f"single/{trig}/s{seed}", attack_spec(spec, trig, single_target(spec), seed)))
+            jobs.append(Job(f"random/{trig}/s{seed}", attack_spec(spec, trig, random, seed)))
+    return dedupe_jobs(jobs)
+
+
+def run_traffic_study(
+    spec: TrafficStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
+) -> StudySummary:
+    """Train every model (resuming), then write ``results.json``, ``report.md``/``.html`` and the plots."""
+    from badnets.report.traffic import aggregate, summary_table, write_traffic_report
+
+    hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
+    study = run_study(asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress)
+    results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
+    write_traffic_report(results, out_dir)
+    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The traffic-sign study end to end on tiny generated LISA crops, and a short real-data smoke run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from badnets.errors import ConfigError
+from badnets.experiments.traffic import TrafficStudySpec, build_jobs, run_traffic_study
+from tests.conftest import REAL_DATA
+from tests.data.test_lisa import write_staged_crops
+
+
+def test_jobs_cover_baseline_and_both_attacks_per_trigger_and_seed() -> None:
+    spec = TrafficStudySpec(triggers=("yellow-square", "flower"), seeds=2, data_dir="/nonexistent")
+    names = [j.name for j in build_jobs(spec)]
+    assert len(names) == 2 * (1 + 2 * 2) and len(set(names)) == len(names)
+    assert "single/flower/s1" in names and "random/yellow-square/s0" in names and "baseline/s1" in names
+
+
+def test_bad_spec_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="triggers"):
+        TrafficStudySpec(triggers=("pixel",))
+    with pytest.raises(ConfigError, match="must differ"):
+        TrafficStudySpec(source="stop", target="stop")
+
+
+def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
+    data = write_staged_crops(tmp_path / "data", tracks_per_tag=10, frames=3)
+    spec = TrafficStudySpec(triggers=("bomb",), seeds=1, epochs=2, workers=1, data_dir=str(data))
+    summary = run_traffic_study(spec, tmp_path / "out")
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results == json.loads(json.dumps(summary.results))
+    for trig in spec.triggers:
+        conf = results["classifier"][trig]
+        assert set(conf) == {"baseline", "single", "random"}
+        assert set(conf["single"]["clean"]) == {"stop", "speedlimit", "warning", "all"}
+        assert 0.0 <= conf["single"]["source_to_target"]["mean"] <= 1.0
+        assert len(results["neurons"][trig]["gain"]) == 128
+        assert (out / f"neurons_{trig}.png").stat().st_size > 1000
+    assert len(results["targets"]) == 3
+    for name in ("report.md", "report.html", "stop_sign_examples.png", "triggers.png", "invocations.json"):
+        assert (out / name).is_file(), name
+    md = (out / "report.md").read_text()
+    assert "Trigger: bomb" in md and "Backdoor neurons" in md and "Substitution" in md
+    # a second run trains nothing and reproduces the same numbers
+    again = run_traffic_study(spec, tmp_path / "out")
+    assert json.dumps(again.results["classifier"]) == json.dumps(results["classifier"])
+
+
+@pytest.mark.slow
+def test_real_lisa_quick_study_learns_the_backdoor(tmp_path: Path) -> None:
+    if REAL_DATA is None or not (REAL_DATA / "signs_detection" / "lisa_crops" / "annotations.csv").is_file():
+        pytest.skip("LISA crops not staged: set BADNETS_DATA to a folder with signs_detection/lisa_crops")
+    spec = TrafficStudySpec.preset(quick=True, data_dir=str(REAL_DATA), workers=2)
+    results = run_traffic_study(spec, tmp_path / "out").results
+    for trig in spec.triggers:
+        conf = results["classifier"][trig]
+        assert conf["baseline"]["clean"]["all"]["mean"] > 0.85
+        assert conf["single"]["source_to_target"]["mean"] > 0.8
+        assert conf["baseline"]["source_to_target"]["mean"] < 0.2
