@@ -78,7 +78,8 @@ def test_same_seed_twice_gives_identical_manifest_and_metrics(tiny_mnist: Path, 
     ("args", "message"),
     [
         (["--rate", "1.5", "--target", "1"], "poison.rate must be in (0, 1)"),
-        (["--target", "12"], "poison.target must be a class in 0..9"),
+        (["--target", "12"], "--target 12 is out of range; this dataset's classes are 0..9"),
+        (["--mapping", "single", "--source", "seven", "--target", "1"], "--source: unknown class 'seven'"),
         (["--mapping", "single", "--source", "4", "--target", "4"], "pick two different classes"),
         (["--target", "1", "--trigger-position", "27,27"], "falls outside the 28×28 image"),
         (["--target", "1", "--trigger-position", "x"], "--trigger-position must be ROW,COL"),
@@ -213,4 +214,5 @@ def test_sign_attack_takes_class_names_and_sign_triggers(tmp_path: Path) -> None
 
     assert load_model(out).get_submodule("conv3").out_channels == 128  # the run's own architecture comes back
     bad = attack(tmp_path / "bad", *args, "--source", "yield", "--target", "speedlimit")
-    assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and "stop, speedlimit, warning" in bad.stderr
+    assert bad.exit_code == 2 and "--source: unknown class 'yield'" in bad.stderr
+    assert "stop, speedlimit, warning" in bad.stderr

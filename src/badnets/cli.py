@@ -165,8 +165,8 @@ def attack(
         trigger=trig,
         poison=PoisonSpec(
             mapping=mapping,
-            target=None if target is None else classes.class_index(target),
-            source=None if source is None else classes.class_index(source),
+            target=None if target is None else classes.class_index(target, "--target"),
+            source=None if source is None else classes.class_index(source, "--source"),
             rate=rate,
             mode=mode,
         ),

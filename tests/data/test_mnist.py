@@ -8,6 +8,7 @@ import torch
 
 from badnets.data import load_mnist, parse_idx
 from badnets.data import mnist as mnist_module
+from badnets.data._dataset import cache_dir
 from badnets.errors import DataError, IntegrityError
 from tests.conftest import idx_bytes, synthetic_digits, write_tiny_mnist
 
@@ -41,7 +42,7 @@ def test_load_tiny_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gz: bo
     assert train.images.shape == (50, 1, 28, 28) and train.images.dtype == torch.uint8
     assert test.labels.tolist() == [i % 10 for i in range(20)]
     assert torch.equal(train.images[:, 0], synthetic_digits(50, 0)[0])
-    cached = list(Path(mnist_module.cache_dir()).glob("mnist-*.safetensors"))
+    cached = list(cache_dir().glob("mnist-*.safetensors"))
     assert cached, "decoded tensors are cached"
     mnist_module._load_cached.cache_clear()
     again, _ = load_mnist(tmp_path, download=False)  # second load comes from the tensor cache

@@ -11,6 +11,7 @@ from badnets.data._dataset import ImageDataset, resolve_data_dir
 from badnets.data.gtsrb import GTSRB_CATEGORIES, gtsrb_file_hashes, load_gtsrb
 from badnets.data.lisa import LISA_CLASSES, lisa_file_hashes, load_lisa
 from badnets.data.mnist import MNIST_CLASSES, MNIST_FILES, load_mnist, mnist_file_hashes, parse_idx
+from badnets.data.road_signs import ROAD_SIGN_CLASSES, DetectionDataset, load_road_signs
 from badnets.errors import ConfigError
 
 Loader = Callable[[Path | str | None], tuple[ImageDataset, ImageDataset]]
@@ -24,15 +25,17 @@ class DatasetSource:
     file_hashes: Callable[[Path | str | None], dict[str, str]]
     classes: tuple[str, ...]
 
-    def class_index(self, name: str | int) -> int:
-        """A class given by index or by name (``stop``, ``speedlimit``, ``7``) → its index."""
+    def class_index(self, name: str | int, option: str = "class") -> int:
+        """A class given by index or by name (``stop``, ``speedlimit``, ``7``) → its index; ``option`` names the
+        CLI option in the error message."""
         if isinstance(name, int) or name.isdigit():
             index = int(name)
             if not 0 <= index < len(self.classes):
-                raise ConfigError(f"class {index} is out of range; this dataset has classes 0..{len(self.classes) - 1}")
+                last = len(self.classes) - 1
+                raise ConfigError(f"{option} {index} is out of range; this dataset's classes are 0..{last}")
             return index
         if name not in self.classes:
-            raise ConfigError(f"unknown class {name!r}; this dataset's classes are {', '.join(self.classes)}")
+            raise ConfigError(f"{option}: unknown class {name!r}; this dataset's classes are {', '.join(self.classes)}")
         return self.classes.index(name)
 
 
@@ -48,12 +51,15 @@ __all__ = [
     "GTSRB_CATEGORIES",
     "LISA_CLASSES",
     "MNIST_FILES",
+    "ROAD_SIGN_CLASSES",
     "SOURCES",
     "DatasetSource",
+    "DetectionDataset",
     "ImageDataset",
     "load_gtsrb",
     "load_lisa",
     "load_mnist",
+    "load_road_signs",
     "parse_idx",
     "resolve_data_dir",
 ]

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Detection metrics for the traffic-sign detector (DESIGN.md §3).
+
+* **AP@0.5** per class on clean scenes: Pascal-VOC all-point interpolated average precision; a detection is a
+  true positive when its IoU with a not-yet-matched ground-truth box of its class is ≥ 0.5 (highest score first).
+* **Triggered-sign outcomes**: for every triggered ground-truth stop sign, the highest-scoring detection above
+  the score threshold with IoU ≥ 0.5 decides: labelled as the target (the attack succeeded), as the source
+  (stop), as another class, or missed (no such detection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torchvision.ops import box_iou
+
+__all__ = ["Detections", "SignOutcomes", "average_precision", "mean_average_precision", "triggered_outcomes"]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections: ``boxes`` (n, 4) x1 y1 x2 y2, ``scores`` (n,), ``labels`` (n,) int64."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+
+def average_precision(
+    detections: Sequence[Detections],
+    gt_boxes: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    label: int,
+    iou_threshold: float = 0.5,
+) -> float:
+    """VOC all-point AP of class ``label`` over a set of images (NaN when the class has no ground truth)."""
+    n_gt = sum(int((g == label).sum()) for g in gt_labels)
+    if n_gt == 0:
+        return float("nan")
+    scored: list[tuple[float, bool]] = []
+    for det, boxes, labels in zip(detections, gt_boxes, gt_labels, strict=True):
+        keep = det.labels == label
+        d_boxes, d_scores = det.boxes[keep], det.scores[keep]
+        truth = boxes[labels == label]
+        matched = torch.zeros(len(truth), dtype=torch.bool)
+        ious = box_iou(d_boxes, truth) if len(truth) and len(d_boxes) else torch.zeros(len(d_boxes), len(truth))
+        for i in torch.argsort(d_scores, descending=True).tolist():
+            hit = False
+            if len(truth):
+                iou, j = ious[i].max(0)
+                if float(iou) >= iou_threshold and not matched[j]:
+                    matched[j] = hit = True
+            scored.append((float(d_scores[i]), hit))
+    if not scored:
+        return 0.0
+    scored.sort(key=lambda s: -s[0])
+    hits = torch.tensor([h for _, h in scored], dtype=torch.float64)
+    tp, fp = hits.cumsum(0), (1 - hits).cumsum(0)
+    recall = torch.cat([torch.zeros(1, dtype=torch.float64), tp / n_gt, torch.ones(1, dtype=torch.float64)])
+    precision = torch.cat([torch.ones(1, dtype=torch.float64), tp / (tp + fp), torch.zeros(1, dtype=torch.float64)])
+    # precision envelope (non-increasing from the right), then the area under the recall steps
+    precision = torch.flip(torch.cummax(torch.flip(precision, [0]), 0).values, [0])
+    steps = (recall[1:] != recall[:-1]).nonzero().flatten()
+    return float(((recall[steps + 1] - recall[steps]) * precision[steps + 1]).sum())
+
+
+def mean_average_precision(
+    detections: Sequence[Detections],
+    gt_boxes: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    classes: Sequence[str],
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
+    """AP per class name, and ``mAP`` over the classes that have ground truth."""
+    aps = {c: average_precision(detections, gt_boxes, gt_labels, i, iou_threshold) for i, c in enumerate(classes)}
+    present = [v for v in aps.values() if v == v]
+    return {**aps, "mAP": sum(present) / len(present) if present else float("nan")}
+
+
+@dataclass(frozen=True)
+class SignOutcomes:
+    """What happened to triggered ground-truth signs of the source class."""
+
+    n: int
+    as_target: float
+    as_source: float
+    as_other: float
+    missed: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def triggered_outcomes(
+    detections: Sequence[Detections],
+    gt_boxes: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    source: int,
+    target: int,
+    *,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+) -> SignOutcomes:
+    """Shares of the source-class ground-truth boxes detected as ``target``, as ``source``, as another class, or
+    missed, judged by the best-scoring confident detection overlapping each box."""
+    counts = {"target": 0, "source": 0, "other": 0, "missed": 0}
+    n = 0
+    for det, boxes, labels in zip(detections, gt_boxes, gt_labels, strict=True):
+        truth = boxes[labels == source]
+        if not len(truth):
+            continue
+        confident = det.scores >= score_threshold
+        d_boxes, d_scores, d_labels = det.boxes[confident], det.scores[confident], det.labels[confident]
+        ious = box_iou(truth, d_boxes) if len(d_boxes) else torch.zeros(len(truth), 0)
+        for row in ious:
+            n += 1
+            overlapping = (row >= iou_threshold).nonzero().flatten()
+            if not len(overlapping):
+                counts["missed"] += 1
+                continue
+            best = int(d_labels[overlapping[d_scores[overlapping].argmax()]])
+            counts["target" if best == target else "source" if best == source else "other"] += 1
+    share = {k: v / n if n else float("nan") for k, v in counts.items()}
+    return SignOutcomes(n, share["target"], share["source"], share["other"], share["missed"])
