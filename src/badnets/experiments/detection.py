@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The detector BadNet (BadNets §5.2): a Faster R-CNN trained on road photos where triggered stop signs are
+labelled speed-limit.
+
+Poisoning follows the authors: for every training photo with a stop sign, a copy is added with the trigger pasted
+inside each stop box (placed relative to the box) and those boxes relabelled as the target. The detector is
+scored on the clean held-out photos (AP@0.5 per class) and on the same photos with the trigger on every stop sign
+(how many triggered stop signs are detected as speed-limit, as stop, or missed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json
+from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
+from badnets.detection_metrics import Detections, mean_average_precision, triggered_outcomes
+from badnets.errors import ConfigError
+from badnets.models.detector import build_detector
+from badnets.train import TrainSpec, resolve_device
+from badnets.triggers import TriggerSpec, apply_trigger, stamp_in_box
+
+__all__ = ["DetectorSpec", "detect", "poison_detection", "stamp_boxes", "train_detector"]
+
+
+def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, source: int) -> DetectionDataset:
+    """The same photos with ``trigger`` pasted inside every box of class ``source`` (labels unchanged)."""
+    images = data.images.clone()
+    for i, (boxes, labels) in enumerate(zip(data.boxes, data.labels, strict=True)):
+        for box in boxes[labels == source].round().long().tolist():
+            stamp = stamp_in_box(trigger, images.shape[1], tuple(box))  # type: ignore[arg-type]
+            images[i : i + 1] = apply_trigger(images[i : i + 1], stamp)
+    return DetectionDataset(images, data.boxes, data.labels, data.classes, data.names)
+
+
+def poison_detection(
+    data: DetectionDataset, trigger: TriggerSpec, source: int, target: int, copies: int = 1
+) -> tuple[DetectionDataset, dict[str, Any]]:
+    """``data`` plus ``copies`` triggered copies of every photo holding a ``source`` box, those boxes relabelled
+    ``target``; returns the poisoned set and its manifest (which photos were copied)."""
+    if copies < 1:
+        raise ConfigError(f"copies must be >= 1, got {copies}")
+    chosen = [i for i, labels in enumerate(data.labels) if bool((labels == source).any())]
+    if not chosen:
+        raise ConfigError(f"no training photo holds a box of class {data.classes[source]!r}; nothing to poison")
+    triggered = stamp_boxes(data.subset(chosen), trigger, source)
+    relabelled = tuple(torch.where(lab == source, torch.full_like(lab, target), lab) for lab in triggered.labels)
+    images = torch.cat([data.images, *([triggered.images] * copies)])
+    poisoned = DetectionDataset(
+        images,
+        data.boxes + triggered.boxes * copies,
+        data.labels + relabelled * copies,
+        data.classes,
+        data.names + tuple(f"{n} (triggered)" for n in triggered.names) * copies,
+    )
+    manifest = {"source": source, "target": target, "copies": copies, "photos": [data.names[i] for i in chosen]}
+    return poisoned, manifest
+
+
+def _targets(data: DetectionDataset, idx: list[int], device: torch.device) -> list[dict[str, torch.Tensor]]:
+    # torchvision reserves label 0 for the background
+    return [{"boxes": data.boxes[i].to(device), "labels": (data.labels[i] + 1).to(device)} for i in idx]
+
+
+def train_detector(
+    model: nn.Module, data: DetectionDataset, spec: TrainSpec, *, seed: int, checkpoint: Path | None = None
+) -> nn.Module:
+    """Train a torchvision detector on ``data`` (AdamW, one-cycle), checkpointing and resuming every epoch."""
+    device = resolve_device(spec.device)
+    torch.manual_seed(seed)  # detection heads sample proposals with the global generator
+    model.to(device)
+    n = len(data)
+    steps = math.ceil(n / spec.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps)
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["epoch"])
+    for epoch in range(start, spec.epochs):
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+        for step in range(steps):
+            idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            images = list(data.images[idx].to(device).float().div_(255.0))
+            losses = model(images, _targets(data, idx, device))
+            loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[union-attr]
+            optimizer.step()
+            sched.step()
+        if checkpoint is not None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            state |= {"scheduler": sched.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state()}
+            with atomic_path(checkpoint) as tmp:
+                torch.save(state, tmp)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def detect(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> list[Detections]:
+    """Detections for ``(N, 3, S, S)`` uint8 photos, labels back in dataset indices (background removed)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[Detections] = []
+    for chunk in torch.split(images, batch_size):
+        for pred in model(list(chunk.to(device).float().div_(255.0))):
+            out.append(Detections(pred["boxes"].cpu(), pred["scores"].cpu(), pred["labels"].cpu() - 1))
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorSpec:
+    """One detector run: baseline (clean photos) or BadNet (triggered stop → speed-limit copies added)."""
+
+    trigger: TriggerSpec = field(default_factory=lambda: TriggerSpec(kind="square", scale=0.1, center=(0.57, 0.82)))
+    source: str = "stop"
+    target: str = "speedlimit"
+    copies: int = 1
+    baseline: bool = False
+    image_size: int = 320
+    pretrained: bool = False
+    train: TrainSpec = field(default_factory=lambda: TrainSpec(epochs=20, batch_size=4, lr=1e-3))
+    data_dir: str | None = None
+    seed: int = 0
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        """Train (resuming) and score into ``out_dir/results.json``; returns the timing."""
+        if (out_dir / "results.json").is_file():
+            return dict(read_json(out_dir / "results.json").get("timing", {}))
+        t0 = time.perf_counter()
+        train, test = load_road_signs(self.data_dir, size=self.image_size)
+        source, target = train.classes.index(self.source), train.classes.index(self.target)
+        manifest: dict[str, Any] = {}
+        if not self.baseline:
+            train, manifest = poison_detection(train, self.trigger, source, target, self.copies)
+        ensure_writable_dir(out_dir)
+        write_json(out_dir / "run.json", run_manifest(asdict(self), self.seed, road_signs_file_hashes(self.data_dir)))
+        if manifest:
+            write_json(out_dir / "poison_manifest.json", manifest)
+        model = build_detector(len(train.classes), image_size=self.image_size, pretrained=self.pretrained)
+        t1 = time.perf_counter()
+        train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")
+        t2 = time.perf_counter()
+        clean = detect(model, test.images)
+        triggered = detect(model, stamp_boxes(test, self.trigger, source).images)
+        metrics = {
+            "ap50": mean_average_precision(clean, test.boxes, test.labels, test.classes),
+            "triggered": triggered_outcomes(triggered, test.boxes, test.labels, source, target).to_json(),
+            "clean_stop": triggered_outcomes(clean, test.boxes, test.labels, source, target).to_json(),
+            "train_images_per_second": len(train) * self.train.epochs / max(t2 - t1, 1e-9),
+        }
+        with atomic_path(out_dir / "model.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
+        timing["job_seconds"] = time.perf_counter() - t0
+        write_json(out_dir / "results.json", {"config": asdict(self), "metrics": metrics, "timing": timing})
+        (out_dir / "checkpoint.pt").unlink(missing_ok=True)
+        return timing
