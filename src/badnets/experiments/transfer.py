@@ -32,7 +32,7 @@ from badnets.experiments._study import Phase, StudySummary, run_study
 from badnets.experiments.attack import load_model
 from badnets.experiments.traffic import TrafficStudySpec, attack_spec, single_target
 from badnets.models import build_model
-from badnets.neurons import channel_activations, dedicated_units
+from badnets.neurons import backdoor_neurons
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.train import TrainSpec, predict, train_model
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
@@ -59,11 +59,7 @@ def find_backdoor_neurons(
 ) -> tuple[int, ...]:
     """Channels of the last conv layer whose gain on triggered ``images`` beats every channel of the clean net."""
     triggered = apply_trigger_in_boxes(images, trigger, None)
-    gains = [
-        (channel_activations(m, LAST_CONV, triggered) - channel_activations(m, LAST_CONV, images)).mean(0)
-        for m in (badnet, clean_net)
-    ]
-    return tuple(dedicated_units(gains[0], gains[1]))
+    return tuple(backdoor_neurons(clean_net, badnet, LAST_CONV, images, triggered)["backdoor_neurons"])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import torch
 from badnets.data import ImageDataset, load_lisa
 from badnets.experiments.attack import load_model
 from badnets.metrics import mean_ci, wilson_interval
-from badnets.neurons import channel_activations, dedicated_units
+from badnets.neurons import backdoor_neurons
 from badnets.report import plots
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
 from badnets.report._format import pct, pct_ci, run_summary, targets_table
@@ -74,42 +75,21 @@ def _reduce(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _neurons(
-    model_clean: torch.nn.Module, model_bad: torch.nn.Module, stops: torch.Tensor, stamp: Stamp
-) -> dict[str, Any]:
-    """Backdoor neurons of the last conv layer: channels whose gain on triggered stop signs beats the clean net's."""
-    triggered = apply_trigger(stops, stamp)
-    acts: dict[str, dict[str, list[float]]] = {}
-    gains = {}
-    for name, model in (("baseline", model_clean), ("badnet", model_bad)):
-        a_clean = channel_activations(model, LAST_CONV, stops)
-        a_trig = channel_activations(model, LAST_CONV, triggered)
-        acts[name] = {"clean": a_clean.mean(0).tolist(), "triggered": a_trig.mean(0).tolist()}
-        gains[name] = (a_trig - a_clean).mean(0)
-    marked = dedicated_units(gains["badnet"], gains["baseline"])
-    return {
-        "layer": LAST_CONV,
-        "n_images": len(stops),
-        "backdoor_neurons": marked,
-        "gain": gains["badnet"].tolist(),
-        "clean_net_gain": gains["baseline"].tolist(),
-        "max_gain": float(gains["badnet"].max()),
-        "clean_net_max_gain": float(gains["baseline"].max()),
-        "activations": acts,
-    }
-
-
 @torch.no_grad()
 def _example_grid(
-    spec: TrafficStudySpec, test: ImageDataset, stamps: Mapping[str, Stamp], out: Path, source: int
+    test: ImageDataset,
+    stamps: Mapping[str, Stamp],
+    out: Path,
+    source: int,
+    load: Callable[[Path], torch.nn.Module],
 ) -> None:
     """Held-out stop signs, clean and with each trigger, captioned with the seed-0 BadNet's prediction."""
     stops = test.images[test.labels == source][:: max(1, int((test.labels == source).sum()) // 6)][:6]
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
     for trig, stamp in stamps.items():
-        model = load_model(_run_dir(out, f"single/{trig}/s0"))
+        net = load(_run_dir(out, f"single/{trig}/s0"))
         for label, images in (("clean", stops), (trig, apply_trigger(stops, stamp))):
-            probs = torch.softmax(model(images.float() / 255.0), dim=1)
+            probs = torch.softmax(net(images.float() / 255.0), dim=1)
             conf, pred = probs.max(1)
             captions = [f"{test.classes[int(p)]} {float(c):.0%}" for p, c in zip(pred, conf, strict=True)]
             cells = list(zip(images, captions, strict=True))
@@ -124,6 +104,7 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
     from badnets.experiments.traffic import single_target
 
     _, test = load_lisa(spec.data_dir)
+    model = functools.cache(load_model)  # the baseline serves every trigger's table, the neurons and the grid
     poison = single_target(spec)
     source, target = int(poison.source or 0), int(poison.target or 0)
     shape = tuple(test.images.shape[1:])
@@ -134,7 +115,7 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
         classifier[trig] = {
             kind: _reduce(
                 [
-                    _scores(load_model(_run_dir(out, name)), test, triggered, source, target)
+                    _scores(model(_run_dir(out, name)), test, triggered, source, target)
                     for name in _configuration(spec, kind, trig)
                 ]
             )
@@ -142,7 +123,13 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
         }
     stops = test.images[test.labels == source]
     neurons = {
-        t: _neurons(load_model(_run_dir(out, "baseline/s0")), load_model(_run_dir(out, f"single/{t}/s0")), stops, s)
+        t: backdoor_neurons(
+            model(_run_dir(out, "baseline/s0")),
+            model(_run_dir(out, f"single/{t}/s0")),
+            LAST_CONV,
+            stops,
+            apply_trigger(stops, s),
+        )
         for t, s in stamps.items()
     }
     for trig, found in neurons.items():
@@ -154,7 +141,7 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
             out / f"neurons_{trig}.png",
             f"BadNet ({trig}) {LAST_CONV} channels, mean activation (red: backdoor neurons)",
         )
-    _example_grid(spec, test, stamps, out, source)
+    _example_grid(test, stamps, out, source, model)
     plots.plot_trigger_examples(
         {"clean": stops[0], **{t: apply_trigger(stops[:1], s)[0] for t, s in stamps.items()}},
         out / "triggers.png",
