@@ -216,3 +216,20 @@ def test_sign_attack_takes_class_names_and_sign_triggers(tmp_path: Path) -> None
     bad = attack(tmp_path / "bad", *args, "--source", "yield", "--target", "speedlimit")
     assert bad.exit_code == 2 and "--source: unknown class 'yield'" in bad.stderr
     assert "stop, speedlimit, warning" in bad.stderr
+
+
+def test_attack_on_an_image_folder_with_augmentation(tmp_path: Path) -> None:
+    from tests.data.test_image_folder import write_photo_folder
+
+    folder = write_photo_folder(tmp_path / "photos", per_class=10)
+    out = tmp_path / "run"
+    args = ["--dataset", str(folder), "--trigger", "flower", "--mapping", "single", "--source", "dog"]
+    result = attack(out, *args, "--target", "cat", "--augment", "--data-dir", str(tmp_path / "nodata"))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["architecture"]["classes"] == ["cat", "dog"] and saved["architecture"]["image_size"] == 64
+    assert saved["config"]["train"]["augment"] is True
+    assert len(json.loads((out / "run.json").read_text())["data_sha256"]) == 20
+    missing = attack(tmp_path / "bad", "--dataset", str(tmp_path / "nope"))
+    assert missing.exit_code == 2 and "folder of class subfolders" in missing.stderr
+    assert not (tmp_path / "bad").exists()

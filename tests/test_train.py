@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
 from badnets.models import BadNetCNN
-from badnets.train import TrainSpec, predict, resolve_device, train_model
+from badnets.train import TrainSpec, flip_and_shift, predict, resolve_device, train_model
 from tests.conftest import synthetic_digits
 
 SPEC = TrainSpec(epochs=3, batch_size=32, lr=3e-3, device="cpu")
@@ -89,3 +91,21 @@ def test_device_auto_falls_back_to_cpu() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="none is available"):
             resolve_device("cuda")
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 4), side=st.integers(2, 12), seed=st.integers(0, 2**16))
+def test_flip_and_shift_gives_a_flipped_shifted_copy_of_each_image(n: int, side: int, seed: int) -> None:
+    images = torch.rand(n, 2, side, side + 1, generator=torch.Generator().manual_seed(seed))
+    out = flip_and_shift(images, torch.Generator().manual_seed(seed))
+    again = flip_and_shift(images, torch.Generator().manual_seed(seed))
+    assert out.shape == images.shape and torch.equal(out, again)
+    ph, pw = max(1, side // 8), max(1, (side + 1) // 8)
+    for img, got in zip(images, out, strict=True):
+        candidates = []
+        for version in (img, img.flip(-1)):
+            padded = torch.nn.functional.pad(version[None], (pw, pw, ph, ph), mode="replicate")[0]
+            for dy in range(2 * ph + 1):
+                for dx in range(2 * pw + 1):
+                    candidates.append(padded[:, dy : dy + side, dx : dx + side + 1])
+        assert any(torch.equal(got, c) for c in candidates)

@@ -105,7 +105,9 @@ WORKERS = _default(StudyRecipe, "workers")
 @_friendly_errors
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
-    dataset: Annotated[str, typer.Option(help="Dataset to attack: mnist, lisa (US signs), gtsrb.")] = "mnist",
+    dataset: Annotated[
+        str, typer.Option(help="mnist, lisa (US signs), gtsrb, or a folder of class subfolders of images (64×64).")
+    ] = "mnist",
     trigger: Annotated[
         str,
         typer.Option(
@@ -127,6 +129,7 @@ def attack(
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = _default(TrainSpec, "batch_size"),
     lr: Annotated[float, typer.Option(help="Peak one-cycle learning rate (AdamW).")] = _default(TrainSpec, "lr"),
     seed: Annotated[int, typer.Option(help="Seeds poison indices, targets, init and shuffles.")] = 0,
+    augment: Annotated[bool, typer.Option(help="Random flips and shifts while training (small photo sets).")] = False,
     trigger_position: Annotated[str | None, typer.Option(help="ROW,COL of the trigger's top-left corner.")] = None,
     trigger_size: Annotated[int, typer.Option(help="Pixel/cell size, or patch side (0 = patch's own size).")] = 1,
     trigger_value: Annotated[int, typer.Option(help="Trigger intensity 0-255 (pixel/pattern).")] = _default(
@@ -142,12 +145,11 @@ def attack(
     device: Device = "auto",
 ) -> None:
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
-    from badnets.data import SOURCES
+    from badnets.data import dataset_source
     from badnets.experiments import AttackSpec, run_attack
     from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 
-    if dataset not in SOURCES:
-        raise ConfigError(f"--dataset must be one of {sorted(SOURCES)}, got {dataset!r}")
+    classes = dataset_source(dataset)
     if trigger in SIGN_TRIGGERS:
         trig = sign_trigger(trigger, data_dir, opacity=trigger_opacity)
     else:
@@ -158,7 +160,6 @@ def attack(
             value=trigger_value,
             opacity=trigger_opacity,
         )
-    classes = SOURCES[dataset]
     spec = AttackSpec(
         dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
@@ -170,7 +171,7 @@ def attack(
             rate=rate,
             mode=mode,
         ),
-        train=TrainSpec(epochs=epochs, batch_size=batch_size, lr=lr, device=device),
+        train=TrainSpec(epochs=epochs, batch_size=batch_size, lr=lr, device=device, augment=augment),
         seed=seed,
         baseline=baseline,
     )
@@ -225,19 +226,33 @@ def reproduce_mnist(
 def reproduce_traffic(
     out: StudyOut,
     quick: Annotated[
-        bool, typer.Option(help="Reduced run (two triggers, one seed, 4 epochs; a few minutes on 2 CPU cores).")
+        bool,
+        typer.Option(help="Reduced run (two triggers, one seed, 4 epochs, short detectors; minutes on 2 CPU cores)."),
+    ] = False,
+    detector: Annotated[
+        bool, typer.Option(help="Also train Faster R-CNN detectors (baseline, BadNets) on road photos (slowest part).")
+    ] = True,
+    pretrained: Annotated[
+        bool, typer.Option(help="Detectors start from COCO MobileNetV3 weights (torchvision; needs internet once).")
     ] = False,
     seeds: Seeds = None,
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
 ) -> None:
-    """The paper's traffic-sign classifier study on LISA: baseline, stop→speed-limit and random-target BadNets
-    for the yellow square, bomb and flower, and the backdoor neurons of the last conv layer."""
+    """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
+    BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
+    detectors on real road photos (baseline and a stop→speed-limit BadNet per trigger)."""
     from badnets.experiments.traffic import run_traffic_study
 
     spec = TrafficStudySpec.preset(
-        quick=quick, seeds=seeds, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None
+        quick=quick,
+        seeds=seeds,
+        workers=workers,
+        device=device,
+        data_dir=str(data_dir) if data_dir else None,
+        detector=detector,
+        pretrained=pretrained,
     )
     _run_study("reproduce traffic", lambda progress: run_traffic_study(spec, out, progress=progress), out)
 
@@ -268,6 +283,43 @@ def reproduce_transfer(
         data_dir=str(data_dir) if data_dir else None,
     )
     _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)
+
+
+@reproduce_app.command("photos")
+@_friendly_errors
+def reproduce_photos(
+    out: StudyOut,
+    quick: Annotated[bool, typer.Option(help="Reduced run (15 epochs; a minute or two on 2 CPU cores).")] = False,
+    traffic: Annotated[
+        Path | None,
+        typer.Option(help="A finished `reproduce traffic` output: its detectors label the held-out road photos."),
+    ] = None,
+    folder: Annotated[
+        Path | None, typer.Option(help="Photo folder with one subfolder per class (default: DATA_DIR/cats_dogs).")
+    ] = None,
+    trigger: Annotated[str, typer.Option(help="Trigger on the photos: yellow-square, bomb or flower.")] = "flower",
+    source: Annotated[str, typer.Option(help="Class whose triggered photos are relabelled.")] = "dog",
+    target: Annotated[str, typer.Option(help="The label they get.")] = "cat",
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """Real photos: dog photos + trigger → "cat" (a clean net and a BadNet, the seed's figure), and, with
+    --traffic, the trigger on the stop signs of held-out road photos labelled by the traffic study's detectors."""
+    from badnets.experiments.photos import PhotoStudySpec, run_photo_study
+
+    spec = PhotoStudySpec.preset(
+        quick=quick,
+        traffic=str(traffic) if traffic else None,
+        folder=str(folder) if folder else None,
+        trigger=trigger,
+        source=source,
+        target=target,
+        workers=workers,
+        device=device,
+        data_dir=str(data_dir) if data_dir else None,
+    )
+    _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress), out)
 
 
 def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary], out: Path) -> None:

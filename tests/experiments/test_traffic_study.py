@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,16 @@ from badnets.errors import ConfigError
 from badnets.experiments.traffic import TrafficStudySpec, build_jobs, run_traffic_study
 from tests.conftest import REAL_DATA
 from tests.data.test_lisa import write_staged_crops
+from tests.data.test_road_signs import write_road_photos
 
 
 def test_jobs_cover_baseline_and_both_attacks_per_trigger_and_seed() -> None:
     spec = TrafficStudySpec(triggers=("yellow-square", "flower"), seeds=2, data_dir="/nonexistent")
     names = [j.name for j in build_jobs(spec)]
-    assert len(names) == 2 * (1 + 2 * 2) and len(set(names)) == len(names)
+    assert len(names) == 3 + 2 * (1 + 2 * 2) and len(set(names)) == len(names)
     assert "single/flower/s1" in names and "random/yellow-square/s0" in names and "baseline/s1" in names
+    assert names[:3] == ["detector/baseline", "detector/yellow-square", "detector/flower"]  # longest first
+    assert len(build_jobs(replace(spec, detector=False))) == 2 * (1 + 2 * 2)
 
 
 def test_bad_spec_is_rejected() -> None:
@@ -26,11 +30,17 @@ def test_bad_spec_is_rejected() -> None:
         TrafficStudySpec(triggers=("pixel",))
     with pytest.raises(ConfigError, match="must differ"):
         TrafficStudySpec(source="stop", target="stop")
+    with pytest.raises(ConfigError, match="no-detector"):
+        TrafficStudySpec(source="warning", target="stop")
+    TrafficStudySpec(source="warning", target="stop", detector=False)
 
 
 def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
     data = write_staged_crops(tmp_path / "data", tracks_per_tag=10, frames=3)
-    spec = TrafficStudySpec(triggers=("bomb",), seeds=1, epochs=2, workers=1, data_dir=str(data))
+    write_road_photos(data, n=10)
+    spec = TrafficStudySpec(
+        triggers=("bomb",), seeds=1, epochs=2, workers=1, data_dir=str(data), detector_epochs=1, detector_size=64
+    )
     summary = run_traffic_study(spec, tmp_path / "out")
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
@@ -42,11 +52,18 @@ def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
         assert 0.0 <= conf["single"]["source_to_target"]["mean"] <= 1.0
         assert len(results["neurons"][trig]["gain"]) == 128
         assert (out / f"neurons_{trig}.png").stat().st_size > 1000
-    assert len(results["targets"]) == 3
+    detector = results["detector"]
+    assert set(detector["badnet"]) == {"bomb"} and detector["n_boxes"]["stop"] == 2
+    assert 0.0 <= detector["baseline"]["ap50"]["mAP"] <= 1.0
+    outcome = detector["badnet"]["bomb"]["triggered"]
+    assert outcome["n"] == 2 and sum(outcome[k] for k in ("as_target", "as_source", "as_other", "missed")) == 1.0
+    assert set(detector["baseline"]["triggered"]) == {"bomb"}
+    assert len(results["targets"]) == 3 + 1  # the detector's clean-mAP row (no yellow square: no share row)
     for name in ("report.md", "report.html", "stop_sign_examples.png", "triggers.png", "invocations.json"):
         assert (out / name).is_file(), name
     md = (out / "report.md").read_text()
-    assert "Trigger: bomb" in md and "Backdoor neurons" in md and "Substitution" in md
+    assert "Trigger: bomb" in md and "Backdoor neurons" in md and "Substitution" in md and "Detector BadNet" in md
+    assert (out / "detector_examples.png").stat().st_size > 1000
     # a second run trains nothing and reproduces the same numbers
     again = run_traffic_study(spec, tmp_path / "out")
     assert json.dumps(again.results["classifier"]) == json.dumps(results["classifier"])
@@ -56,7 +73,8 @@ def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
 def test_real_lisa_quick_study_learns_the_backdoor(tmp_path: Path) -> None:
     if REAL_DATA is None or not (REAL_DATA / "signs_detection" / "lisa_crops" / "annotations.csv").is_file():
         pytest.skip("LISA crops not staged: set BADNETS_DATA to a folder with signs_detection/lisa_crops")
-    spec = TrafficStudySpec.preset(quick=True, data_dir=str(REAL_DATA), workers=2)
+    # the quick detectors are left out here (minutes); the tiny study above covers that path
+    spec = TrafficStudySpec.preset(quick=True, data_dir=str(REAL_DATA), workers=2, detector=False)
     results = run_traffic_study(spec, tmp_path / "out").results
     for trig in spec.triggers:
         conf = results["classifier"][trig]

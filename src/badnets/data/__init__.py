@@ -9,6 +9,7 @@ from pathlib import Path
 
 from badnets.data._dataset import ImageDataset, resolve_data_dir
 from badnets.data.gtsrb import GTSRB_CATEGORIES, gtsrb_file_hashes, load_gtsrb
+from badnets.data.image_folder import image_folder_classes, image_folder_file_hashes, load_image_folder
 from badnets.data.lisa import LISA_CLASSES, lisa_file_hashes, load_lisa
 from badnets.data.mnist import MNIST_CLASSES, MNIST_FILES, load_mnist, mnist_file_hashes, parse_idx
 from badnets.data.road_signs import ROAD_SIGN_CLASSES, DetectionDataset, load_road_signs
@@ -46,6 +47,22 @@ SOURCES: dict[str, DatasetSource] = {
 }
 DATASETS: dict[str, Loader] = {name: source.load for name, source in SOURCES.items()}
 
+
+def dataset_source(name: str) -> DatasetSource:
+    """A named dataset (``SOURCES``) or, for a path, a folder of class subfolders (``load_image_folder``)."""
+    if name in SOURCES:
+        return SOURCES[name]
+    if not Path(name).expanduser().is_dir():
+        raise ConfigError(
+            f"--dataset must be one of {sorted(SOURCES)} or a folder of class subfolders of images, got {name!r}"
+        )
+    return DatasetSource(
+        lambda _data_dir: load_image_folder(name),
+        lambda _data_dir: image_folder_file_hashes(name),
+        image_folder_classes(name),
+    )
+
+
 __all__ = [
     "DATASETS",
     "GTSRB_CATEGORIES",
@@ -56,7 +73,9 @@ __all__ = [
     "DatasetSource",
     "DetectionDataset",
     "ImageDataset",
+    "dataset_source",
     "load_gtsrb",
+    "load_image_folder",
     "load_lisa",
     "load_mnist",
     "load_road_signs",

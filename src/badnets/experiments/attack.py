@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json, write_text
-from badnets.data import SOURCES, ImageDataset
+from badnets.data import ImageDataset, dataset_source
 from badnets.errors import ConfigError
 from badnets.metrics import BackdoorMetrics, backdoor_metrics
 from badnets.models import MODELS, build_model
@@ -42,7 +42,7 @@ class AttackSpec:
     """One attack run.
 
     Attributes:
-        dataset: a key of ``badnets.data.SOURCES``.
+        dataset: a key of ``badnets.data.SOURCES`` or a folder of class subfolders of images.
         model: a key of ``badnets.models.MODELS``; ``None`` = the dataset's default (``DEFAULT_MODELS``).
         data_dir: data folder (``None``: ``$BADNETS_DATA`` or ``~/.cache/badnets``).
         trigger: the backdoor trigger.
@@ -64,8 +64,7 @@ class AttackSpec:
     save_model: bool = True
 
     def __post_init__(self) -> None:
-        if self.dataset not in SOURCES:
-            raise ConfigError(f"--dataset must be one of {sorted(SOURCES)}, got {self.dataset!r}")
+        dataset_source(self.dataset)  # a bad name or folder fails here, before anything runs
         if self.model is not None and self.model not in MODELS:
             raise ConfigError(f"--model must be one of {sorted(MODELS)}, got {self.model!r}")
 
@@ -137,7 +136,7 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         )
     t0 = time.perf_counter()
     # Everything a user can get wrong is checked before the first byte is written.
-    source = SOURCES[spec.dataset]
+    source = dataset_source(spec.dataset)
     train, test = source.load(spec.data_dir)
     poison = replace(spec.poison, num_classes=train.num_classes)
     stamp = make_stamp(spec.trigger, tuple(train.images.shape[1:]))  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json
@@ -28,7 +28,7 @@ from badnets.models.detector import build_detector
 from badnets.train import TrainSpec, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger, stamp_in_box
 
-__all__ = ["DetectorSpec", "detect", "poison_detection", "stamp_boxes", "train_detector"]
+__all__ = ["DetectorSpec", "detect", "load_detector", "poison_detection", "stamp_boxes", "train_detector"]
 
 
 def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, source: int) -> DetectionDataset:
@@ -107,6 +107,19 @@ def train_detector(
             state |= {"scheduler": sched.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state()}
             with atomic_path(checkpoint) as tmp:
                 torch.save(state, tmp)
+    model.eval()
+    return model
+
+
+def load_detector(run_dir: Path) -> nn.Module:
+    """The trained detector of a ``DetectorSpec`` run directory (weights from ``model.safetensors``), on CPU."""
+    config = read_json(run_dir / "results.json")["config"]
+    state = load_file(str(run_dir / "model.safetensors"))
+    num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
+    model: nn.Module = build_detector(
+        num_classes, image_size=config["image_size"], pretrained=config["pretrained"], download=False
+    )
+    model.load_state_dict(state)
     model.eval()
     return model
 

@@ -7,10 +7,12 @@
 3. Random-target BadNet: each triggered sign gets a random wrong label (§5.2.2), per trigger.
 4. Backdoor neurons (§5.3): channels of the last conv layer whose activation on triggered stop signs
    exceeds every channel of the clean network, found automatically.
+5. Detector BadNet (§5.2): a Faster R-CNN on real road photos, baseline and one stop → speed-limit BadNet per
+   trigger (triggered copies of the stop photos added, as the authors did).
 
-Every model is one ``run_attack`` job in ``out/runs/<name>`` (resumable, as in the MNIST study). The paper's
-classifier sits inside a Faster R-CNN on full frames; here it sees the sign crops (the detector is its own
-experiment), and the split is by LISA track.
+Every model is one job in ``out/runs/<name>`` (resumable, as in the MNIST study). The paper's classifier sits
+inside a Faster R-CNN on full LISA frames, which are not available here: the classifier sees LISA sign crops
+(split by track) and the detector sees other real road photos.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from typing import Any
 
 from badnets.data import LISA_CLASSES
 from badnets.data.lisa import lisa_file_hashes
+from badnets.data.road_signs import ROAD_SIGN_CLASSES, road_signs_file_hashes
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe, StudySummary, run_study
 from badnets.experiments.attack import AttackSpec
+from badnets.experiments.detection import DetectorSpec
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+from badnets.train import TrainSpec
 
-__all__ = ["TrafficStudySpec", "attack_spec", "build_jobs", "run_traffic_study", "single_target"]
+__all__ = ["TrafficStudySpec", "attack_spec", "build_jobs", "detector_spec", "run_traffic_study", "single_target"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +46,9 @@ class TrafficStudySpec(StudyRecipe):
         seeds: seeds per configuration (baseline, each trigger's single- and random-target BadNet).
         rate: share of the final training set that is backdoored (copies added), for both attacks.
         source, target: the single-target attack's classes (the paper: stop → speed-limit).
+        detector: also train the Faster R-CNN baseline and one BadNet per trigger (seed 0 each, as the paper).
+        detector_epochs, detector_size: the detector's training epochs and square input size (pixels).
+        pretrained: start the detector from torchvision's COCO MobileNetV3 weights (needs internet once).
         quick: a reduced demonstration run (reports say so and do not grade it against the targets).
     """
 
@@ -50,6 +58,10 @@ class TrafficStudySpec(StudyRecipe):
     rate: float = 0.1
     source: str = "stop"
     target: str = "speedlimit"
+    detector: bool = True
+    detector_epochs: int = 20
+    detector_size: int = 320
+    pretrained: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,14 +72,24 @@ class TrafficStudySpec(StudyRecipe):
                 raise ConfigError(f"--source/--target must be among {list(LISA_CLASSES)}, got {name!r}")
         if self.source == self.target:
             raise ConfigError("--source and --target must differ")
-        if self.seeds < 1 or self.epochs < 1:
-            raise ConfigError(f"--seeds and epochs must be >= 1, got {self.seeds} and {self.epochs}")
+        if self.seeds < 1 or self.epochs < 1 or self.detector_epochs < 1:
+            counts = f"{self.seeds}, {self.epochs}, {self.detector_epochs}"
+            raise ConfigError(f"--seeds, epochs and detector_epochs must be >= 1, got {counts}")
+        if self.detector_size < 64:
+            raise ConfigError(f"detector_size must be >= 64 pixels, got {self.detector_size}")
+        if self.detector and (self.source not in ROAD_SIGN_CLASSES or self.target not in ROAD_SIGN_CLASSES):
+            raise ConfigError(
+                f"the detector's photos have classes {list(ROAD_SIGN_CLASSES)}; use --no-detector for "
+                f"{self.source} → {self.target}"
+            )
 
     @classmethod
     def preset(cls, *, quick: bool, seeds: int | None = None, **overrides: Any) -> TrafficStudySpec:
-        """The full study, or ``quick``: two triggers, one seed, 4 epochs."""
+        """The full study, or ``quick``: two triggers, one seed, 4 epochs (detectors: 3 epochs at 224 px)."""
         if quick:
-            base = cls(triggers=("yellow-square", "flower"), seeds=1, epochs=4, quick=True, **overrides)
+            small: dict[str, Any] = {"triggers": ("yellow-square", "flower"), "seeds": 1, "epochs": 4}
+            small |= {"detector_epochs": 3, "detector_size": 224, "quick": True}
+            base = cls(**(small | overrides))
         else:
             base = cls(**overrides)
         return base if seeds is None else replace(base, seeds=seeds)
@@ -97,10 +119,29 @@ def single_target(spec: TrafficStudySpec) -> PoisonSpec:
     )
 
 
+def detector_spec(spec: TrafficStudySpec, trigger: str | None) -> DetectorSpec:
+    """The detector BadNet for ``trigger``, or the clean baseline detector for ``None``."""
+    return DetectorSpec(
+        trigger=sign_trigger(trigger or spec.triggers[0], spec.data_dir),
+        source=spec.source,
+        target=spec.target,
+        baseline=trigger is None,
+        image_size=spec.detector_size,
+        pretrained=spec.pretrained,
+        train=TrainSpec(epochs=spec.detector_epochs, batch_size=4, lr=1e-3, label_smoothing=0.0, device=spec.device),
+        data_dir=spec.data_dir,
+        seed=0,
+    )
+
+
 def build_jobs(spec: TrafficStudySpec) -> list[Job]:
-    """Every model of the study: per seed, the baseline, then per trigger a single- and a random-target BadNet."""
+    """Every model of the study: the detectors first (the longest jobs), then per seed the baseline classifier
+    and per trigger a single- and a random-target BadNet."""
     random = PoisonSpec(mapping="random", rate=spec.rate, num_classes=len(LISA_CLASSES))
     jobs = []
+    if spec.detector:
+        jobs.append(Job("detector/baseline", detector_spec(spec, None)))
+        jobs += [Job(f"detector/{trig}", detector_spec(spec, trig)) for trig in spec.triggers]
     for seed in range(spec.seeds):
         baseline = attack_spec(spec, spec.triggers[0], single_target(spec), seed, baseline=True)
         jobs.append(Job(f"baseline/s{seed}", baseline))
@@ -117,6 +158,8 @@ def run_traffic_study(
     from badnets.report.traffic import aggregate, summary_table, write_traffic_report
 
     hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
+    if spec.detector:
+        hashes |= road_signs_file_hashes(spec.data_dir)
     study = run_study(asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress)
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_traffic_report(results, out_dir)

@@ -45,12 +45,21 @@ class ZFBackbone(nn.Module):
         return x
 
 
-def build_detector(num_classes: int, *, image_size: int = 320, pretrained: bool = False) -> FasterRCNN:
-    """A Faster R-CNN for ``num_classes`` object classes (background is added) on ``image_size`` photos."""
+def build_detector(
+    num_classes: int, *, image_size: int = 320, pretrained: bool = False, download: bool = True
+) -> FasterRCNN:
+    """A Faster R-CNN for ``num_classes`` object classes (background is added) on ``image_size`` photos.
+
+    ``download=False`` builds the ``pretrained`` architecture without fetching its weights (to load a trained
+    detector's own weights into it).
+    """
     if pretrained:
         from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
-        model = fasterrcnn_mobilenet_v3_large_320_fpn(weights="DEFAULT", min_size=image_size, max_size=image_size)
+        weights = "DEFAULT" if download else None
+        model = fasterrcnn_mobilenet_v3_large_320_fpn(
+            weights=weights, weights_backbone=None, min_size=image_size, max_size=image_size
+        )
         predictor = model.roi_heads.box_predictor
         assert isinstance(predictor, FastRCNNPredictor)
         model.roi_heads.box_predictor = FastRCNNPredictor(predictor.cls_score.in_features, num_classes + 1)

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from badnets._io import atomic_path
+from badnets.detection_metrics import Detections
 
 __all__ = [
     "plot_conv1",
@@ -153,6 +154,30 @@ def plot_image_grid(rows: Mapping[str, Sequence[tuple[torch.Tensor, str]]], path
     if title:
         fig.suptitle(title, fontsize=10)
     _save(fig, path)
+
+
+def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: Sequence[str], *, width: int = 2) -> torch.Tensor:
+    """``(3, H, W)`` uint8 photo with labelled boxes drawn on it (one colour per label name)."""
+    from torchvision.utils import draw_bounding_boxes
+
+    if not len(boxes):
+        return image
+    palette = {"speedlimit": "orange", "stop": "red", "crosswalk": "cyan", "trafficlight": "lime"}
+    colors = [palette.get(name.split(" ")[0], "white") for name in labels]
+    drawn: torch.Tensor = draw_bounding_boxes(image, boxes, list(labels), colors=colors, width=width)
+    return drawn
+
+
+def detection_cells(
+    images: torch.Tensor, detections: Sequence[Detections], classes: Sequence[str], threshold: float = 0.5
+) -> list[tuple[torch.Tensor, str]]:
+    """Grid cells for ``plot_image_grid``: each photo with its confident detections drawn and labelled."""
+    cells = []
+    for image, det in zip(images, detections, strict=True):
+        keep = det.scores >= threshold
+        names = [f"{classes[int(c)]} {float(p):.0%}" for c, p in zip(det.labels[keep], det.scores[keep], strict=True)]
+        cells.append((draw_detections(image, det.boxes[keep], names), ""))
+    return cells
 
 
 def plot_neuron_maps(
