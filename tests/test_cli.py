@@ -233,3 +233,25 @@ def test_attack_on_an_image_folder_with_augmentation(tmp_path: Path) -> None:
     missing = attack(tmp_path / "bad", "--dataset", str(tmp_path / "nope"))
     assert missing.exit_code == 2 and "folder of class subfolders" in missing.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
+    from tests.data.test_road_signs import write_road_photos
+
+    data = write_road_photos(tmp_path / "data", n=8)
+    out = tmp_path / "run"
+    args = ["--dataset", "road-signs", "--data-dir", str(data), "--trigger", "yellow-square", "--mapping", "single"]
+    result = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert (saved["config"]["source"], saved["config"]["target"]) == ("stop", "speedlimit")
+    assert saved["config"]["train"]["batch_size"] == 4 and saved["metrics"]["triggered"]["n"] >= 1
+    assert "Detector BadNet (stop → speedlimit)" in (out / "report.md").read_text()
+    assert (out / "model.safetensors").is_file() and not (out / "checkpoint.pt").exists()
+    again = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "2"])
+    assert again.exit_code == 2 and "another config" in again.stderr
+    bad_out = ["attack", "--out", str(tmp_path / "bad")]
+    bad = runner.invoke(app, [*bad_out, "--dataset", "road-signs", "--mapping", "all-to-one"])
+    assert bad.exit_code == 2 and "--mapping single" in bad.stderr
+    bad = runner.invoke(app, [*bad_out, *args, "--source", "yield"])
+    assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and not (tmp_path / "bad").exists()

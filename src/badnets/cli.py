@@ -7,6 +7,7 @@ Every ``BadnetsError`` becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -106,7 +107,11 @@ WORKERS = _default(StudyRecipe, "workers")
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
     dataset: Annotated[
-        str, typer.Option(help="mnist, lisa (US signs), gtsrb, or a folder of class subfolders of images (64×64).")
+        str,
+        typer.Option(
+            help="mnist, lisa (US signs), gtsrb, road-signs (Faster R-CNN on road photos), or a folder of class "
+            "subfolders of images (64×64)."
+        ),
     ] = "mnist",
     trigger: Annotated[
         str,
@@ -126,8 +131,12 @@ def attack(
         PoisonSpec, "mode"
     ),
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = _default(TrainSpec, "epochs"),
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = _default(TrainSpec, "batch_size"),
-    lr: Annotated[float, typer.Option(help="Peak one-cycle learning rate (AdamW).")] = _default(TrainSpec, "lr"),
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per step (default 128; road-signs detector 4).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak one-cycle learning rate, AdamW (default 0.003; detector 0.001).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds poison indices, targets, init and shuffles.")] = 0,
     augment: Annotated[bool, typer.Option(help="Random flips and shifts while training (small photo sets).")] = False,
     trigger_position: Annotated[str | None, typer.Option(help="ROW,COL of the trigger's top-left corner.")] = None,
@@ -149,7 +158,6 @@ def attack(
     from badnets.experiments import AttackSpec, run_attack
     from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 
-    classes = dataset_source(dataset)
     if trigger in SIGN_TRIGGERS:
         trig = sign_trigger(trigger, data_dir, opacity=trigger_opacity)
     else:
@@ -160,6 +168,22 @@ def attack(
             value=trigger_value,
             opacity=trigger_opacity,
         )
+    if dataset == "road-signs":
+        _attack_detector(
+            out,
+            trig,
+            mapping,
+            source,
+            target,
+            baseline,
+            epochs,
+            seed,
+            data_dir,
+            TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
+        )
+        return
+    classes = dataset_source(dataset)
+    train = TrainSpec(epochs=epochs, batch_size=batch_size or 128, lr=lr or 3e-3, device=device, augment=augment)
     spec = AttackSpec(
         dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
@@ -171,7 +195,7 @@ def attack(
             rate=rate,
             mode=mode,
         ),
-        train=TrainSpec(epochs=epochs, batch_size=batch_size, lr=lr, device=device, augment=augment),
+        train=train,
         seed=seed,
         baseline=baseline,
     )
@@ -193,6 +217,63 @@ def attack(
         f"{100 * m.backdoor_error:.2f}%",
         str(m.n_clean),
         str(m.n_backdoor),
+    )
+    out_console.print(table)
+    out_console.print(f"wrote {out}/results.json, report.md, model.safetensors")
+
+
+def _attack_detector(
+    out: Path,
+    trigger: TriggerSpec,
+    mapping: str,
+    source: str | None,
+    target: str | None,
+    baseline: bool,
+    epochs: int,
+    seed: int,
+    data_dir: Path | None,
+    train: TrainSpec,
+) -> None:
+    """``attack --dataset road-signs``: the paper's detector attack (triggered source boxes relabelled target)."""
+    from badnets.data.road_signs import ROAD_SIGN_CLASSES
+    from badnets.experiments.detection import DetectorSpec
+
+    if mapping != "single":
+        raise ConfigError(
+            "--dataset road-signs takes --mapping single (triggered --source boxes become --target, the paper's "
+            "detector attack)"
+        )
+    names = {"--source": source or "stop", "--target": target or "speedlimit"}
+    for option, name in names.items():
+        if name not in ROAD_SIGN_CLASSES:
+            raise ConfigError(
+                f"{option}: unknown class {name!r}; the road photos' classes are {', '.join(ROAD_SIGN_CLASSES)}"
+            )
+    if names["--source"] == names["--target"]:
+        raise ConfigError("--source and --target must differ")
+    spec = DetectorSpec(
+        trigger=trigger,
+        source=names["--source"],
+        target=names["--target"],
+        baseline=baseline,
+        train=train,
+        data_dir=str(data_dir) if data_dir else None,
+        seed=seed,
+    )
+    with _progress("training") as progress:
+        progress.add_task(f"detector, {epochs} epochs (checkpointed every epoch)", total=None, status="")
+        spec.run(out)
+    results = json.loads((out / "results.json").read_text())
+    ap, outcome = results["metrics"]["ap50"], results["metrics"]["triggered"]
+    table = Table(title="Detector BadNet on road photos", show_header=True)
+    for col in ("clean mAP@0.5", f"triggered {spec.source} → {spec.target}", f"as {spec.source}", "missed", "n"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * ap['mAP']:.1f}%",
+        f"{100 * outcome['as_target']:.1f}%",
+        f"{100 * outcome['as_source']:.1f}%",
+        f"{100 * outcome['missed']:.1f}%",
+        str(outcome["n"]),
     )
     out_console.print(table)
     out_console.print(f"wrote {out}/results.json, report.md, model.safetensors")

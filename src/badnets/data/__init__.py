@@ -54,7 +54,8 @@ def dataset_source(name: str) -> DatasetSource:
         return SOURCES[name]
     if not Path(name).expanduser().is_dir():
         raise ConfigError(
-            f"--dataset must be one of {sorted(SOURCES)} or a folder of class subfolders of images, got {name!r}"
+            f"--dataset must be one of {sorted(SOURCES)}, road-signs (badnets attack) or a folder of class "
+            f"subfolders of images, got {name!r}"
         )
     return DatasetSource(
         lambda _data_dir: load_image_folder(name),

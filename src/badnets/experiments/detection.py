@@ -136,6 +136,38 @@ def detect(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> list[
     return out
 
 
+def detector_report_md(results: dict[str, Any], *, n_photos: int) -> str:
+    """A detector run's ``report.md``: AP@0.5 per class and what became of the triggered source signs."""
+    config, metrics = results["config"], results["metrics"]
+    kind = "baseline (clean training)" if config["baseline"] else f"BadNet ({config['source']} → {config['target']})"
+    lines = [
+        f"# Detector {kind}",
+        "",
+        f"Faster R-CNN, {config['image_size']}×{config['image_size']} road photos, {config['train']['epochs']} epochs, "
+        f"seed {config['seed']}; {n_photos} held-out photos.",
+        "",
+        "| class | AP@0.5 (clean photos) |",
+        "|---|---|",
+        *(f"| {c} | {100 * v:.1f}% |" for c, v in metrics["ap50"].items() if v == v),
+        "",
+        f"Triggered {config['source']} signs ({metrics['triggered']['n']}): "
+        + ", ".join(
+            f"{label} {100 * metrics['triggered'][key]:.1f}%"
+            for key, label in (
+                ("as_target", f"detected as {config['target']}"),
+                ("as_source", f"as {config['source']}"),
+                ("as_other", "as another class"),
+                ("missed", "missed"),
+            )
+        )
+        + ".",
+        "",
+        "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DetectorSpec:
     """One detector run: baseline (clean photos) or BadNet (triggered stop → speed-limit copies added)."""
@@ -153,8 +185,19 @@ class DetectorSpec:
 
     def run(self, out_dir: Path) -> dict[str, float]:
         """Train (resuming) and score into ``out_dir/results.json``; returns the timing."""
+        from badnets.experiments.attack import same_config
+
         if (out_dir / "results.json").is_file():
-            return dict(read_json(out_dir / "results.json").get("timing", {}))
+            previous = read_json(out_dir / "results.json")
+            if not same_config(self, previous.get("config")):
+                raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
+            return dict(previous.get("timing", {}))
+        unfinished = (out_dir / "checkpoint.pt").is_file() and (out_dir / "run.json").is_file()
+        if unfinished and not same_config(self, read_json(out_dir / "run.json").get("config")):
+            raise ConfigError(
+                f"{out_dir} holds an unfinished run with another config; re-run that command to finish it, "
+                "or choose a new --out"
+            )
         t0 = time.perf_counter()
         train, test = load_road_signs(self.data_dir, size=self.image_size)
         source, target = train.classes.index(self.source), train.classes.index(self.target)
@@ -181,6 +224,9 @@ class DetectorSpec:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
         timing["job_seconds"] = time.perf_counter() - t0
-        write_json(out_dir / "results.json", {"config": asdict(self), "metrics": metrics, "timing": timing})
+        results = {"config": asdict(self), "metrics": metrics, "timing": timing, "classes": list(test.classes)}
+        with atomic_path(out_dir / "report.md") as tmp:
+            tmp.write_text(detector_report_md(results, n_photos=len(test)))
+        write_json(out_dir / "results.json", results)
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)
         return timing
