@@ -25,3 +25,36 @@ def test_doc_example_runs(code: str, tiny_mnist: Path, tmp_path: Path, monkeypat
 
 def test_there_are_examples() -> None:
     assert EXAMPLES, "the README shows the Python API"
+
+
+def _doc_commands() -> list[tuple[str, list[str]]]:
+    """Every ``badnets ...`` line of the docs' bash blocks, continuations joined, ``[...]`` marks dropped."""
+    import shlex
+
+    found = []
+    for doc in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split("#", 1)[0].replace("[", " ").replace("]", " ").strip()
+                if line.startswith("badnets ") and "|" not in line and ";" not in line:
+                    found.append((doc.name, shlex.split(line)[1:]))
+    return found
+
+
+def test_every_documented_command_and_option_exists() -> None:
+    import typer
+
+    from badnets.cli import app
+
+    commands = _doc_commands()
+    assert len(commands) >= 10
+    for doc, words in commands:
+        command = typer.main.get_command(app)
+        while hasattr(command, "get_command") and words and not words[0].startswith("-"):
+            sub = command.get_command(None, words[0])
+            assert sub is not None, f"{doc}: unknown command {words[0]!r}"
+            command, words = sub, words[1:]
+        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        for word in words:
+            if word.startswith("--"):
+                assert word.split("=")[0] in known, f"{doc}: {command.name} has no option {word}"
