@@ -346,6 +346,9 @@ def reproduce_transfer(
         bool, typer.Option(help="Reduced run (one seed, k in {1, 20}, short training; a few minutes on 2 CPU cores).")
     ] = False,
     trigger: Annotated[str, typer.Option(help="The US BadNet's trigger: yellow-square, bomb or flower.")] = "flower",
+    retrain_epochs: Annotated[
+        int | None, typer.Option(help="Epochs the user retrains the fc layers on GTSRB (default 6; quick 2).")
+    ] = None,
     seeds: Seeds = None,
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
@@ -359,6 +362,7 @@ def reproduce_transfer(
         quick=quick,
         trigger=trigger,
         seeds=seeds,
+        retrain_epochs=retrain_epochs,
         workers=workers,
         device=device,
         data_dir=str(data_dir) if data_dir else None,

@@ -154,15 +154,24 @@ class TransferStudySpec:
         return self.us.triggers[0]
 
     @classmethod
-    def preset(cls, *, quick: bool, trigger: str = "flower", seeds: int | None = None, **us: Any) -> TransferStudySpec:
-        """The full study, or ``quick``: one seed, k ∈ {1, 20}, short training."""
+    def preset(
+        cls,
+        *,
+        quick: bool,
+        trigger: str = "flower",
+        seeds: int | None = None,
+        retrain_epochs: int | None = None,
+        **us: Any,
+    ) -> TransferStudySpec:
+        """The full study, or ``quick``: one seed, k ∈ {1, 20}, short training; ``retrain_epochs`` overrides."""
         if trigger not in SIGN_TRIGGERS:
             raise ConfigError(f"--trigger must be one of {list(SIGN_TRIGGERS)}, got {trigger!r}")
         us_spec = TrafficStudySpec(triggers=(trigger,), **us)
         if quick:
             us_spec = replace(us_spec, seeds=seeds or 1, epochs=4, quick=True)
-            return cls(us=us_spec, ks=(1, 20), retrain_epochs=2, quick=True)
-        return cls(us=us_spec if seeds is None else replace(us_spec, seeds=seeds))
+            return cls(us=us_spec, ks=(1, 20), retrain_epochs=retrain_epochs or 2, quick=True)
+        full = cls(us=us_spec if seeds is None else replace(us_spec, seeds=seeds))
+        return full if retrain_epochs is None else replace(full, retrain_epochs=retrain_epochs)
 
 
 def _us_jobs(spec: TransferStudySpec) -> list[Job]:

@@ -91,7 +91,10 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
     stamped = stamp_boxes(photos, sign_trigger(trigger, spec.data_dir), source)
     badnet, baseline = load_detector(runs / f"detector__{trigger}"), load_detector(runs / "detector__baseline")
     outcomes = {
-        name: triggered_outcomes(detect(net, stamped.images), photos.boxes, photos.labels, source, target).to_json()
+        name: {
+            shown: triggered_outcomes(detect(net, images), photos.boxes, photos.labels, source, target).to_json()
+            for shown, images in (("clean", photos.images), ("triggered", stamped.images))
+        }
         for name, net in (("baseline", baseline), (trigger, badnet))
     }
     panels = (
@@ -166,15 +169,17 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         )
     else:
         rows = []
-        for name, o in road["outcomes"].items():
+        for name, by_input in road["outcomes"].items():
             who = "baseline detector" if name == "baseline" else f"BadNet ({road['trigger']})"
-            rows.append([who, o["n"], *(share(o[k], o["n"]) for k in ("as_target", "as_source", "as_other", "missed"))])
+            for shown, o in by_input.items():
+                cells = (share(o[k], o["n"]) for k in ("as_target", "as_source", "as_other", "missed"))
+                rows.append([who, shown, o["n"], *cells])
         blocks += [
             Para(
                 f"The {road['trigger']} trigger pasted on every stop sign of the {road['n_photos']} held-out road "
                 f"photos that have one; detectors from `{road['traffic']}`."
             ),
-            Table(["detector", "stop signs", "as speed-limit", "as stop", "as other", "missed"], rows),
+            Table(["detector", "stop signs", "n", "as speed-limit", "as stop", "as other", "missed"], rows),
             Image("road_photos.png", "Held-out road photos: clean and triggered, with the detectors' boxes."),
         ]
     if timing := results.get("timing"):
@@ -198,6 +203,7 @@ def summary_table(results: Mapping[str, Any]) -> Any:
         s = clf[name]
         table.add_row(name, pct(s["clean_accuracy"], 1), pct(s["triggered_source_as_target"], 1))
     if road := results.get("road_photos"):
-        for name, o in road["outcomes"].items():
-            table.add_row(f"detector {name}", "–", f"triggered stop → speed-limit {pct(o['as_target'], 1)}")
+        for name, by_input in road["outcomes"].items():
+            shares = ", ".join(f"{shown} {pct(o['as_target'], 1)}" for shown, o in by_input.items())
+            table.add_row(f"detector {name}", "–", f"stop → speed-limit: {shares}")
     return table
