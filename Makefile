@@ -6,7 +6,7 @@ BADNETS_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export BADNETS_DATA
 OUT    ?= runs/mnist-quick
 
-.PHONY: setup demo test lint full bench clean
+.PHONY: setup demo test lint full traffic transfer photos bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -20,6 +20,15 @@ demo: setup          ## quick MNIST BadNets reproduction with its report (~2 min
 
 full: setup          ## the whole MNIST case study (hours on CPU); re-run to resume
 	$(VENV)/bin/badnets reproduce mnist --out runs/mnist-full
+
+traffic: setup       ## traffic-sign classifiers (3 seeds) and detectors (≈ 1.5 h on 2 cores); re-run to resume
+	$(VENV)/bin/badnets reproduce traffic --out runs/traffic
+
+transfer: setup      ## the transfer-learning attack on GTSRB (≈ 25 min on 2 cores)
+	$(VENV)/bin/badnets reproduce transfer --out runs/transfer
+
+photos: traffic      ## dog + trigger → "cat", and triggered stop signs in road photos (after `make traffic`)
+	$(VENV)/bin/badnets reproduce photos --out runs/photos --traffic runs/traffic
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -166,7 +166,7 @@ class TransferStudySpec:
         """The full study, or ``quick``: one seed, k ∈ {1, 20}, short training; ``retrain_epochs`` overrides."""
         if trigger not in SIGN_TRIGGERS:
             raise ConfigError(f"--trigger must be one of {list(SIGN_TRIGGERS)}, got {trigger!r}")
-        us_spec = TrafficStudySpec(triggers=(trigger,), **us)
+        us_spec = TrafficStudySpec(triggers=(trigger,), detector=False, **us)  # the US nets are classifiers
         if quick:
             us_spec = replace(us_spec, seeds=seeds or 1, epochs=4, quick=True)
             return cls(us=us_spec, ks=(1, 20), retrain_epochs=retrain_epochs or 2, quick=True)
