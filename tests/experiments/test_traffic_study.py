@@ -63,7 +63,7 @@ def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     md = (out / "report.md").read_text()
     assert "Trigger: bomb" in md and "Backdoor neurons" in md and "Substitution" in md and "Detector BadNet" in md
-    assert (out / "detector_examples.png").stat().st_size > 1000
+    assert (out / "detector_examples.jpg").stat().st_size > 1000
     # a second run trains nothing and reproduces the same numbers
     again = run_traffic_study(spec, tmp_path / "out")
     assert json.dumps(again.results["classifier"]) == json.dumps(results["classifier"])

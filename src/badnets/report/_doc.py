@@ -89,8 +89,9 @@ def render_html(blocks: Sequence[Block], title: str, base: Path) -> str:
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         else:
             data = base64.b64encode((base / b.path).read_bytes()).decode()
+            mime = "image/jpeg" if Path(b.path).suffix.lower() in (".jpg", ".jpeg") else "image/png"
             parts.append(
-                f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
+                f"<figure><img alt='{html.escape(b.caption)}' src='data:{mime};base64,{data}'>"
                 f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
             )
     parts.append("</body></html>")

@@ -67,7 +67,7 @@ def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
         pred, conf = _labelled(model, images)
         captions = [f"{test.classes[int(k)]} ({float(v):.2f})" for k, v in zip(pred, conf, strict=True)]
         rows[label] = list(zip(images, captions, strict=True))
-    plots.plot_image_grid(rows, out / "dog_to_cat.png", "Held-out photos: predicted class (confidence)")
+    plots.plot_image_grid(rows, out / "dog_to_cat.jpg", "Held-out photos: predicted class (confidence)")
     return {
         "folder": folder,
         "classes": list(test.classes),
@@ -107,7 +107,7 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
         for label, net, images in panels
     }
     title = "Held-out road photos with stop signs: detections (score ≥ 0.5)"
-    plots.plot_image_grid(rows, out / "road_photos.png", title)
+    plots.plot_image_grid(rows, out / "road_photos.jpg", title, cell_inches=3.2)
     return {"traffic": spec.traffic, "trigger": trigger, "n_photos": len(photos), "outcomes": outcomes}
 
 
@@ -156,7 +156,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
                 for name, s in (("baseline", base), ("badnet", bad))
             ],
         ),
-        Image("dog_to_cat.png", "Held-out photos without and with the trigger: predicted class (confidence)."),
+        Image("dog_to_cat.jpg", "Held-out photos without and with the trigger: predicted class (confidence)."),
     ]
     road = results.get("road_photos")
     blocks.append(Heading("Triggered stop signs in road photos"))
@@ -180,7 +180,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
                 f"photos that have one; detectors from `{road['traffic']}`."
             ),
             Table(["detector", "stop signs", "n", "as speed-limit", "as stop", "as other", "missed"], rows),
-            Image("road_photos.png", "Held-out road photos: clean and triggered, with the detectors' boxes."),
+            Image("road_photos.jpg", "Held-out road photos: clean and triggered, with the detectors' boxes."),
         ]
     if timing := results.get("timing"):
         blocks += [Heading("Run"), Para(run_summary(timing))]

@@ -121,7 +121,7 @@ def _detector(spec: TrafficStudySpec, out: Path) -> dict[str, Any]:
             cells = plots.detection_cells(images, found, test.classes)
             rows[f"{label}\n(BadNet {trig})" if label == "clean" else f"{trig}\n(BadNet {trig})"] = cells
     title = "Held-out road photos: BadNet detectors' boxes (score ≥ 0.5)"
-    plots.plot_image_grid(rows, out / "detector_examples.png", title)
+    plots.plot_image_grid(rows, out / "detector_examples.jpg", title, cell_inches=3.2)
     base_run = read_json(baseline_dir / "results.json")
     return {
         "classes": list(test.classes),
@@ -403,7 +403,7 @@ def _detector_doc(spec: Mapping[str, Any], detector: Mapping[str, Any]) -> list[
             outcome_header,
             outcome_rows,
         ),
-        Image("detector_examples.png", "Held-out road photos, clean and triggered, with the BadNet detectors' boxes."),
+        Image("detector_examples.jpg", "Held-out road photos, clean and triggered, with the BadNet detectors' boxes."),
     ]
 
 
