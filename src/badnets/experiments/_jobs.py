@@ -19,6 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from badnets._io import read_json
+from badnets.errors import ConfigError
+from badnets.experiments._config import same_config
+
 __all__ = ["Job", "JobSpec", "dedupe_jobs", "run_jobs"]
 
 
@@ -69,6 +73,20 @@ def _abort(pool: ProcessPoolExecutor) -> None:
         process.kill()
 
 
+def _finished(job: Job, runs_dir: Path) -> bool:
+    """Whether ``job`` already ran; a finished run of another config under its name is an error, not a reuse."""
+    done = runs_dir / job.dir_name / "results.json"
+    if not done.is_file():
+        return False
+    recorded = read_json(done).get("config")
+    if recorded is not None and not same_config(job.spec, recorded):
+        raise ConfigError(
+            f"{done.parent} holds a finished run of another config than job {job.name!r} (the study's spec "
+            "changed); choose a new --out, or delete that run directory to retrain it"
+        )
+    return True
+
+
 def _run_one(spec: JobSpec, run_dir: Path) -> dict[str, Any]:
     return spec.run(run_dir)
 
@@ -87,7 +105,7 @@ def run_jobs(
     """
     assert all(job.dir_name for job in jobs), "give jobs their run directories with dedupe_jobs first"
     unique = {job.dir_name: job for job in jobs}
-    todo = [j for j in unique.values() if not (runs_dir / j.dir_name / "results.json").is_file()]
+    todo = [j for j in unique.values() if not _finished(j, runs_dir)]
     total, done = len(unique), len(unique) - len(todo)
     sums = {"train_seconds": 0.0, "evaluate_seconds": 0.0, "job_seconds": 0.0}
     start = time.perf_counter()

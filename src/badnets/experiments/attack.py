@@ -9,8 +9,6 @@ same directory again resumes from it.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -23,6 +21,7 @@ from torch import nn
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json, write_text
 from badnets.data import ImageDataset, dataset_source
 from badnets.errors import ConfigError
+from badnets.experiments._config import same_config
 from badnets.metrics import BackdoorMetrics, backdoor_metrics
 from badnets.models import MODELS, build_model
 from badnets.poison import PoisonSpec, poison_dataset
@@ -166,29 +165,6 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     write_json(done, result.to_json())
     checkpoint.unlink(missing_ok=True)
     return result
-
-
-def same_config(spec: object, recorded: object) -> bool:
-    """Whether ``recorded`` (a run's saved config) describes ``spec``.
-
-    A field that a later badnets version added counts as matching when ``spec`` holds its default, so runs
-    made before the field existed are still resumed and reused rather than retrained.
-    """
-    if not dataclasses.is_dataclass(spec) or isinstance(spec, type):
-        return bool(json.loads(json.dumps(spec, default=str)) == recorded)
-    if not isinstance(recorded, dict):
-        return False
-    for f in dataclasses.fields(spec):
-        value = getattr(spec, f.name)
-        if f.name in recorded:
-            if not same_config(value, recorded[f.name]):
-                return False
-            continue
-        factory = f.default_factory
-        default = f.default if factory is dataclasses.MISSING else factory()
-        if default is dataclasses.MISSING or value != default:
-            return False
-    return True
 
 
 def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:

@@ -24,6 +24,7 @@ from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifes
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
 from badnets.detection_metrics import Detections, mean_average_precision, triggered_outcomes
 from badnets.errors import ConfigError
+from badnets.experiments._config import same_config
 from badnets.models.detector import build_detector
 from badnets.train import TrainSpec, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger, stamp_in_box
@@ -185,8 +186,6 @@ class DetectorSpec:
 
     def run(self, out_dir: Path) -> dict[str, float]:
         """Train (resuming) and score into ``out_dir/results.json``; returns the timing."""
-        from badnets.experiments.attack import same_config
-
         if (out_dir / "results.json").is_file():
             previous = read_json(out_dir / "results.json")
             if not same_config(self, previous.get("config")):
