@@ -246,7 +246,9 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     saved = json.loads((out / "results.json").read_text())
     assert (saved["config"]["source"], saved["config"]["target"]) == ("stop", "speedlimit")
     assert saved["config"]["train"]["batch_size"] == 4 and saved["metrics"]["triggered"]["n"] >= 1
-    assert "Detector BadNet (stop → speedlimit)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Detector BadNet (stop → speedlimit)" in report and "Clean stop signs" in report
+    assert "Triggered stop signs" in report
     assert (out / "model.safetensors").is_file() and not (out / "checkpoint.pt").exists()
     again = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "2"])
     assert again.exit_code == 2 and "another config" in again.stderr

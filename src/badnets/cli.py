@@ -266,11 +266,14 @@ def _attack_detector(
     results = json.loads((out / "results.json").read_text())
     ap, outcome = results["metrics"]["ap50"], results["metrics"]["triggered"]
     table = Table(title="Detector BadNet on road photos", show_header=True)
-    for col in ("clean mAP@0.5", f"triggered {spec.source} → {spec.target}", f"as {spec.source}", "missed", "n"):
+    clean_stop = results["metrics"]["clean_stop"]
+    columns = ("clean mAP@0.5", f"triggered {spec.source} → {spec.target}", f"clean {spec.source} → {spec.target}")
+    for col in (*columns, f"triggered as {spec.source}", "missed", "n"):
         table.add_column(col, justify="right")
     table.add_row(
         f"{100 * ap['mAP']:.1f}%",
         f"{100 * outcome['as_target']:.1f}%",
+        f"{100 * clean_stop['as_target']:.1f}%",
         f"{100 * outcome['as_source']:.1f}%",
         f"{100 * outcome['missed']:.1f}%",
         str(outcome["n"]),

@@ -151,17 +151,23 @@ def detector_report_md(results: dict[str, Any], *, n_photos: int) -> str:
         "|---|---|",
         *(f"| {c} | {100 * v:.1f}% |" for c, v in metrics["ap50"].items() if v == v),
         "",
-        f"Triggered {config['source']} signs ({metrics['triggered']['n']}): "
-        + ", ".join(
-            f"{label} {100 * metrics['triggered'][key]:.1f}%"
-            for key, label in (
-                ("as_target", f"detected as {config['target']}"),
-                ("as_source", f"as {config['source']}"),
-                ("as_other", "as another class"),
-                ("missed", "missed"),
+        *(
+            f"{shown} {config['source']} signs ({metrics[key]['n']}): "
+            + ", ".join(
+                f"{label} {100 * metrics[key][share]:.1f}%"
+                for share, label in (
+                    ("as_target", f"detected as {config['target']}"),
+                    ("as_source", f"as {config['source']}"),
+                    ("as_other", "as another class"),
+                    ("missed", "missed"),
+                )
             )
-        )
-        + ".",
+            + "."
+            for shown, key in (("Triggered", "triggered"), ("Clean", "clean_stop"))
+        ),
+        "",
+        "A backdoor is the gap between the two: a detector that also labels clean signs as the target learned a "
+        "confusion, not a trigger.",
         "",
         "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
         "",
