@@ -27,7 +27,7 @@ from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
 from badnets.models.detector import build_detector
 from badnets.train import TrainSpec, resolve_device
-from badnets.triggers import TriggerSpec, apply_trigger, stamp_in_box
+from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
 __all__ = ["DetectorSpec", "detect", "load_detector", "poison_detection", "stamp_boxes", "train_detector"]
 
@@ -35,10 +35,12 @@ __all__ = ["DetectorSpec", "detect", "load_detector", "poison_detection", "stamp
 def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, source: int) -> DetectionDataset:
     """The same photos with ``trigger`` pasted inside every box of class ``source`` (labels unchanged)."""
     images = data.images.clone()
-    for i, (boxes, labels) in enumerate(zip(data.boxes, data.labels, strict=True)):
-        for box in boxes[labels == source].round().long().tolist():
-            stamp = stamp_in_box(trigger, images.shape[1], tuple(box))  # type: ignore[arg-type]
-            images[i : i + 1] = apply_trigger(images[i : i + 1], stamp)
+    per_photo = [boxes[labels == source].round().long() for boxes, labels in zip(data.boxes, data.labels, strict=True)]
+    # pass j stamps the j-th source box of every photo that has one: apply_trigger_in_boxes takes one box per image
+    for j in range(max((len(b) for b in per_photo), default=0)):
+        rows = [i for i, b in enumerate(per_photo) if len(b) > j]
+        boxes = torch.stack([per_photo[i][j] for i in rows])  # (len(rows), 4)
+        images[rows] = apply_trigger_in_boxes(images[rows], trigger, boxes)
     return DetectionDataset(images, data.boxes, data.labels, data.classes, data.names)
 
 
