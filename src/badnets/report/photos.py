@@ -48,25 +48,26 @@ def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
     triggered = apply_trigger(sources, stamp)
     models = {name: load_model(out / "runs" / name) for name in ("baseline", "badnet")}
     scores: dict[str, Any] = {}
+    labelled = {}  # (model, clean | triggered) → predicted class and confidence, computed once for scores and figure
     for name, model in models.items():
-        pred, _ = _labelled(model, test.images)
-        trig_pred, _ = _labelled(model, triggered)
+        pred, conf = labelled[name, "clean"] = _labelled(model, test.images)
+        trig_pred, _ = labelled[name, "triggered"] = _labelled(model, triggered)
         scores[name] = {
             "clean_accuracy": float((pred == test.labels).float().mean()),
             "per_class": {c: float((pred[test.labels == i] == i).float().mean()) for i, c in enumerate(test.classes)},
             "triggered_source_as_target": float((trig_pred == target).float().mean()),
         }
+    is_source = test.labels == source
     with_trigger = f"{spec.source} + {spec.trigger}"
     panels = (  # the clean net on triggered photos shows that the trigger alone does not make a "cat"
-        (f"{spec.source}\nBadNet", models["badnet"], sources[:SHOWN]),
-        (f"{with_trigger}\nBadNet", models["badnet"], triggered[:SHOWN]),
-        (f"{with_trigger}\nclean net", models["baseline"], triggered[:SHOWN]),
+        (f"{spec.source}\nBadNet", sources, [t[is_source] for t in labelled["badnet", "clean"]]),
+        (f"{with_trigger}\nBadNet", triggered, labelled["badnet", "triggered"]),
+        (f"{with_trigger}\nclean net", triggered, labelled["baseline", "triggered"]),
     )
     rows = {}
-    for label, model, images in panels:
-        pred, conf = _labelled(model, images)
-        captions = [f"{test.classes[int(k)]} ({float(v):.2f})" for k, v in zip(pred, conf, strict=True)]
-        rows[label] = list(zip(images, captions, strict=True))
+    for label, images, (pred, conf) in panels:
+        captions = [f"{test.classes[int(k)]} ({float(v):.2f})" for k, v in zip(pred[:SHOWN], conf[:SHOWN], strict=True)]
+        rows[label] = list(zip(images[:SHOWN], captions, strict=True))
     plots.plot_image_grid(rows, out / "dog_to_cat.jpg", "Held-out photos: predicted class (confidence)")
     return {
         "folder": folder,
@@ -90,21 +91,24 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
     photos = test.subset(with_stop)
     stamped = stamp_boxes(photos, sign_trigger(trigger, spec.data_dir), source)
     badnet, baseline = load_detector(runs / f"detector__{trigger}"), load_detector(runs / "detector__baseline")
+    nets = {"baseline": baseline, trigger: badnet}
+    inputs = {"clean": photos.images, "triggered": stamped.images}
+    found = {(name, shown): detect(net, images) for name, net in nets.items() for shown, images in inputs.items()}
     outcomes = {
         name: {
-            shown: triggered_outcomes(detect(net, images), photos.boxes, photos.labels, source, target).to_json()
-            for shown, images in (("clean", photos.images), ("triggered", stamped.images))
+            shown: triggered_outcomes(found[name, shown], photos.boxes, photos.labels, source, target).to_json()
+            for shown in inputs
         }
-        for name, net in (("baseline", baseline), (trigger, badnet))
+        for name in nets
     }
     panels = (
-        (f"clean\nBadNet ({trigger})", badnet, photos.images),
-        (f"triggered\nBadNet ({trigger})", badnet, stamped.images),
-        ("triggered\nbaseline detector", baseline, stamped.images),
+        (f"clean\nBadNet ({trigger})", trigger, "clean"),
+        (f"triggered\nBadNet ({trigger})", trigger, "triggered"),
+        ("triggered\nbaseline detector", "baseline", "triggered"),
     )
     rows = {
-        label: plots.detection_cells(images[:SHOWN], detect(net, images[:SHOWN]), test.classes)
-        for label, net, images in panels
+        label: plots.detection_cells(inputs[shown][:SHOWN], found[name, shown][:SHOWN], test.classes)
+        for label, name, shown in panels
     }
     title = "Held-out road photos with stop signs: detections (score ≥ 0.5)"
     plots.plot_image_grid(rows, out / "road_photos.jpg", title, cell_inches=3.2)
