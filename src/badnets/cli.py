@@ -299,9 +299,7 @@ def reproduce_mnist(
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
     from badnets.experiments.mnist import run_mnist_study
 
-    spec = MnistStudySpec.preset(
-        quick=quick, seeds=seeds, workers=workers, device=device, data_dir=str(data_dir) if data_dir else None
-    )
+    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir))
     _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress), out)
 
 
@@ -332,9 +330,7 @@ def reproduce_traffic(
     spec = TrafficStudySpec.preset(
         quick=quick,
         seeds=seeds,
-        workers=workers,
-        device=device,
-        data_dir=str(data_dir) if data_dir else None,
+        **_recipe(workers, device, data_dir),
         detector=detector,
         pretrained=pretrained,
     )
@@ -366,9 +362,7 @@ def reproduce_transfer(
         trigger=trigger,
         seeds=seeds,
         retrain_epochs=retrain_epochs,
-        workers=workers,
-        device=device,
-        data_dir=str(data_dir) if data_dir else None,
+        **_recipe(workers, device, data_dir),
     )
     _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)
 
@@ -403,11 +397,14 @@ def reproduce_photos(
         trigger=trigger,
         source=source,
         target=target,
-        workers=workers,
-        device=device,
-        data_dir=str(data_dir) if data_dir else None,
+        **_recipe(workers, device, data_dir),
     )
     _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress), out)
+
+
+def _recipe(workers: int, device: str, data_dir: Path | None) -> dict[str, Any]:
+    """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields."""
+    return {"workers": workers, "device": device, "data_dir": str(data_dir) if data_dir else None}
 
 
 def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary], out: Path) -> None:
