@@ -109,8 +109,8 @@ def attack(
     dataset: Annotated[
         str,
         typer.Option(
-            help="mnist, lisa (US signs), gtsrb, road-signs (Faster R-CNN on road photos), or a folder of class "
-            "subfolders of images (64×64)."
+            help="mnist, lisa (US signs), gtsrb (4 categories), gtsrb-43, road-signs (Faster R-CNN on road "
+            "photos), or a folder of class subfolders of images (64×64)."
         ),
     ] = "mnist",
     trigger: Annotated[
@@ -348,6 +348,10 @@ def reproduce_transfer(
     retrain_epochs: Annotated[
         int | None, typer.Option(help="Epochs the user retrains the fc layers on GTSRB (default 6; quick 2).")
     ] = None,
+    target_domain: Annotated[
+        str,
+        typer.Option(help="Where the user retrains: gtsrb (the paper's sign categories) or gtsrb-43 (all 43 classes)."),
+    ] = "gtsrb",
     seeds: Seeds = None,
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
@@ -362,6 +366,7 @@ def reproduce_transfer(
         trigger=trigger,
         seeds=seeds,
         retrain_epochs=retrain_epochs,
+        target=target_domain,
         **_recipe(workers, device, data_dir),
     )
     _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)

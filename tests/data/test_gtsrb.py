@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from badnets.data import load_gtsrb
+from badnets.data import SOURCES, load_gtsrb
 from badnets.data.gtsrb import GTSRB_CATEGORY_OF
 from badnets.errors import DataError
 from tests.conftest import REAL_DATA
@@ -40,6 +40,14 @@ def test_ungrouped_and_resized(tmp_path: Path) -> None:
     train, _ = load_gtsrb(write_npz(tmp_path), grouped=False, size=16)
     assert train.num_classes == 43 and train.images.shape[-1] == 16
     assert torch.equal(train.labels, torch.arange(86) % 43)
+
+
+def test_the_43_class_source_is_ungrouped(tmp_path: Path) -> None:
+    source = SOURCES["gtsrb-43"]
+    train, test = source.load(write_npz(tmp_path))
+    assert train.classes == test.classes == source.classes and len(source.classes) == 43
+    assert torch.equal(test.labels, torch.arange(86) % 43)
+    assert source.class_index("class14") == 14
 
 
 def test_bad_files_are_named(tmp_path: Path) -> None:

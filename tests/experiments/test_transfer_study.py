@@ -52,19 +52,25 @@ def test_bad_transfer_spec() -> None:
         TransferStudySpec(ks=(1, -2))
     with pytest.raises(ConfigError, match="--trigger"):
         TransferStudySpec.preset(quick=True, trigger="pixel")
+    with pytest.raises(ConfigError, match="target domain"):
+        TransferStudySpec.preset(quick=True, target="swedish")
+    assert TransferStudySpec.preset(quick=False, target="gtsrb-43").target == "gtsrb-43"
 
 
-def test_tiny_transfer_study_writes_tables_6_and_7(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("target", "classes"), [("gtsrb", 4), ("gtsrb-43", 43)])
+def test_tiny_transfer_study_writes_tables_6_and_7(tmp_path: Path, target: str, classes: int) -> None:
     data = tmp_path / "data"
     write_staged_crops(data, tracks_per_tag=6, frames=2)
     write_npz(data, n=86)
     us = TrafficStudySpec(triggers=("yellow-square",), seeds=1, epochs=1, workers=1, data_dir=str(data))
-    spec = TransferStudySpec(us=us, ks=(1, 10), retrain_epochs=1)
+    spec = TransferStudySpec(us=us, ks=(1, 10), retrain_epochs=1, target=target)
     summary = run_transfer_study(spec, tmp_path / "out")
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
     assert set(results["badnet_by_k"]) == {"1", "10"}
-    assert set(results["baseline"]["clean"]) == {"prohibitory", "mandatory", "warning", "other", "average"}
+    assert len(results["baseline"]["clean"]) == classes + 1 and "average" in results["baseline"]["clean"]
+    if target == "gtsrb":
+        assert set(results["baseline"]["clean"]) == {"prohibitory", "mandatory", "warning", "other", "average"}
     assert len(results["targets"]) == 3 and summary.results["targets"] == results["targets"]
     md = (out / "report.md").read_text()
     assert "Table 6" in md and "Table 7" in md and "Substitution" in md

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from badnets.data._dataset import ImageDataset, resolve_data_dir
-from badnets.data.gtsrb import GTSRB_CATEGORIES, gtsrb_file_hashes, load_gtsrb
+from badnets.data.gtsrb import GTSRB_CATEGORIES, GTSRB_CLASSES, gtsrb_file_hashes, load_gtsrb
 from badnets.data.image_folder import image_folder_classes, image_folder_file_hashes, load_image_folder
 from badnets.data.lisa import LISA_CLASSES, lisa_file_hashes, load_lisa
 from badnets.data.mnist import MNIST_CLASSES, MNIST_FILES, load_mnist, mnist_file_hashes, parse_idx
@@ -44,6 +45,8 @@ SOURCES: dict[str, DatasetSource] = {
     "mnist": DatasetSource(load_mnist, mnist_file_hashes, MNIST_CLASSES),
     "lisa": DatasetSource(load_lisa, lisa_file_hashes, LISA_CLASSES),
     "gtsrb": DatasetSource(load_gtsrb, gtsrb_file_hashes, GTSRB_CATEGORIES),
+    # The 43 GTSRB classes ungrouped: a harder target domain for the transfer attack.
+    "gtsrb-43": DatasetSource(functools.partial(load_gtsrb, grouped=False), gtsrb_file_hashes, GTSRB_CLASSES),
 }
 DATASETS: dict[str, Loader] = {name: source.load for name, source in SOURCES.items()}
 
@@ -67,6 +70,7 @@ def dataset_source(name: str) -> DatasetSource:
 __all__ = [
     "DATASETS",
     "GTSRB_CATEGORIES",
+    "GTSRB_CLASSES",
     "LISA_CLASSES",
     "MNIST_FILES",
     "ROAD_SIGN_CLASSES",

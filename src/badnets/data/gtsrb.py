@@ -29,7 +29,7 @@ from badnets.data._dataset import ImageDataset, resolve_data_dir
 from badnets.data._images import resize_square, tensor_cache
 from badnets.errors import ConfigError, DataError
 
-__all__ = ["GTSRB_CATEGORIES", "GTSRB_CATEGORY_OF", "gtsrb_file_hashes", "load_gtsrb"]
+__all__ = ["GTSRB_CATEGORIES", "GTSRB_CATEGORY_OF", "GTSRB_CLASSES", "gtsrb_file_hashes", "load_gtsrb"]
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,8 @@ class TransferStudySpec:
         us: how the US nets are trained (the traffic study's recipe; its ``triggers[0]`` is the backdoor).
         ks: strengthening factors (the paper's Table 7).
         retrain_epochs: epochs of fc retraining on the target domain.
-        target: target-domain dataset (``gtsrb``: grouped into the paper's categories it has).
+        target: target-domain dataset (``gtsrb``: grouped into the paper's categories it has; ``gtsrb-43``: its
+            43 classes, a harder domain).
     """
 
     us: TrafficStudySpec = field(default_factory=lambda: TrafficStudySpec(triggers=("flower",)))
@@ -161,16 +162,18 @@ class TransferStudySpec:
         trigger: str = "flower",
         seeds: int | None = None,
         retrain_epochs: int | None = None,
+        target: str = "gtsrb",
         **us: Any,
     ) -> TransferStudySpec:
-        """The full study, or ``quick``: one seed, k ∈ {1, 20}, short training; ``retrain_epochs`` overrides."""
+        """The full study, or ``quick``: one seed, k ∈ {1, 20}, short training; ``retrain_epochs`` overrides.
+        ``target`` is the user's domain (``gtsrb`` or ``gtsrb-43``)."""
         if trigger not in SIGN_TRIGGERS:
             raise ConfigError(f"--trigger must be one of {list(SIGN_TRIGGERS)}, got {trigger!r}")
         us_spec = TrafficStudySpec(triggers=(trigger,), detector=False, **us)  # the US nets are classifiers
         if quick:
             us_spec = replace(us_spec, seeds=seeds or 1, epochs=4, quick=True)
-            return cls(us=us_spec, ks=(1, 20), retrain_epochs=retrain_epochs or 2, quick=True)
-        full = cls(us=us_spec if seeds is None else replace(us_spec, seeds=seeds))
+            return cls(us=us_spec, ks=(1, 20), retrain_epochs=retrain_epochs or 2, target=target, quick=True)
+        full = cls(us=us_spec if seeds is None else replace(us_spec, seeds=seeds), target=target)
         return full if retrain_epochs is None else replace(full, retrain_epochs=retrain_epochs)
 
 
