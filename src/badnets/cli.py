@@ -1,22 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``badnets`` command: parses options, builds specs, calls one library function, prints the result.
 
-Every ``BadnetsError`` becomes one line on stderr and exit code 2.
+Every ``BadnetsError`` becomes one line on stderr and its exit code (2 for bad input). The supply-chain
+commands (export, load, keygen, sign, verify, scan) live in ``cli_supply``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,39 +26,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from badnets.errors import BadnetsError, ConfigError
+from badnets._cli_common import app, err_console, friendly_errors, out_console, reproduce_app
+from badnets.errors import ConfigError
 from badnets.experiments._study import StudyRecipe, StudySummary
 from badnets.experiments.mnist import MnistStudySpec
 from badnets.experiments.traffic import TrafficStudySpec
 from badnets.poison import PoisonSpec
 from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
-
-app = typer.Typer(
-    name="badnets",
-    help="BadNets (Gu, Dolan-Gavitt, Garg): backdoor attacks reproduced, audited and guarded against.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-reproduce_app = typer.Typer(help="Reproduce the paper's case studies end to end, with reports.", no_args_is_help=True)
-app.add_typer(reproduce_app, name="reproduce")
-
-out_console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BadnetsError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
@@ -103,7 +77,7 @@ WORKERS = _default(StudyRecipe, "workers")
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
     dataset: Annotated[
@@ -283,7 +257,7 @@ def _attack_detector(
 
 
 @reproduce_app.command("mnist")
-@_friendly_errors
+@friendly_errors
 def reproduce_mnist(
     out: StudyOut,
     quick: Annotated[
@@ -304,7 +278,7 @@ def reproduce_mnist(
 
 
 @reproduce_app.command("traffic")
-@_friendly_errors
+@friendly_errors
 def reproduce_traffic(
     out: StudyOut,
     quick: Annotated[
@@ -338,7 +312,7 @@ def reproduce_traffic(
 
 
 @reproduce_app.command("transfer")
-@_friendly_errors
+@friendly_errors
 def reproduce_transfer(
     out: StudyOut,
     quick: Annotated[
@@ -373,7 +347,7 @@ def reproduce_transfer(
 
 
 @reproduce_app.command("photos")
-@_friendly_errors
+@friendly_errors
 def reproduce_photos(
     out: StudyOut,
     quick: Annotated[bool, typer.Option(help="Reduced run (15 epochs; a minute or two on 2 CPU cores).")] = False,
@@ -422,6 +396,11 @@ def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], Stud
         summary = run(on_job)
     out_console.print(summary.console_table())
     out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+from badnets import cli_supply  # noqa: E402  (registers the supply-chain commands on ``app``)
+
+__all__ = ["app", "cli_supply", "main"]
 
 
 def main() -> None:

@@ -1,16 +1,27 @@
 # SPDX-License-Identifier: Apache-2.0
 """One error tree for everything a user can cause.
 
-The CLI maps every ``BadnetsError`` to a one-line message and exit code 2; anything else is a bug.
+The CLI maps every ``BadnetsError`` to a one-line message and its ``exit_code`` (2: bad input; 1: a check ran and
+failed, e.g. a signature that does not verify); anything else is a bug.
 """
 
 from __future__ import annotations
 
-__all__ = ["BadnetsError", "ConfigError", "DataError", "IntegrityError", "UnsafeFormatError"]
+__all__ = [
+    "BadnetsError",
+    "ConfigError",
+    "DataError",
+    "IntegrityError",
+    "PackageError",
+    "UnsafeFormatError",
+    "VerificationError",
+]
 
 
 class BadnetsError(Exception):
     """Base class: a problem the user can fix. The message names the problem and the fix."""
+
+    exit_code = 2
 
 
 class ConfigError(BadnetsError, ValueError):
@@ -27,3 +38,13 @@ class IntegrityError(DataError):
 
 class UnsafeFormatError(BadnetsError):
     """A file would need unsafe deserialisation (pickle) to load."""
+
+
+class PackageError(BadnetsError):
+    """A model package is malformed, altered or unsafe to open (unlisted file, symlink, bad name)."""
+
+
+class VerificationError(BadnetsError):
+    """A check ran and the artefact failed it (signature, manifest): the file must not be trusted."""
+
+    exit_code = 1

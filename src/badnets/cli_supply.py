@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The supply-chain commands: a publisher exports, signs and scans; a user verifies, scans and loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from badnets._cli_common import app, err_console, friendly_errors, out_console
+
+__all__ = ["export", "keygen", "load", "scan", "sign", "verify"]
+
+Package = Annotated[Path, typer.Argument(help="A model package directory (from `badnets export`).")]
+SignatureOpt = Annotated[
+    Path | None, typer.Option(help="Signature file (default: model.sig inside the package, not itself signed).")
+]
+
+
+@app.command()
+@friendly_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `badnets attack` run directory.")],
+    out: Annotated[Path, typer.Option(help="Package directory to create (must not exist).")],
+) -> None:
+    """Package a trained model for publishing: weights (safetensors), metadata, and a SHA-256 manifest."""
+    from badnets.supply import export_package, load_package
+
+    package = export_package(run_dir, out)
+    loaded = load_package(package)
+    out_console.print(f"wrote {package} ({', '.join(sorted(loaded.sha256))} + SHA256SUMS)")
+    out_console.print(f"sign it with: badnets sign {package} --key PRIVATE.pem")
+
+
+@app.command()
+@friendly_errors
+def load(
+    package: Package,
+    pub: Annotated[Path | None, typer.Option(help="Also check the author's signature with this public key.")] = None,
+    signature: SignatureOpt = None,
+) -> None:
+    """Check a package against its manifest (and, with --pub, its signature), load the model, and describe it."""
+    from badnets.supply import load_package, verify_package
+
+    if pub is not None:
+        verify_package(package, pub, signature=signature)
+    loaded = load_package(package, signature.name if signature else "model.sig")
+    meta, arch = loaded.metadata, loaded.metadata["architecture"]
+    table = Table(title=f"{package}", show_header=False)
+    table.add_row("integrity", f"{len(loaded.sha256)} files match SHA256SUMS")
+    table.add_row("signature", "verified with " + str(pub) if pub else "not checked (pass --pub)")
+    table.add_row("model", f"{arch['model']}, {arch['in_channels']}×{arch['image_size']}² input")
+    table.add_row("classes", ", ".join(map(str, arch.get("classes", []))) or str(arch["num_classes"]))
+    params = sum(p.numel() for p in loaded.model.parameters())
+    table.add_row("parameters", f"{params:,}")
+    for name in ("clean_accuracy", "attack_success_rate"):
+        if name in meta.get("metrics", {}):
+            table.add_row(name.replace("_", " "), f"{100 * meta['metrics'][name]:.2f}% (as recorded by its author)")
+    table.add_row(
+        "trained by", f"badnets {meta.get('versions', {}).get('badnets', '?')}, commit {meta.get('git_commit')}"
+    )
+    out_console.print(table)
+
+
+@app.command()
+@friendly_errors
+def keygen(out: Annotated[Path, typer.Option(help="Directory for private.pem and public.pem.")]) -> None:
+    """Make an EC P-256 signing key pair (PEM). Keep private.pem secret; publish public.pem."""
+    from badnets.supply import generate_keypair
+
+    private, public = generate_keypair(out)
+    out_console.print(f"wrote {private} (secret, mode 0600) and {public} (publish this)")
+
+
+@app.command()
+@friendly_errors
+def sign(
+    package: Package,
+    key: Annotated[Path | None, typer.Option(help="EC private key (PEM), e.g. from `badnets keygen`.")] = None,
+    signature: SignatureOpt = None,
+    sigstore: Annotated[
+        bool, typer.Option(help="Sign keylessly with Sigstore (needs the network and an OpenID Connect login).")
+    ] = False,
+) -> None:
+    """Sign a package with OpenSSF model-signing (the same format as the `model_signing` CLI)."""
+    from badnets.supply import sign_package
+
+    path = sign_package(package, key, signature=signature, sigstore=sigstore)
+    out_console.print(f"signed {package}: {path}")
+
+
+@app.command()
+@friendly_errors
+def verify(
+    package: Package,
+    pub: Annotated[Path | None, typer.Option(help="The author's public key (PEM).")] = None,
+    signature: SignatureOpt = None,
+    identity: Annotated[str | None, typer.Option(help="Sigstore: the signer's identity (e.g. e-mail).")] = None,
+    issuer: Annotated[str | None, typer.Option(help="Sigstore: the identity's OIDC issuer URL.")] = None,
+) -> None:
+    """Check a package's author signature and manifest. Exit 0 only when both hold; 1 when they do not."""
+    from badnets.supply import verify_package
+
+    verify_package(package, pub, signature=signature, identity=identity, issuer=issuer)
+    out_console.print(f"[green]verified[/]: {package} is what the holder of {pub or identity} signed")
+
+
+@app.command()
+@friendly_errors
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Model files or directories to scan.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Look for code in pickle-based model files (.pt/.pth/.bin/.pkl/.ckpt, zips) without loading them.
+
+    Exit 1 if any file imports something beyond the safe list or cannot be scanned; nothing is ever unpickled.
+    """
+    from badnets.supply import scan_path
+
+    files = [f for path in paths for f in scan_path(path).files]
+    findings = [f for f in files if f.verdict in ("dangerous", "unscannable")]
+    if as_json:
+        out_console.print_json(json.dumps([vars(f) for f in files]))
+    else:
+        style = {"clean": "green", "dangerous": "bold red", "unscannable": "red", "skipped": "dim"}
+        table = Table(title="pickle scan (picklescan, strict)")
+        for column in ("file", "format", "verdict", "detail"):
+            table.add_column(column, overflow="fold")
+        for f in files:
+            table.add_row(f.path, f.format, f"[{style[f.verdict]}]{f.verdict}[/]", f.detail)
+        out_console.print(table)
+    if findings:
+        err_console.print(f"{len(findings)} of {len(files)} file(s) must not be loaded")
+        raise typer.Exit(1)

@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Model packages: what a publisher ships and a user loads, with integrity checked before anything is parsed.
+
+A package is a flat directory::
+
+    model.safetensors   weights only (no pickle: loading cannot run code)
+    badnets.json        architecture, classes, training config, data hashes, metrics, versions
+    SHA256SUMS          SHA-256 of every other file, in ``sha256sum`` format (``sha256sum -c SHA256SUMS`` works),
+                        sorted by name; only this exact spelling is accepted
+    model.sig           optional author signature (``badnets sign``), not listed in SHA256SUMS
+
+Loading reads each file once, checks its digest against ``SHA256SUMS`` and parses those same bytes, so a file
+swapped between check and use is never parsed. Anything unexpected is refused rather than skipped: a file not
+listed, a symlink, a subdirectory, a name that could escape the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from badnets._io import read_json
+from badnets.errors import IntegrityError, PackageError
+
+__all__ = [
+    "MANIFEST",
+    "METADATA",
+    "PACKAGE_FORMAT",
+    "SIGNATURE",
+    "WEIGHTS",
+    "ModelPackage",
+    "export_package",
+    "load_package",
+    "read_package_files",
+]
+
+WEIGHTS = "model.safetensors"
+METADATA = "badnets.json"
+MANIFEST = "SHA256SUMS"
+SIGNATURE = "model.sig"
+PACKAGE_FORMAT = "badnets-model-package/1"
+
+_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9][A-Za-z0-9._-]{0,127})$")
+_MAX_MANIFEST_BYTES = 64 * 1024
+_MAX_METADATA_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A loaded, integrity-checked package: the network (eval mode, CPU) and its metadata."""
+
+    model: nn.Module
+    metadata: dict[str, Any]
+    sha256: dict[str, str]
+
+
+def _read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file, refusing symlinks at the last path component (``O_NOFOLLOW``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise PackageError(f"cannot open {path}: {e.strerror}; the package is incomplete or holds a symlink") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise PackageError(f"{path} is not a regular file; packages hold regular files only")
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise PackageError(f"{path} is larger than {limit} bytes; this is not a package file badnets wrote")
+    return data
+
+
+def _parse_manifest(text: bytes, where: Path) -> dict[str, str]:
+    digests: dict[str, str] = {}
+    try:
+        lines = text.decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        raise PackageError(f"{where} is not ASCII; re-export the package with `badnets export`") from None
+    for number, line in enumerate(lines, 1):
+        match = _LINE.match(line)
+        if match is None:
+            raise PackageError(f"{where} line {number} is not '<sha256>  <file name>' with a plain file name: {line!r}")
+        digest, name = match.groups()
+        if name in digests or name in (MANIFEST, SIGNATURE) or name.startswith("."):
+            raise PackageError(f"{where} line {number} lists {name!r}, which a manifest may not list (twice)")
+        digests[name] = digest
+    for required in (WEIGHTS, METADATA):
+        if required not in digests:
+            raise PackageError(f"{where} does not list {required}; re-export the package with `badnets export`")
+    if text != _render_manifest(digests):  # one spelling only: a changed byte can never mean the same manifest
+        raise PackageError(f"{where} is not in the form `badnets export` writes (sorted, '<sha256>  <name>\\n' lines)")
+    return digests
+
+
+def _render_manifest(digests: dict[str, str]) -> bytes:
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode()
+
+
+def read_package_files(package: Path | str, signature: str = SIGNATURE) -> dict[str, bytes]:
+    """Every file the manifest lists, read once and checked against its SHA-256.
+
+    Raises:
+        PackageError: not a package, an unlisted file, a symlink or subdirectory, a bad manifest line.
+        IntegrityError: a file's SHA-256 differs from the manifest's.
+    """
+    root = Path(package)
+    if not root.is_dir():
+        raise PackageError(f"{root} is not a directory; pass a package made by `badnets export`")
+    digests = _parse_manifest(_read_regular(root / MANIFEST, _MAX_MANIFEST_BYTES), root / MANIFEST)
+    allowed = {*digests, MANIFEST, signature}
+    for entry in os.scandir(root):
+        if entry.is_symlink():
+            raise PackageError(f"{root} holds a symlink, {entry.name!r}; packages hold regular files only")
+        if not entry.is_file(follow_symlinks=False):
+            raise PackageError(f"{root} holds {entry.name!r}, which is not a regular file; packages are flat")
+        if entry.name not in allowed:
+            raise PackageError(f"{root} holds {entry.name!r}, which {MANIFEST} does not list: the package was altered")
+    files = {}
+    for name, expected in digests.items():
+        data = _read_regular(root / name, _MAX_METADATA_BYTES if name == METADATA else None)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise IntegrityError(
+                f"{root / name} has SHA-256 {actual[:16]}…, {MANIFEST} says {expected[:16]}…: the file was altered "
+                "or damaged; do not use it, fetch the package again"
+            )
+        files[name] = data
+    return files
+
+
+def _model_from(metadata: dict[str, Any], weights: bytes, where: Path) -> nn.Module:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from badnets.models import build_model
+
+    arch = metadata.get("architecture")
+    if metadata.get("format") != PACKAGE_FORMAT or not isinstance(arch, dict):
+        raise PackageError(f"{where} is not a {PACKAGE_FORMAT} metadata file; re-export with `badnets export`")
+    try:
+        model = build_model(
+            arch["model"],
+            in_channels=arch["in_channels"],
+            num_classes=arch["num_classes"],
+            image_size=arch["image_size"],
+        )
+        model.load_state_dict(load(weights), strict=True)
+    except (KeyError, TypeError) as e:
+        raise PackageError(f"{where}: architecture is missing or has a bad field ({e})") from None
+    except (SafetensorError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PackageError(f"{WEIGHTS} does not fit the architecture in {where}: {first}") from None
+    return model.eval()
+
+
+def load_package(package: Path | str, signature: str = SIGNATURE) -> ModelPackage:
+    """The network and metadata of ``package``, after checking every file against ``SHA256SUMS``.
+
+    This checks integrity (nothing changed since export), not authenticity: anyone who can edit the files can
+    also edit the manifest. Use ``verify_package`` with the author's public key, or a TUF zoo, for that.
+    """
+    files = read_package_files(package, signature)
+    try:
+        metadata = json.loads(files[METADATA])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackageError(f"{Path(package) / METADATA} is not valid JSON: {e}") from None
+    model = _model_from(metadata, files[WEIGHTS], Path(package) / METADATA)
+    return ModelPackage(model, metadata, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+
+
+def _metadata(run_dir: Path) -> dict[str, Any]:
+    results_path, run_path = run_dir / "results.json", run_dir / "run.json"
+    if not results_path.is_file() or not (run_dir / WEIGHTS).is_file():
+        raise PackageError(f"{run_dir} is not a finished `badnets attack` run (no results.json / {WEIGHTS})")
+    results = read_json(results_path)
+    run = read_json(run_path) if run_path.is_file() else {}
+    if "architecture" not in results:
+        raise PackageError(
+            f"{run_dir} has no recorded architecture (a detector run, or a run older than the package format); "
+            "only classifier runs of `badnets attack` can be exported"
+        )
+    return {
+        "format": PACKAGE_FORMAT,
+        "architecture": results["architecture"],
+        "training": results.get("config", {}),
+        "seed": results.get("seed"),
+        "metrics": results.get("metrics", {}),
+        "data_sha256": run.get("data_sha256", {}),
+        "versions": run.get("versions", {}),
+        "git_commit": run.get("git_commit"),
+    }
+
+
+def export_package(run_dir: Path | str, out: Path | str) -> Path:
+    """Write the package of a finished ``badnets attack`` run to ``out`` (a new directory); returns ``out``.
+
+    The package appears all at once (built in a temporary sibling, then renamed), so a failed export leaves
+    nothing behind. The weights are loaded into the architecture first, so a package that exports also loads.
+
+    Raises:
+        PackageError: ``run_dir`` is not an exportable run, or ``out`` already exists.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    if out.exists():
+        raise PackageError(f"{out} already exists; choose a new --out or delete it")
+    metadata = _metadata(run_dir)
+    weights = _read_regular(run_dir / WEIGHTS)
+    _model_from(metadata, weights, run_dir / "results.json")
+    files = {WEIGHTS: weights, METADATA: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()}
+    manifest = _render_manifest({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, data in {**files, MANIFEST: manifest}.items():
+            (staging / name).write_bytes(data)
+        staging.chmod(0o755)
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Pickle scanning: malicious pickles are found and never run; what cannot be scanned is a finding, not a pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from badnets.cli import app
+from badnets.errors import ConfigError
+from badnets.supply import scan_file, scan_path
+
+
+class _WritesAFile:
+    """Unpickling this runs ``os.system('touch <marker>')``: the side effect the tests look for."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Execs:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, ("open('/tmp/badnets-should-not-exist', 'w').write('x')",))
+
+
+@pytest.fixture()
+def marker(tmp_path: Path) -> Path:
+    return tmp_path / "PWNED"
+
+
+def malicious_files(root: Path, marker: Path) -> list[Path]:
+    """The same payload as a raw pickle, a `.pt` torch zip, a state dict with a payload inside, and a zip."""
+    root.mkdir(parents=True, exist_ok=True)
+    raw = pickle.dumps(_WritesAFile(marker))
+    (root / "evil.pkl").write_bytes(raw)
+    (root / "evil.bin").write_bytes(pickle.dumps(_Execs()))
+    torch.save({"weights": torch.zeros(2), "payload": _WritesAFile(marker)}, root / "evil.pt")
+    with zipfile.ZipFile(root / "evil.zip", "w") as z:
+        z.writestr("model/data.pkl", raw)
+    (root / "evil.ckpt").write_bytes(raw[:-1] + b"\x85" + raw[-1:])  # a broken tail after the payload
+    return sorted(root.iterdir())
+
+
+def test_malicious_pickles_are_found_and_never_run(tmp_path: Path, marker: Path) -> None:
+    files = malicious_files(tmp_path / "m", marker)
+    report = scan_path(tmp_path / "m")
+    assert [f.verdict for f in report.files] == ["dangerous"] * len(files)
+    assert any("system" in f.detail for f in report.files) and any("exec" in f.detail for f in report.files)
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "must not be loaded" in result.output
+    assert not marker.exists() and not Path("/tmp/badnets-should-not-exist").exists()
+
+
+def test_the_toolkit_never_unpickles_a_checkpoint(tmp_path: Path, marker: Path) -> None:
+    """Resuming from a planted checkpoint goes through torch.load(weights_only=True), which refuses the payload."""
+    from badnets.train import _load_checkpoint
+
+    torch.save({"epoch": 1, "payload": _WritesAFile(marker)}, tmp_path / "checkpoint.pt")
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(pickle.UnpicklingError):
+        _load_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, None)
+    assert not marker.exists()
+
+
+def test_clean_model_files(tmp_path: Path) -> None:
+    torch.save({"w": torch.ones(3)}, tmp_path / "state.pt")
+    torch.save({"w": torch.ones(3)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"lr": 0.1, "layers": [1, 2]}))
+    save_file({"w": torch.ones(3)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "README.md").write_text("# a model")
+    report = scan_path(tmp_path)
+    verdicts = {Path(f.path).name: f.verdict for f in report.files}
+    assert verdicts == {
+        "state.pt": "clean",
+        "legacy.pth": "clean",
+        "plain.pkl": "clean",
+        "model.safetensors": "clean",
+        "README.md": "skipped",
+    }
+    assert report.ok
+    assert CliRunner().invoke(app, ["scan", str(tmp_path)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("random.pt", os.urandom(300)),
+        ("truncated.pkl", pickle.dumps({"a": list(range(100))})[:40]),
+        ("empty.pkl", b""),
+        ("not-a-zip.pt", b"PK\x03\x04" + b"\0" * 60),
+        ("archive.7z", b"7z\xbc\xaf\x27\x1c" + b"\0" * 40),
+        ("model.safetensors", b"\xff" * 16),
+    ],
+)
+def test_unscannable_files_are_findings(tmp_path: Path, name: str, content: bytes) -> None:
+    (tmp_path / name).write_bytes(content)
+    scanned = scan_file(tmp_path / name)
+    assert scanned.verdict == "unscannable", scanned
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / name)])
+    assert result.exit_code == 1
+
+
+def test_truncated_torch_zip_is_a_finding(tmp_path: Path) -> None:
+    torch.save({"w": torch.ones(100)}, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    assert scan_file(tmp_path / "half.pt").verdict == "unscannable"
+
+
+def test_symlinks_are_reported_not_followed(tmp_path: Path, marker: Path) -> None:
+    outside = malicious_files(tmp_path / "outside", marker)[0]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "model.pkl").symlink_to(outside)
+    (tmp_path / "d" / "more").symlink_to(tmp_path / "outside")
+    report = scan_path(tmp_path / "d")
+    assert [(Path(f.path).name, f.verdict) for f in report.files] == [
+        ("more", "unscannable"),
+        ("model.pkl", "unscannable"),
+    ]
+
+
+def test_a_named_file_of_no_model_format_must_still_parse(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    assert scan_file(tmp_path / "notes.txt").verdict == "unscannable"
+    with pytest.raises(ConfigError, match="does not exist"):
+        scan_path(tmp_path / "missing")
+    assert CliRunner().invoke(app, ["scan", str(tmp_path / "missing")]).exit_code == 2
+
+
+def test_json_output(tmp_path: Path, marker: Path) -> None:
+    malicious_files(tmp_path / "m", marker)
+    result = CliRunner().invoke(app, ["scan", "--json", str(tmp_path / "m" / "evil.pkl")])
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert rows[0]["verdict"] == "dangerous" and "system" in rows[0]["detail"]
