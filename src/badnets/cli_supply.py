@@ -11,8 +11,14 @@ import typer
 from rich.table import Table
 
 from badnets._cli_common import app, err_console, friendly_errors, out_console
+from badnets.errors import ConfigError
 
-__all__ = ["export", "keygen", "load", "scan", "sign", "verify"]
+__all__ = ["export", "fetch", "keygen", "load", "scan", "sign", "verify", "zoo_app"]
+
+zoo_app = typer.Typer(
+    help="A TUF-secured model zoo: init, add packages, publish fresh metadata, serve.", no_args_is_help=True
+)
+app.add_typer(zoo_app, name="zoo")
 
 Package = Annotated[Path, typer.Argument(help="A model package directory (from `badnets export`).")]
 SignatureOpt = Annotated[
@@ -135,3 +141,100 @@ def scan(
     if findings:
         err_console.print(f"{len(findings)} of {len(files)} file(s) must not be loaded")
         raise typer.Exit(1)
+
+
+ZooDir = Annotated[Path, typer.Argument(help="The zoo directory (keys/ stays private; public/ is served).")]
+
+
+@zoo_app.command("init")
+@friendly_errors
+def zoo_init(
+    directory: ZooDir,
+    root_keys: Annotated[int, typer.Option(help="Number of root keys.")] = 1,
+    root_threshold: Annotated[int, typer.Option(help="How many root keys must sign the root metadata.")] = 1,
+) -> None:
+    """Create an empty zoo with fresh ECDSA keys for the TUF roles (root, targets, snapshot, timestamp)."""
+    from badnets.supply.zoo import Zoo
+
+    zoo = Zoo.init(directory, root_keys=root_keys, root_threshold=root_threshold)
+    out_console.print(f"zoo at {zoo.directory}; users pin {zoo.root_json()} (give it to them out of band)")
+
+
+@zoo_app.command("add")
+@friendly_errors
+def zoo_add(
+    directory: ZooDir,
+    package: Annotated[Path, typer.Argument(help="A model package (from `badnets export`, signed or not).")],
+    name: Annotated[str | None, typer.Option(help="Name in the zoo (default: the package directory's name).")] = None,
+    digest: Annotated[
+        str, typer.Option(help="Digest of the weights to list on the plain index: sha256, sha1 or none.")
+    ] = "sha256",
+) -> None:
+    """Publish a package: sign new targets, snapshot and timestamp metadata; list it on the plain index."""
+    from badnets.supply.zoo import Zoo
+
+    if digest not in ("sha256", "sha1", "none"):
+        raise ConfigError(f"--digest must be sha256, sha1 or none, got {digest!r}")
+    targets = Zoo(directory).add(package, name or package.resolve().name, digest=digest)  # type: ignore[arg-type]
+    out_console.print(f"published {len(targets)} files: {', '.join(targets)}")
+
+
+@zoo_app.command("publish")
+@friendly_errors
+def zoo_publish(directory: ZooDir) -> None:
+    """Sign a fresh snapshot and timestamp (the timestamp expires after a day: run this daily)."""
+    from badnets.supply.zoo import Zoo
+
+    Zoo(directory).publish()
+    out_console.print(f"fresh timestamp for {directory}")
+
+
+@zoo_app.command("serve")
+@friendly_errors
+def zoo_serve(
+    directory: ZooDir, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8000
+) -> None:
+    """Serve the zoo's public/ over plain HTTP on 127.0.0.1 until Ctrl-C (TUF makes the channel's security moot)."""
+    import time
+
+    from badnets.supply.zoo import serve_zoo
+
+    with serve_zoo(directory, port) as url:
+        out_console.print(f"serving {directory}/public at {url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            out_console.print("stopped")
+
+
+@app.command()
+@friendly_errors
+def fetch(
+    name: Annotated[str, typer.Argument(help="The model's name in the zoo.")],
+    zoo: Annotated[str, typer.Option(help="The zoo's base URL, e.g. http://127.0.0.1:8000.")],
+    out: Annotated[Path, typer.Option(help="Directory to download into (the package lands in OUT/NAME).")],
+    root: Annotated[
+        Path | None, typer.Option(help="The zoo's root.json, obtained out of band (pinned trust; TUF mode).")
+    ] = None,
+    pub: Annotated[Path | None, typer.Option(help="The author's public key: also check their signature.")] = None,
+    plain: Annotated[
+        bool, typer.Option(help="Unsecured mode: read ZOO/index.json and check only the digest it lists (if any).")
+    ] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where the client keeps trusted metadata (default ~/.cache/badnets/tuf/…).")
+    ] = None,
+) -> None:
+    """Download a model package from a zoo and check it before it lands in OUT/NAME (nothing is left on failure)."""
+    from badnets.supply.zoo import fetch_package, fetch_plain
+
+    if plain:
+        path = fetch_plain(name, zoo.rstrip("/") + "/index.json", out, public_key=pub)
+        checks = "the index's digest (if listed)"
+    elif root is None:
+        raise ConfigError("pass --root ROOT.json (the zoo's pinned root metadata), or --plain for an unsecured zoo")
+    else:
+        path = fetch_package(name, zoo, out, root=root, cache_dir=cache_dir, public_key=pub)
+        checks = "TUF metadata signed by the pinned root's keys"
+    signed = ", the author's signature" if pub else ""
+    out_console.print(f"fetched {path}: checked {checks}{signed} and the package manifest")

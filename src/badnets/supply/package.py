@@ -41,6 +41,7 @@ __all__ = [
     "ModelPackage",
     "export_package",
     "load_package",
+    "parse_manifest",
     "read_package_files",
 ]
 
@@ -79,7 +80,8 @@ def _read_regular(path: Path, limit: int | None = None) -> bytes:
     return data
 
 
-def _parse_manifest(text: bytes, where: Path) -> dict[str, str]:
+def parse_manifest(text: bytes, where: Path) -> dict[str, str]:
+    """The file → SHA-256 entries of a package manifest, refusing any spelling `badnets export` does not write."""
     digests: dict[str, str] = {}
     try:
         lines = text.decode("ascii").splitlines()
@@ -115,7 +117,7 @@ def read_package_files(package: Path | str, signature: str = SIGNATURE) -> dict[
     root = Path(package)
     if not root.is_dir():
         raise PackageError(f"{root} is not a directory; pass a package made by `badnets export`")
-    digests = _parse_manifest(_read_regular(root / MANIFEST, _MAX_MANIFEST_BYTES), root / MANIFEST)
+    digests = parse_manifest(_read_regular(root / MANIFEST, _MAX_MANIFEST_BYTES), root / MANIFEST)
     allowed = {*digests, MANIFEST, signature}
     for entry in os.scandir(root):
         if entry.is_symlink():

@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The TUF zoo on loopback: a fetch that works, and every attack TUF must stop, each leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from badnets.cli import app
+from badnets.errors import ConfigError, VerificationError
+from badnets.supply import sign_package
+from badnets.supply.package import MANIFEST, SIGNATURE, WEIGHTS
+from badnets.supply.zoo import Zoo, fetch_package, fetch_plain, serve_zoo
+from tests.supply.conftest import write_run_dir
+
+
+@pytest.fixture()
+def zoo(tmp_path: Path, package: Path, keys: tuple[Path, Path]) -> Zoo:
+    sign_package(package, keys[0])
+    zoo = Zoo.init(tmp_path / "zoo")
+    zoo.add(package, "net")
+    return zoo
+
+
+def snapshot_of(zoo: Zoo, where: Path) -> Path:
+    """A copy of what the zoo serves right now (an attacker's or mirror's copy of the server)."""
+    shutil.copytree(zoo.public, where / "public")
+    return where
+
+
+@pytest.fixture()
+def url(zoo: Zoo) -> Iterator[str]:
+    with serve_zoo(zoo.directory) as base:
+        yield base
+
+
+def fetch(zoo: Zoo, base: str, tmp_path: Path, **kwargs: object) -> Path:
+    return fetch_package("net", base, tmp_path / "got", root=zoo.root_json(), cache_dir=tmp_path / "cache", **kwargs)  # type: ignore[arg-type]
+
+
+def assert_nothing_left(tmp_path: Path) -> None:
+    assert not (tmp_path / "got").exists() or not any((tmp_path / "got").iterdir())
+
+
+def test_init_layout_and_bad_options(tmp_path: Path, zoo: Zoo) -> None:
+    assert stat.S_IMODE(zoo.keys.stat().st_mode) == 0o700
+    assert sorted(p.name for p in zoo.keys.iterdir()) == [
+        "root-0.pem",
+        "snapshot-0.pem",
+        "targets-0.pem",
+        "timestamp-0.pem",
+    ]
+    with pytest.raises(ConfigError, match="not empty"):
+        Zoo.init(zoo.directory)
+    with pytest.raises(ConfigError, match="root-threshold"):
+        Zoo.init(tmp_path / "z2", root_keys=2, root_threshold=3)
+    with pytest.raises(ConfigError, match="model name"):
+        zoo.add(zoo.directory, "../../x")
+
+
+def test_fetch_gives_the_published_package(
+    zoo: Zoo, url: str, package: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    got = fetch(zoo, url, tmp_path, public_key=keys[1])
+    assert got == tmp_path / "got" / "net"
+    for name in (WEIGHTS, MANIFEST, SIGNATURE):
+        assert (got / name).read_bytes() == (package / name).read_bytes()
+    assert [p.name for p in (tmp_path / "got").iterdir()] == ["net"]
+    with pytest.raises(ConfigError, match="already exists"):
+        fetch(zoo, url, tmp_path)
+    with pytest.raises(ConfigError, match="no model"):
+        fetch_package("other", url, tmp_path / "got", root=zoo.root_json(), cache_dir=tmp_path / "cache")
+    with pytest.raises(ConfigError, match="model name"):
+        fetch_package("../../x", url, tmp_path / "got", root=zoo.root_json(), cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == ["net"]
+
+
+def test_wrong_pinned_root(zoo: Zoo, url: str, tmp_path: Path) -> None:
+    other = Zoo.init(tmp_path / "other")
+    with pytest.raises(VerificationError, match="TUF rejected"):
+        fetch_package("net", url, tmp_path / "got", root=other.root_json(), cache_dir=tmp_path / "cache")
+    assert_nothing_left(tmp_path)
+
+
+def test_root_threshold_is_enforced(tmp_path: Path, package: Path) -> None:
+    zoo = Zoo.init(tmp_path / "zoo", root_keys=2, root_threshold=2)
+    zoo.add(package, "net")
+    root = json.loads(zoo.root_json().read_text())
+    assert len(root["signatures"]) == 2
+    root["signatures"] = root["signatures"][:1]
+    (tmp_path / "weak-root.json").write_text(json.dumps(root))
+    with serve_zoo(zoo.directory) as base:
+        fetch_package("net", base, tmp_path / "ok", root=zoo.root_json(), cache_dir=tmp_path / "c1")
+        with pytest.raises(VerificationError, match="TUF rejected"):
+            fetch_package("net", base, tmp_path / "got", root=tmp_path / "weak-root.json", cache_dir=tmp_path / "c2")
+    assert_nothing_left(tmp_path)
+
+
+def _tamper_targets_metadata(zoo: Zoo) -> None:
+    path = max(zoo.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    md = json.loads(path.read_text())
+    entry = md["signed"]["targets"][f"net/{WEIGHTS}"]
+    entry["length"] += 1
+    path.write_text(json.dumps(md))
+
+
+def _replace_weights_on_server(zoo: Zoo, name: str = "net") -> None:
+    (target,) = (zoo.public / "targets" / name).glob(f"*.{WEIGHTS}")
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+
+def _oversized_weights(zoo: Zoo) -> None:
+    (target,) = (zoo.public / "targets" / "net").glob(f"*.{WEIGHTS}")
+    target.write_bytes(target.read_bytes() + b"\0" * 4096)
+
+
+def _unsigned_timestamp(zoo: Zoo) -> None:
+    md = json.loads((zoo.metadata / "timestamp.json").read_text())
+    md["signatures"] = []
+    (zoo.metadata / "timestamp.json").write_text(json.dumps(md))
+
+
+@pytest.mark.parametrize(
+    "attack", [_tamper_targets_metadata, _replace_weights_on_server, _oversized_weights, _unsigned_timestamp]
+)
+def test_server_side_tampering_is_rejected(zoo: Zoo, url: str, tmp_path: Path, attack) -> None:  # type: ignore[no-untyped-def]
+    attack(zoo)
+    with pytest.raises(VerificationError, match="TUF rejected") as info:
+        fetch(zoo, url, tmp_path)
+    assert "\n" not in str(info.value)
+    assert_nothing_left(tmp_path)
+
+
+def test_rollback_is_rejected(zoo: Zoo, package: Path, tmp_path: Path) -> None:
+    old = snapshot_of(zoo, tmp_path / "old")
+    zoo.add(package, "net")  # a newer version of everything
+    with serve_zoo(zoo.directory) as base:
+        fetch(zoo, base, tmp_path)  # the user has seen the new state
+    shutil.rmtree(tmp_path / "got")
+    with serve_zoo(old) as base, pytest.raises(VerificationError, match=r"BadVersionNumber|version"):
+        fetch(zoo, base, tmp_path)
+    assert_nothing_left(tmp_path)
+
+
+def test_freeze_is_rejected(tmp_path: Path, package: Path) -> None:
+    zoo = Zoo.init(tmp_path / "zoo")
+    zoo.add(package, "net", now=datetime.now(UTC) - timedelta(days=3))  # the attacker's frozen copy is 3 days old
+    with serve_zoo(zoo.directory) as base, pytest.raises(VerificationError, match="Expired"):
+        fetch(zoo, base, tmp_path)
+    assert_nothing_left(tmp_path)
+
+
+def test_mix_and_match_is_rejected(zoo: Zoo, package: Path, tmp_path: Path) -> None:
+    old_targets = max(zoo.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0])).read_bytes()
+    zoo.add(package, "net")
+    newest = max(zoo.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    newest.write_bytes(old_targets)  # current snapshot + timestamp, an older (validly signed) targets file
+    with serve_zoo(zoo.directory) as base, pytest.raises(VerificationError, match="TUF rejected"):
+        fetch(zoo, base, tmp_path)
+    assert_nothing_left(tmp_path)
+
+
+def test_author_signature_on_top_of_tuf(zoo: Zoo, url: str, tmp_path: Path) -> None:
+    from badnets.supply import generate_keypair
+
+    stranger = generate_keypair(tmp_path / "stranger")[1]
+    with pytest.raises(VerificationError, match=r"[Kk]ey mismatch"):
+        fetch(zoo, url, tmp_path, public_key=stranger)
+    assert_nothing_left(tmp_path)
+
+
+def test_plain_index_checks_only_what_it_lists(zoo: Zoo, url: str, tmp_path: Path) -> None:
+    got = fetch_plain("net", f"{url}/index.json", tmp_path / "plain")
+    assert (got / WEIGHTS).is_file()
+    index = json.loads((zoo.public / "index.json").read_text())
+    index["models"]["net"]["files"][WEIGHTS]["sha256"] = "0" * 64
+    (zoo.public / "index.json").write_text(json.dumps(index))
+    with pytest.raises(VerificationError, match="sha256 differs"):
+        fetch_plain("net", f"{url}/index.json", tmp_path / "got")
+    del index["models"]["net"]["files"][WEIGHTS]["sha256"]
+    index["models"]["net"]["files"]["../../evil"] = {"url": "plain/net/badnets.json"}
+    (zoo.public / "index.json").write_text(json.dumps(index))
+    with pytest.raises(VerificationError, match="bad file entry"):
+        fetch_plain("net", f"{url}/index.json", tmp_path / "got")
+    assert_nothing_left(tmp_path)
+    assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
+
+
+def test_cli_zoo_round_trip(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    runner = CliRunner()
+    run = write_run_dir(tmp_path / "run", seed=3)
+    assert runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "pkg")]).exit_code == 0
+    assert runner.invoke(app, ["sign", str(tmp_path / "pkg"), "--key", str(keys[0])]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["zoo", "init", str(tmp_path / "zoo"), "--root-keys", "3", "--root-threshold", "2"]
+        ).exit_code
+        == 0
+    )
+    added = runner.invoke(app, ["zoo", "add", str(tmp_path / "zoo"), str(tmp_path / "pkg"), "--name", "m1"])
+    assert added.exit_code == 0, added.output
+    assert runner.invoke(app, ["zoo", "publish", str(tmp_path / "zoo")]).exit_code == 0
+    root = tmp_path / "zoo" / "public" / "metadata" / "root.json"
+    with serve_zoo(tmp_path / "zoo") as base:
+        common = ["--zoo", base, "--out", str(tmp_path / "got"), "--cache-dir", str(tmp_path / "cache")]
+        ok = runner.invoke(app, ["fetch", "m1", *common, "--root", str(root), "--pub", str(keys[1])])
+        assert ok.exit_code == 0, ok.output
+        assert runner.invoke(app, ["fetch", "m1", "--zoo", base, "--out", str(tmp_path / "g2")]).exit_code == 2
+        assert (
+            runner.invoke(app, ["fetch", "m1", "--zoo", base, "--out", str(tmp_path / "g3"), "--plain"]).exit_code == 0
+        )
+        _replace_weights_on_server(Zoo(tmp_path / "zoo"), "m1")
+        bad = runner.invoke(app, ["fetch", "m1", "--zoo", base, "--out", str(tmp_path / "g4"), "--root", str(root)])
+        assert bad.exit_code == 1
+    assert runner.invoke(app, ["load", str(tmp_path / "got" / "m1")]).exit_code == 0
+
+
+METADATA_MUTATIONS_PER_FILE = 200
+
+
+def test_byte_flip_fuzzing_of_zoo_metadata(zoo: Zoo, url: str, tmp_path: Path) -> None:
+    """One random byte XOR a random non-zero value in the timestamp, snapshot or targets metadata the client
+    downloads: every mutation rejected with a one-line reason, nothing left in the output directory."""
+    import random
+
+    def newest(role: str) -> Path:
+        return max(zoo.metadata.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
+
+    rng = random.Random(1)
+    files = [zoo.metadata / "timestamp.json", newest("snapshot"), newest("targets")]
+    rejected = 0
+    for i, path in enumerate(f for f in files for _ in range(METADATA_MUTATIONS_PER_FILE)):
+        original = path.read_bytes()
+        mutated = bytearray(original)
+        mutated[rng.randrange(len(original))] ^= rng.randrange(1, 256)
+        path.write_bytes(bytes(mutated))
+        with pytest.raises(VerificationError) as info:
+            fetch_package("net", url, tmp_path / "got", root=zoo.root_json(), cache_dir=tmp_path / "cache" / str(i))
+        assert "\n" not in str(info.value)
+        path.write_bytes(original)
+        rejected += 1
+    assert rejected == 3 * METADATA_MUTATIONS_PER_FILE
+    assert_nothing_left(tmp_path)
+    fetch_package("net", url, tmp_path / "got", root=zoo.root_json(), cache_dir=tmp_path / "cache" / "final")
+
+
+@pytest.mark.parametrize("respell", ["upper-hex", "pretty"])
+def test_respelled_metadata_is_rejected(zoo: Zoo, url: str, tmp_path: Path, respell: str) -> None:
+    """Still validly signed (TUF signs the canonical form of the signed part), but not the bytes the zoo wrote."""
+    path = zoo.metadata / "timestamp.json"
+    md = json.loads(path.read_text())
+    if respell == "upper-hex":
+        md["signatures"][0]["sig"] = md["signatures"][0]["sig"].upper()
+        path.write_text(json.dumps(md, separators=(",", ":"), sort_keys=True))
+    else:
+        path.write_text(json.dumps(md, indent=1, sort_keys=True))
+    with pytest.raises(VerificationError, match="canonical form"):
+        fetch(zoo, url, tmp_path)
