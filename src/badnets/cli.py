@@ -381,6 +381,23 @@ def reproduce_photos(
     _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress), out)
 
 
+@reproduce_app.command("supply-chain")
+@friendly_errors
+def reproduce_supply_chain(
+    out: StudyOut,
+    quick: Annotated[bool, typer.Option(help="Reduced run (10 models of one epoch; a few minutes).")] = False,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """The Caffe-Model-Zoo replay (paper §6): a zoo of real models, six ways to swap one for a BadNet, and
+    whether no defense, a listed hash, an author signature, TUF, or TUF + signature stops each."""
+    from badnets.experiments.supply_chain import SupplyChainSpec, run_supply_chain_study
+
+    spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir))
+    _run_study("reproduce supply-chain", lambda progress: run_supply_chain_study(spec, out, progress=progress), out)
+
+
 def _recipe(workers: int, device: str, data_dir: Path | None) -> dict[str, Any]:
     """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields."""
     return {"workers": workers, "device": device, "data_dir": str(data_dir) if data_dir else None}

@@ -282,12 +282,16 @@ def _staged(out: Path, name: str) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _finish(staging: Path, public_key: Path | str | None) -> None:
+def _finish(staging: Path, name: str, public_key: Path | str | None) -> None:
+    """The package's own checks on the staged download; errors name the model, not the temporary directory."""
     from badnets.supply.signing import verify_package
 
-    if public_key is not None:
-        verify_package(staging, public_key)
-    load_package(staging)
+    try:
+        if public_key is not None:
+            verify_package(staging, public_key)
+        load_package(staging)
+    except BadnetsError as e:
+        raise type(e)(str(e).replace(str(staging), f"the downloaded {name}")) from None
 
 
 def fetch_package(
@@ -353,7 +357,7 @@ def fetch_package(
             raise VerificationError(f"TUF rejected the zoo's data: {type(e).__name__}: {_short(e)}") from None
         except ValueError as e:  # a malformed root or metadata file
             raise VerificationError(f"TUF rejected the zoo's data: {_short(e)}") from None
-        _finish(staging, public_key)
+        _finish(staging, name, public_key)
     return Path(out) / name
 
 
@@ -373,11 +377,19 @@ def _http_get(url: str, limit: int) -> bytes:
     return data
 
 
-def fetch_plain(name: str, index_url: str, out: Path | str, *, public_key: Path | str | None = None) -> Path:
+def fetch_plain(
+    name: str,
+    index_url: str,
+    out: Path | str,
+    *,
+    public_key: Path | str | None = None,
+    check_digests: bool = True,
+) -> Path:
     """The Caffe-Zoo way: read the index, download the files it lists, check whatever digest it lists.
 
     Only as safe as the index: whoever can edit it can change both a URL and its digest. With ``public_key`` the
-    author's signature is checked as well, which the index cannot forge.
+    author's signature is checked as well, which the index cannot forge. ``check_digests=False`` is the user who
+    checks nothing (the replay's "no defense").
     """
     check_name(name)
     try:
@@ -391,9 +403,9 @@ def fetch_plain(name: str, index_url: str, out: Path | str, *, public_key: Path 
             if not isinstance(entry, dict) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", file):
                 raise VerificationError(f"the index lists a bad file entry {file!r} for {name}")
             data = _http_get(f"{base}/{entry['url']}", 2_000_000_000)
-            for algorithm in ("sha256", "sha1"):
+            for algorithm in ("sha256", "sha1") if check_digests else ():
                 if algorithm in entry and hashlib.new(algorithm, data).hexdigest() != entry[algorithm]:
                     raise VerificationError(f"{file}: its {algorithm} differs from the one the index lists")
             write_bytes(staging / file, data)
-        _finish(staging, public_key)
+        _finish(staging, name, public_key)
     return Path(out) / name

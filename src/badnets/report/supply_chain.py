@@ -1,0 +1,185 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Caffe-Zoo replay's results: for each attack and defense, does the user end up running a BadNet?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from badnets.report._doc import Block, Heading, Para, Table, write_report
+from badnets.report._format import pct, run_summary
+
+if TYPE_CHECKING:
+    from badnets.experiments.supply_chain import SupplyChainSpec
+
+__all__ = ["aggregate", "summary_table", "write_supply_chain_report"]
+
+CAPABILITIES = {
+    "none": "Nobody attacks; each defense fetches each model from the honest zoo.",
+    "a": "Can edit the index page only (the zoo's wiki): points the model's URL at a copy of the attacker's "
+    "BadNet package on another host and, where a digest is listed, lists the BadNet's digest instead.",
+    "b": "Can write files on the hosting server (plain files and TUF target files), not the index, no keys: "
+    "replaces the model's weights, metadata and manifest with the BadNet's.",
+    "c": "Serves the zoo as it was three days ago, when the recalled model's backdoored v1 was current (index, "
+    "files and TUF metadata, all validly signed then, re-timestamped), to a user whose client has seen today's.",
+    "d": "Serves that three-day-old state, untouched (its TUF timestamp has expired), to a user whose client "
+    "last updated then: the user is frozen at the old version.",
+    "e": "Mixes today's index and TUF timestamp/snapshot with the old targets metadata and the old files, "
+    "served to a new user (whose client holds only the pinned root, so it must fetch the targets metadata).",
+    "f": "Has the zoo's own signing keys (an insider, or a stolen online key set) and publishes the attacker's "
+    "BadNet under the model's name the regular way.",
+}
+
+
+def _cell(results: list[dict[str, str]]) -> dict[str, Any]:
+    counts = {kind: sum(r["outcome"] == kind for r in results) for kind in ("badnet", "genuine", "rejected")}
+    reasons = sorted({r.get("reason", "") for r in results if r["outcome"] == "rejected"})
+    return {**counts, "n": len(results), "reasons": reasons}
+
+
+def aggregate(spec: SupplyChainSpec, runs: Mapping[str, Any], replayed: Mapping[str, Any]) -> dict[str, Any]:
+    """Count each attack × defense cell and check the paper's expected shape."""
+    table = {a: {d: _cell(r) for d, r in by_defense.items()} for a, by_defense in replayed["outcomes"].items()}
+    attacks = [a for a in table if a != "none"]
+    digests = replayed["digests"]
+    listed = {m for m, how in digests.items() if how != "none"}
+
+    def model_outcomes(attack: str, defense: str) -> dict[str, str]:
+        return {r["model"]: r["outcome"] for r in replayed["outcomes"][attack][defense]}
+
+    # A listed digest stops the swap exactly when the attacker cannot also edit the listing (b and e).
+    hash_ok = all(
+        (outcome != "badnet") == (attack in ("b", "e") and model in listed)
+        for attack in attacks
+        for model, outcome in model_outcomes(attack, "listed hash").items()
+    )
+    honest = table["none"]
+    false_rejections = {d: honest[d]["rejected"] for d in honest}
+    targets = [
+        {
+            "target": "no defense: the user runs the BadNet under every attack",
+            "paper": "models swapped unnoticed",
+            "ours": ", ".join(f"{a}: {table[a]['none']['badnet']}/{table[a]['none']['n']}" for a in attacks),
+            "met": all(table[a]["none"]["badnet"] == table[a]["none"]["n"] for a in attacks),
+        },
+        {
+            "target": "listed hash catches only what the attacker could not also edit (b, e on listed models)",
+            "paper": "22 of 39 models had no SHA-1",
+            "ours": ", ".join(
+                f"{a}: {table[a]['listed hash']['badnet']}/{table[a]['listed hash']['n']}" for a in attacks
+            ),
+            "met": hash_ok,
+        },
+        {
+            "target": "TUF + author signature: no BadNet under any attack",
+            "paper": "recommended (§6)",
+            "ours": f"{sum(table[a]['TUF + signature']['badnet'] for a in attacks)} BadNets run",
+            "met": all(table[a]["TUF + signature"]["badnet"] == 0 for a in attacks),
+        },
+        {
+            "target": "honest zoo: only a wrong listed digest blocks a genuine model",
+            "paper": "1 of 39 digests wrong",
+            "ours": ", ".join(f"{d}: {n} rejected" for d, n in false_rejections.items()),
+            "met": all(n == 0 for d, n in false_rejections.items() if d != "listed hash")
+            and false_rejections["listed hash"] == spec.wrong_digest,
+        },
+    ]
+    models = {
+        name.split("/", 1)[1]: {k: run["metrics"][k] for k in ("clean_accuracy", "attack_success_rate")}
+        for name, run in runs.items()
+    }
+    return {"spec": asdict(spec), "table": table, "targets": targets, "models": models, "replay": dict(replayed)}
+
+
+def _cell_text(cell: Mapping[str, Any]) -> str:
+    n = cell["n"]
+    text = f"**BadNet {cell['badnet']}/{n}**" if cell["badnet"] else f"no BadNet (0/{n})"
+    parts = [f"{cell[k]} {k}" for k in ("rejected", "genuine") if cell[k]]
+    return f"{text} ({', '.join(parts)})" if parts else text
+
+
+def _doc(results: Mapping[str, Any]) -> list[Block]:
+    from badnets.experiments.supply_chain import ATTACKS, DEFENSES
+
+    spec, table, replay, models = results["spec"], results["table"], results["replay"], results["models"]
+    digests = replay["digests"]
+    counts = {how: sum(v == how for v in digests.values()) for how in ("none", "wrong", "sha1")}
+    clean = [m for name, m in models.items() if name.startswith("mnist-cnn")]
+    attacker = models["badnet"]
+    recalled = models["v1-badnet"]
+    blocks: list[Block] = [
+        Heading("The Caffe-Model-Zoo situation, replayed (BadNets §6)", 1),
+        Para(
+            f"A zoo of {spec['models']} real models (MNIST paper CNNs trained {spec['epochs']} epoch(s), one seed "
+            f"each, clean accuracy {pct(min(m['clean_accuracy'] for m in clean), 1)}–"
+            f"{pct(max(m['clean_accuracy'] for m in clean), 1)}), packaged and signed by three authors. As in the "
+            f"paper's survey of the Caffe Model Zoo (39 models: 22 without a SHA-1, one with a wrong one), the "
+            f"index lists no digest for {counts['none']}, a wrong SHA-1 for {counts['wrong']} and a correct SHA-1 "
+            f"for {counts['sha1']}. The same models are also published in a TUF repository (python-tuf; one key "
+            "per role, consistent snapshots; users pin its root.json). The attacker's model is a BadNet from the "
+            f"MNIST case study code (all-to-one → 7, pattern trigger: clean accuracy "
+            f"{pct(attacker['clean_accuracy'], 1)}, attack success {pct(attacker['attack_success_rate'], 1)}). "
+            f"`{replay['recalled']}` was recalled: its v1 was a BadNet its author signed without knowing "
+            f"(→ 0, attack success {pct(recalled['attack_success_rate'], 1)}), replaced by a clean v2 today."
+        ),
+        Heading("Does the user end up running a BadNet?"),
+        Para(
+            "Each cell: over the models the attack goes after, how many times the user ended up with BadNet "
+            "weights; in brackets how the others ended (rejected by the check, or the genuine model fetched). "
+            "Attacks c–e need an old BadNet, which only the recalled model has, so they go after that one model."
+        ),
+        Table(
+            ["attack", *DEFENSES],
+            [[ATTACKS[a], *(_cell_text(table[a][d]) for d in DEFENSES)] for a in table],
+        ),
+        Heading("Expected shape"),
+        Table(
+            ["check", "paper", "ours", "met"],
+            [[t["target"], t["paper"], t["ours"], "yes" if t["met"] else "**no**"] for t in results["targets"]],
+        ),
+        Heading("What each attacker can do"),
+        Table(["attack", "capability"], [[ATTACKS[a], CAPABILITIES[a]] for a in table]),
+        Heading("Why the checks failed (one reason per distinct message)"),
+    ]
+    rows = []
+    for a in table:
+        for d in DEFENSES:
+            for reason in table[a][d]["reasons"][:2]:
+                rows.append([ATTACKS[a], d, reason])
+    blocks.append(Table(["attack", "defense", "reason"], rows))
+    blocks += [
+        Para(
+            "Reading the table: a listed digest only helps when the attacker cannot edit the listing too, and "
+            "most models had none. An author signature stops anyone without the author's key (a, b, f) but "
+            "accepts an old version the author once signed (c, d, e). TUF stops rollback, freeze, mix-and-match "
+            "and tampering on the server, but trusts whoever holds the zoo's keys (f). Together they leave no "
+            "attack in this list."
+        ),
+        Heading("Run"),
+        Para(
+            f"`badnets reproduce supply-chain --out DIR{' --quick' if spec['quick'] else ''}`. "
+            + run_summary(results["timing"])
+        ),
+    ]
+    return blocks
+
+
+def write_supply_chain_report(results: Mapping[str, Any], out: Path) -> None:
+    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
+    write_report(results, _doc(results), out, "BadNets §6: the model zoo replay")
+
+
+def summary_table(results: Mapping[str, Any]) -> Any:
+    from rich.table import Table as RichTable
+
+    from badnets.experiments.supply_chain import ATTACKS, DEFENSES
+
+    table = RichTable(title="Does the user end up running a BadNet? (BadNet runs / attempts)")
+    table.add_column("attack")
+    for d in DEFENSES:
+        table.add_column(d)
+    for a, row in results["table"].items():
+        table.add_row(ATTACKS[a], *(f"{row[d]['badnet']}/{row[d]['n']}" for d in DEFENSES))
+    return table
