@@ -6,7 +6,7 @@ BADNETS_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export BADNETS_DATA
 OUT    ?= runs/mnist-quick
 
-.PHONY: setup demo test lint full traffic transfer photos bench clean
+.PHONY: setup demo test lint full traffic transfer photos supply-chain bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -29,6 +29,9 @@ transfer: setup      ## the transfer-learning attack on GTSRB (≈ 25 min on 2 c
 
 photos: traffic      ## dog + trigger → "cat", and triggered stop signs in road photos (after `make traffic`)
 	$(VENV)/bin/badnets reproduce photos --out runs/photos --traffic runs/traffic
+
+supply-chain: setup ## the Caffe-Model-Zoo replay: 14 models, 6 attacks x 5 defenses (≈ 10 min on 2 cores)
+	$(VENV)/bin/badnets reproduce supply-chain --out runs/supply-chain
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
