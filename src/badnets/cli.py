@@ -427,3 +427,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted; run the same command again to resume")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -200,7 +200,8 @@ def zoo_serve(
     from badnets.supply.zoo import serve_zoo
 
     with serve_zoo(directory, port) as url:
-        out_console.print(f"serving {directory}/public at {url} (Ctrl-C to stop)")
+        out_console.print(url, soft_wrap=True)  # alone on its line, for scripts that start the server
+        err_console.print(f"serving {directory}/public at {url} (Ctrl-C to stop)", soft_wrap=True)
         try:
             while True:
                 time.sleep(3600)

@@ -265,3 +265,26 @@ def test_respelled_metadata_is_rejected(zoo: Zoo, url: str, tmp_path: Path, resp
         path.write_text(json.dumps(md, indent=1, sort_keys=True))
     with pytest.raises(VerificationError, match="canonical form"):
         fetch(zoo, url, tmp_path)
+
+
+def test_zoo_serve_command_serves_until_stopped(zoo: Zoo, tmp_path: Path) -> None:
+    """`badnets zoo serve` as a user runs it: a separate process on loopback, stopped with Ctrl-C (SIGINT)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "badnets.cli", "zoo", "serve", str(zoo.directory), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        match = re.fullmatch(r"http://127\.0\.0\.1:\d+\n", line)
+        assert match, f"the server printed {line!r}"
+        got = fetch(zoo, line.strip(), tmp_path)
+        assert (got / WEIGHTS).is_file()
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
