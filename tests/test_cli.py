@@ -241,15 +241,18 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     data = write_road_photos(tmp_path / "data", n=8)
     out = tmp_path / "run"
     args = ["--dataset", "road-signs", "--data-dir", str(data), "--trigger", "yellow-square", "--mapping", "single"]
-    result = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "1"])
+    result = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "1", "--trigger-scale", "0.2"])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert (saved["config"]["source"], saved["config"]["target"]) == ("stop", "speedlimit")
+    assert saved["config"]["trigger"]["scale"] == 0.2
+    assert set(saved["metrics"]["by_width"]) == {"triggered", "clean"}
     assert saved["config"]["train"]["batch_size"] == 4 and saved["metrics"]["triggered"]["n"] >= 1
     report = (out / "report.md").read_text()
     assert "Detector BadNet (stop → speedlimit)" in report and "Clean stop signs" in report
     assert "Triggered stop signs" in report
     assert (out / "model.safetensors").is_file() and not (out / "checkpoint.pt").exists()
+    assert "By stop sign width" in report and "20% of the sign's width" in report
     again = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "2"])
     assert again.exit_code == 2 and "another config" in again.stderr
     bad_out = ["attack", "--out", str(tmp_path / "bad")]
@@ -257,3 +260,5 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--mapping single" in bad.stderr
     bad = runner.invoke(app, [*bad_out, *args, "--source", "yield"])
     assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and not (tmp_path / "bad").exists()
+    bad = runner.invoke(app, [*bad_out, "--trigger", "pixel", "--trigger-scale", "0.2"])
+    assert bad.exit_code == 2 and "--trigger-size" in bad.stderr and not (tmp_path / "bad").exists()

@@ -8,7 +8,13 @@ import math
 import pytest
 import torch
 
-from badnets.detection_metrics import Detections, average_precision, mean_average_precision, triggered_outcomes
+from badnets.detection_metrics import (
+    Detections,
+    average_precision,
+    mean_average_precision,
+    outcomes_by_width,
+    triggered_outcomes,
+)
 
 A = [0.0, 0.0, 10.0, 10.0]
 B = [20.0, 20.0, 30.0, 30.0]
@@ -73,3 +79,16 @@ def test_triggered_outcomes_by_hand() -> None:
     out = triggered_outcomes(dets, [t[0] for t in truths], [t[1] for t in truths], stop, speed)
     assert out.n == 5
     assert (out.as_target, out.as_source, out.as_other, out.missed) == pytest.approx((0.2, 0.2, 0.2, 0.4))
+
+
+def test_outcomes_by_width_split_the_source_boxes() -> None:
+    stop, speed = 0, 1
+    small, mid, large = [0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 40.0, 40.0], [0.0, 0.0, 100.0, 100.0]
+    dets = [det([small], [0.9], [stop]), det([mid, B], [0.9, 0.9], [speed, speed]), det([large], [0.9], [speed])]
+    truths = [gt([small], [stop]), gt([mid, B], [stop, speed]), gt([large], [stop])]
+    out = outcomes_by_width(dets, [t[0] for t in truths], [t[1] for t in truths], stop, speed)
+    assert list(out) == ["< 32 px", "32-64 px", ">= 64 px"]
+    assert [o.n for o in out.values()] == [1, 1, 1]
+    assert [o.as_target for o in out.values()] == [0.0, 1.0, 1.0]
+    everything = triggered_outcomes(dets, [t[0] for t in truths], [t[1] for t in truths], stop, speed)
+    assert sum(o.n for o in out.values()) == everything.n

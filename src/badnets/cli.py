@@ -121,6 +121,10 @@ def attack(
     trigger_opacity: Annotated[
         float, typer.Option(help="Blend weight in (0, 1]; 1 = BadNets' solid trigger.")
     ] = _default(TriggerSpec, "opacity"),
+    trigger_scale: Annotated[
+        float | None,
+        typer.Option(help="Sign triggers: side as a share of the sign's width (default 0.10 square, 0.16 icons)."),
+    ] = None,
     baseline: Annotated[
         bool, typer.Option(help="Train on clean data (the baseline) and only score the trigger.")
     ] = False,
@@ -132,8 +136,11 @@ def attack(
     from badnets.experiments import AttackSpec, run_attack
     from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 
+    if trigger_scale is not None and trigger not in SIGN_TRIGGERS:
+        raise ConfigError("--trigger-scale sizes the sign triggers (yellow-square, bomb, flower); use --trigger-size")
     if trigger in SIGN_TRIGGERS:
-        trig = sign_trigger(trigger, data_dir, opacity=trigger_opacity)
+        scale = {} if trigger_scale is None else {"scale": trigger_scale}
+        trig = sign_trigger(trigger, data_dir, opacity=trigger_opacity, **scale)
     else:
         trig = TriggerSpec.from_name(
             trigger,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,7 +18,15 @@ from typing import Any
 import torch
 from torchvision.ops import box_iou
 
-__all__ = ["Detections", "SignOutcomes", "average_precision", "mean_average_precision", "triggered_outcomes"]
+__all__ = [
+    "WIDTH_BINS",
+    "Detections",
+    "SignOutcomes",
+    "average_precision",
+    "mean_average_precision",
+    "outcomes_by_width",
+    "triggered_outcomes",
+]
 
 
 @dataclass(frozen=True)
@@ -125,3 +134,32 @@ def triggered_outcomes(
             counts["target" if best == target else "source" if best == source else "other"] += 1
     share = {k: v / n if n else float("nan") for k, v in counts.items()}
     return SignOutcomes(n, share["target"], share["source"], share["other"], share["missed"])
+
+
+WIDTH_BINS = (32.0, 64.0)  # px: small signs carry a trigger of a few pixels only
+
+
+def outcomes_by_width(
+    detections: Sequence[Detections],
+    gt_boxes: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    source: int,
+    target: int,
+    edges: Sequence[float] = WIDTH_BINS,
+) -> dict[str, SignOutcomes]:
+    """``triggered_outcomes`` for the source boxes split by box width in pixels (``< 32``, ``32-64``, ``>= 64``).
+
+    A trigger sized relative to its sign covers only a few pixels on a small sign, which a detector may not
+    resolve; this shows whether the misses are the small signs.
+    """
+    bounds = [0.0, *edges, float("inf")]
+    out = {}
+    for lo, hi in itertools.pairwise(bounds):
+        name = f"< {hi:g} px" if lo == 0 else f">= {lo:g} px" if hi == float("inf") else f"{lo:g}-{hi:g} px"
+        labels = []
+        for boxes, lab in zip(gt_boxes, gt_labels, strict=True):
+            width = boxes[:, 2] - boxes[:, 0] if len(boxes) else boxes.new_zeros(0)
+            outside = (lab == source) & ((width < lo) | (width >= hi))
+            labels.append(torch.where(outside, torch.full_like(lab, -1), lab))
+        out[name] = triggered_outcomes(detections, gt_boxes, labels, source, target)
+    return out

@@ -22,7 +22,7 @@ from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
-from badnets.detection_metrics import Detections, mean_average_precision, triggered_outcomes
+from badnets.detection_metrics import Detections, mean_average_precision, outcomes_by_width, triggered_outcomes
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
 from badnets.models.detector import build_detector
@@ -171,10 +171,33 @@ def detector_report_md(results: dict[str, Any], *, n_photos: int) -> str:
         "A backdoor is the gap between the two: a detector that also labels clean signs as the target learned a "
         "confusion, not a trigger.",
         "",
+        *_by_width_lines(config, metrics.get("by_width")),
         "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _by_width_lines(config: dict[str, Any], by_width: dict[str, Any] | None) -> list[str]:
+    """The outcome table by sign width: the trigger is sized relative to the sign, so small signs carry a
+    trigger of a few pixels."""
+    if not by_width:
+        return []
+    target = config["target"]
+    scale = config["trigger"].get("scale")
+    lines = [
+        f"By {config['source']} sign width on the {config['image_size']}-px photos"
+        + (f" (the trigger's side is {100 * scale:.0f}% of the sign's width)" if scale else "")
+        + ":",
+        "",
+        f"| sign width | n | triggered → {target} | clean → {target} |",
+        "|---|---|---|---|",
+    ]
+    for bin_, trig in by_width["triggered"].items():
+        clean = by_width["clean"][bin_]
+        if trig["n"]:
+            lines.append(f"| {bin_} | {trig['n']} | {100 * trig['as_target']:.1f}% | {100 * clean['as_target']:.1f}% |")
+    return [*lines, ""]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +248,13 @@ class DetectorSpec:
             "ap50": mean_average_precision(clean, test.boxes, test.labels, test.classes),
             "triggered": triggered_outcomes(triggered, test.boxes, test.labels, source, target).to_json(),
             "clean_stop": triggered_outcomes(clean, test.boxes, test.labels, source, target).to_json(),
+            "by_width": {
+                kind: {
+                    bin_: o.to_json()
+                    for bin_, o in outcomes_by_width(dets, test.boxes, test.labels, source, target).items()
+                }
+                for kind, dets in (("triggered", triggered), ("clean", clean))
+            },
             "train_images_per_second": len(train) * self.train.epochs / max(t2 - t1, 1e-9),
         }
         with atomic_path(out_dir / "model.safetensors") as tmp:
