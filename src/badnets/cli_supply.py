@@ -239,3 +239,9 @@ def fetch(
         checks = "TUF metadata signed by the pinned root's keys"
     signed = ", the author's signature" if pub else ""
     out_console.print(f"fetched {path}: checked {checks}{signed} and the package manifest")
+    if pub is None and (path / "model.sig").is_file():
+        err_console.print(
+            f"note: {name} carries an author signature that was not checked; pass --pub AUTHOR.pem to check it "
+            "(the zoo alone does not stop someone who holds the zoo's keys)",
+            soft_wrap=True,
+        )

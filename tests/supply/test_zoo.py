@@ -215,6 +215,22 @@ def test_cli_zoo_round_trip(tmp_path: Path, keys: tuple[Path, Path]) -> None:
         ok = runner.invoke(app, ["fetch", "m1", *common, "--root", str(root), "--pub", str(keys[1])])
         assert ok.exit_code == 0, ok.output
         assert runner.invoke(app, ["fetch", "m1", "--zoo", base, "--out", str(tmp_path / "g2")]).exit_code == 2
+        unchecked = runner.invoke(
+            app,
+            [
+                "fetch",
+                "m1",
+                "--zoo",
+                base,
+                "--out",
+                str(tmp_path / "g5"),
+                "--root",
+                str(root),
+                "--cache-dir",
+                str(tmp_path / "c5"),
+            ],
+        )
+        assert unchecked.exit_code == 0 and "not checked" in unchecked.stderr
         assert (
             runner.invoke(app, ["fetch", "m1", "--zoo", base, "--out", str(tmp_path / "g3"), "--plain"]).exit_code == 0
         )
