@@ -422,9 +422,9 @@ def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], Stud
     out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
-from badnets import cli_supply  # noqa: E402  (registers the supply-chain commands on ``app``)
+from badnets import cli_audit, cli_supply  # noqa: E402  (they register their commands on ``app``)
 
-__all__ = ["app", "cli_supply", "main"]
+__all__ = ["app", "cli_audit", "cli_supply", "main"]
 
 
 def main() -> None:

@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``badnets audit``: a report card for a model someone handed you."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from badnets._cli_common import app, err_console, friendly_errors, out_console
+from badnets.errors import ConfigError
+
+__all__ = ["audit"]
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
+
+
+@app.command()
+@friendly_errors
+def audit(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A run or package directory, a built-in architecture (badnet-cnn, sign-cnn), FILE.py:Class or "
+            "package.module:factory."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for results.json, report.md/.html and the triggers.")],
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights: .safetensors, or a state-dict .pt (read with weights_only=True).")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="The model's input domain: mnist, gtsrb, gtsrb-43, lisa, or an image folder.")
+    ] = "mnist",
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean the model expects, e.g. 0.1307.")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std the model expects, e.g. 0.3081.")] = None,
+    clean_images: Annotated[int, typer.Option(help="Clean images the audit may use (from the test split).")] = 1000,
+    strict: Annotated[bool, typer.Option(help="Exit 3 when the verdict is 'backdoored' (for CI gates).")] = False,
+    seed: Annotated[int, typer.Option(help="Seeds the clean sample and the trigger search.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Is there a backdoor in this model? Neural Cleanse and trigger-selective neurons on clean images only."""
+    from dataclasses import replace
+
+    from badnets.audit import AuditSpec, run_audit
+    from badnets.defenses.neural_cleanse import NeuralCleanseSpec
+
+    spec = AuditSpec(
+        model=model,
+        weights=str(weights) if weights else None,
+        dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None,
+        mean=_floats(mean, "--mean"),
+        std=_floats(std, "--std"),
+        clean_images=clean_images,
+        seed=seed,
+        device=device,
+    )
+    spec = replace(spec, neural_cleanse=replace(NeuralCleanseSpec(), seed=seed))
+    with err_console.status("auditing (Neural Cleanse, then neuron stimulation)"):
+        results = run_audit(spec, out)
+    table = Table(title=f"audit of {model}", show_header=False)
+    colour = "red" if results["verdict"] == "backdoored" else "green"
+    table.add_row("verdict", f"[bold {colour}]{results['verdict']}[/]")
+    table.add_row("suspected target", str(results["suspected_target_name"]))
+    table.add_row("anomaly index (Neural Cleanse)", f"{results['anomaly_index']:.2f} (flag > 2)")
+    score = results["detectors"]["dormant_neurons"]["score"]
+    table.add_row("strongest selective neuron", f"{100 * score:.0f}% of clean images to one class (flag ≥ 90%)")
+    table.add_row("time", f"{results['timing']['seconds']:.0f} s")
+    out_console.print(table)
+    out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    if strict and results["verdict"] == "backdoored":
+        raise typer.Exit(3)

@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit's report card: verdict, suspected target, the recovered triggers and the per-class evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from badnets.report import plots
+from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
+
+if TYPE_CHECKING:
+    from badnets.defenses.neural_cleanse import NeuralCleanseResult
+
+__all__ = ["write_audit_report"]
+
+
+def _as_uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes: list[str], out: Path) -> None:
+    """Per class: the recovered mask, mask × pattern, and one clean image of another class with it stamped."""
+    example = images[0].float() / 255.0
+    rows: dict[str, list[tuple[torch.Tensor, str]]] = {"mask": [], "mask × pattern": [], "stamped": []}
+    for k, name in enumerate(classes):
+        mask, pattern = cleanse.masks[k], cleanse.patterns[k]
+        caption = f"{name}: L1 {cleanse.l1[k]:.1f}, AI {cleanse.anomaly_index[k]:.1f}"
+        rows["mask"].append((_as_uint8(mask), caption))
+        rows["mask × pattern"].append((_as_uint8(mask * pattern), caption))
+        rows["stamped"].append((_as_uint8((1 - mask) * example + mask * pattern), f"→ {name}?"))
+    plots.plot_image_grid(rows, out / "triggers.png", "Neural Cleanse: the smallest trigger found for each class")
+    if cleanse.suspected_target is not None:
+        k = cleanse.suspected_target
+        plots.plot_image_grid(
+            {"recovered": [(_as_uint8(cleanse.masks[k] * cleanse.patterns[k]), classes[k])]},
+            out / "recovered_trigger.png",
+            cell_inches=2.5,
+        )
+
+
+def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
+    nc, dn = results["detectors"]["neural_cleanse"], results["detectors"]["dormant_neurons"]
+    classes = results["model"]["classes"]
+    verdict = results["verdict"]
+    target = results["suspected_target_name"]
+    head = f"**{verdict.upper()}**" + (f", suspected target class **{target}**" if target is not None else "")
+    blocks: list[Block] = [
+        Heading(f"Backdoor audit: {results['model']['spec']}", 1),
+        Para(
+            f"Verdict: {head}. Neural Cleanse anomaly index {results['anomaly_index']:.2f} (flagged above "
+            f"{nc['threshold']:g}); strongest trigger-selective neuron sends {100 * dn['score']:.0f}% of clean images "
+            f"to one class (flagged from {100 * results['config']['dormant']['flip_threshold']:.0f}%). "
+            f"{results['clean_images']} clean images of `{results['config']['dataset']}` "
+            f"{results['model']['input']}; {results['timing']['seconds']:.0f} s."
+        ),
+        Para(
+            "What this can and cannot say: both detectors look for a small input patch, or one neuron, that "
+            "sends any image to one class. They are built for all-to-one and single-target backdoors; an "
+            "all-to-all backdoor (every class has its own target) or a trigger blended over the whole image "
+            "can pass as clean."
+        ),
+        Heading("Neural Cleanse (per class)"),
+        Table(
+            ["class", "trigger L1 (pixels)", "anomaly index", "trigger success", "flagged"],
+            [
+                [
+                    name,
+                    f"{nc['l1'][k]:.1f}",
+                    f"{nc['anomaly_index'][k]:.2f}",
+                    f"{100 * nc['asr'][k]:.0f}%",
+                    "**yes**" if k in nc["flagged"] else "",
+                ]
+                for k, name in enumerate(classes)
+            ],
+        ),
+        Image("triggers.png", "Per class: the recovered mask, mask × pattern, and a clean image with it stamped."),
+    ]
+    if has_trigger:
+        blocks.append(Image("recovered_trigger.png", f"The trigger recovered for class {target}."))
+    top = sorted(dn["flips"].items(), key=lambda kv: -kv[1]["share"])[:5]
+    blocks += [
+        Heading(f"Trigger-selective neurons ({dn['layer']}, {dn['units']} units)"),
+        Para(
+            "Each unit of the last conv layer is driven to the largest activation seen on clean data; the table "
+            f"lists the units that send the most clean images to one class. Dormant units (mean clean activation "
+            f"under {100 * results['config']['dormant']['dormant_share']:.0f}% of the busiest): "
+            + (", ".join(map(str, dn["dormant"])) or "none")
+            + "."
+        ),
+        Table(
+            ["unit", "sends clean images to", "share", "selective"],
+            [
+                [u, classes[f["class"]], f"{100 * f['share']:.0f}%", "**yes**" if u in dn["selective"] else ""]
+                for u, f in top
+            ],
+        ),
+        Heading("Run"),
+        Para("Repeat with the command in `results.json` (`manifest.argv`); the full config is there too."),
+    ]
+    return blocks
+
+
+def write_audit_report(
+    results: Mapping[str, Any], cleanse: NeuralCleanseResult, images: torch.Tensor, out: Path
+) -> None:
+    """Figures, then ``results.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``."""
+    _trigger_figure(cleanse, images, results["model"]["classes"], out)
+    write_report(results, _doc(results, cleanse.suspected_target is not None), out, "Backdoor audit")

@@ -1,0 +1,192 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`badnets audit`: a BadNet the test trains is flagged with its target, a clean twin passes, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from badnets.cli import app
+from badnets.data import SOURCES, ImageDataset
+from badnets.defenses.model_loading import load_any_model, load_weights
+from badnets.defenses.neural_cleanse import mad_anomaly_index
+from badnets.errors import ConfigError, DataError, UnsafeFormatError
+from badnets.models import build_model
+from badnets.poison import PoisonSpec, poison_dataset
+from badnets.train import TrainSpec, train_model
+from badnets.triggers import TriggerSpec, make_stamp
+from tests.conftest import REAL_DATA
+
+runner = CliRunner()
+TARGET = 3
+
+
+def test_mad_anomaly_index_by_hand() -> None:
+    l1 = torch.tensor([10.0, 11.0, 9.0, 10.0, 1.0])
+    index = mad_anomaly_index(l1)
+    # median 10, |l1 - 10| = 0 1 1 0 9 → median 1, consistency 1.4826
+    assert index[4] == pytest.approx(9 / 1.4826) and index[1] == 0 and index[0] == 0
+    assert int(index.argmax()) == 4
+
+
+def _train(data: ImageDataset, poison: bool, out: Path) -> Path:
+    if poison:
+        stamp = make_stamp(TriggerSpec(kind="pattern"), (1, 28, 28))
+        # 20% and 3 epochs: on this 12k-image subset the paper's 10% / 2 epochs leave the backdoor unlearned
+        data = poison_dataset(data, stamp, PoisonSpec(mapping="all-to-one", target=TARGET, rate=0.2), seed=0).dataset
+    model = build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28)
+    train_model(model, data, TrainSpec(epochs=3, device="cpu"), seed=1)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def mnist_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if REAL_DATA is None or not (REAL_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("real MNIST not staged: set BADNETS_DATA to a folder with mnist/*.gz (e.g. ../shared/data)")
+    train, _ = SOURCES["mnist"].load(str(REAL_DATA))
+    subset = ImageDataset(train.images[:12000], train.labels[:12000], train.classes)
+    root = tmp_path_factory.mktemp("audit-models")
+    return _train(subset, True, root / "badnet.safetensors"), _train(subset, False, root / "clean.safetensors")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Path, Path], tmp_path: Path) -> None:
+    badnet, clean = mnist_models
+    common = ["--model", "badnet-cnn", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--clean-images", "500"]
+    flagged = runner.invoke(
+        app, ["audit", *common, "--weights", str(badnet), "--out", str(tmp_path / "bad"), "--strict"]
+    )
+    assert flagged.exit_code == 3, flagged.output
+    results = json.loads((tmp_path / "bad" / "results.json").read_text())
+    assert results["verdict"] == "backdoored" and results["suspected_target"] == TARGET
+    assert results["anomaly_index"] > 2 and results["detectors"]["neural_cleanse"]["suspected_target"] == TARGET
+    assert results["timing"]["seconds"] < 180
+    for name in ("report.md", "report.html", "triggers.png", "recovered_trigger.png"):
+        assert (tmp_path / "bad" / name).stat().st_size > 0
+    assert "suspected target class **3**" in (tmp_path / "bad" / "report.md").read_text()
+    passed = runner.invoke(app, ["audit", *common, "--weights", str(clean), "--out", str(tmp_path / "ok"), "--strict"])
+    assert passed.exit_code == 0, passed.output
+    results = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert results["verdict"] == "clean" and results["suspected_target"] is None
+    assert not (tmp_path / "ok" / "recovered_trigger.png").exists()
+
+
+def _net_file(tmp_path: Path) -> Path:
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(1, 4, 3)\n"
+        "        self.fc = torch.nn.Linear(4 * 26 * 26, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).flatten(1))\n"
+    )
+    return tmp_path / "net.py"
+
+
+def test_user_model_files_and_weights(tmp_path: Path) -> None:
+    net = _net_file(tmp_path)
+    torch.manual_seed(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("net_under_test", net)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = module.Net()
+    torch.save(reference.state_dict(), tmp_path / "w.pt")
+    save_file(reference.state_dict(), str(tmp_path / "w.safetensors"))
+    for weights in ("w.pt", "w.safetensors"):
+        loaded = load_any_model(
+            f"{net}:Net",
+            weights=tmp_path / weights,
+            in_channels=1,
+            num_classes=10,
+            image_size=28,
+            mean=(0.1,),
+            std=(0.3,),
+        )
+        x = torch.rand(2, 1, 28, 28)
+        assert torch.allclose(loaded(x), reference((x - 0.1) / 0.3))
+    with pytest.raises(ConfigError, match="needs --weights"):
+        load_any_model(f"{net}:Net", weights=None, in_channels=1, num_classes=10, image_size=28)
+    with pytest.raises(ConfigError, match="no class or function"):
+        load_any_model(f"{net}:Nope", weights=tmp_path / "w.pt", in_channels=1, num_classes=10, image_size=28)
+    with pytest.raises(ConfigError, match="do not fit"):
+        load_any_model("badnet-cnn", weights=tmp_path / "w.pt", in_channels=1, num_classes=10, image_size=28)
+    with pytest.raises(ConfigError, match="--mean and --std need 1"):
+        load_any_model(
+            f"{net}:Net",
+            weights=tmp_path / "w.pt",
+            in_channels=1,
+            num_classes=10,
+            image_size=28,
+            mean=(0.1, 0.2),
+            std=(1.0, 1.0),
+        )
+
+
+def test_weights_that_hold_code_are_refused(tmp_path: Path) -> None:
+    import os
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    torch.save({"w": torch.zeros(1), "x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(UnsafeFormatError, match="weights_only"):
+        load_weights(tmp_path / "evil.pt")
+    assert not (tmp_path / "PWNED").exists()
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 20)
+    with pytest.raises(DataError, match="safetensors"):
+        load_weights(tmp_path / "bad.safetensors")
+
+
+def test_audit_errors_exit_2(tiny_mnist: Path, tmp_path: Path) -> None:
+    net = _net_file(tmp_path)
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, tmp_path / "partial.pt")
+    cases = [
+        (["--model", "badnet-cnn"], "needs --weights"),
+        (["--model", f"{net}:Net", "--weights", str(tmp_path / "partial.pt")], "do not fit"),
+        (["--model", "sign-cnn", "--weights", str(tmp_path / "partial.pt")], "do not fit"),
+        (["--model", "x.py:Net", "--weights", str(tmp_path / "partial.pt")], "does not exist"),
+        (["--model", "badnet-cnn", "--weights", str(tmp_path / "missing.pt")], "does not exist"),
+        (["--model", "badnet-cnn", "--dataset", "nope"], "--dataset"),
+        (["--model", "badnet-cnn", "--mean", "a"], "comma-separated"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["audit", "--out", str(tmp_path / "out"), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_with_the_wrong_class_count_is_refused(tiny_mnist: Path, tmp_path: Path) -> None:
+    model = build_model("badnet-cnn", in_channels=1, num_classes=4, image_size=28)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w4.safetensors"))
+    (tmp_path / "net4.py").write_text(
+        "from badnets.models import build_model\n"
+        "def make():\n    return build_model('badnet-cnn', in_channels=1, num_classes=4, image_size=28)\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            f"{tmp_path / 'net4.py'}:make",
+            "--weights",
+            str(tmp_path / "w4.safetensors"),
+        ],
+    )
+    assert result.exit_code == 2 and "10 classes" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
