@@ -24,7 +24,7 @@ from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
 from badnets.errors import ConfigError
 from badnets.train import resolve_device
 
-__all__ = ["AuditSpec", "run_audit"]
+__all__ = ["AuditSpec", "clean_sample", "run_audit"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +55,8 @@ class AuditSpec:
             raise ConfigError(f"--clean-images must be >= 10, got {self.clean_images}")
 
 
-def _clean_sample(spec: AuditSpec) -> tuple[torch.Tensor, tuple[str, ...], str]:
+def clean_sample(spec: AuditSpec) -> tuple[torch.Tensor, tuple[str, ...], str]:
+    """The defender's clean images (a seeded sample of the dataset's test split), its classes and input shape."""
     source = dataset_source(spec.dataset)
     _, test = source.load(spec.data_dir)
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(spec.seed))
@@ -68,7 +69,7 @@ def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
     from badnets.report.audit import write_audit_report
 
     start = time.perf_counter()
-    images, classes, shape = _clean_sample(spec)
+    images, classes, shape = clean_sample(spec)
     c, h, w = images.shape[1:]
     if h != w:
         raise ConfigError(f"the dataset's images are {h}×{w}; audit needs square images")

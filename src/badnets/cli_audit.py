@@ -12,7 +12,7 @@ from rich.table import Table
 from badnets._cli_common import app, err_console, friendly_errors, out_console
 from badnets.errors import ConfigError
 
-__all__ = ["audit"]
+__all__ = ["audit", "guard"]
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -81,3 +81,74 @@ def audit(
     out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
     if strict and results["verdict"] == "backdoored":
         raise typer.Exit(3)
+
+
+@app.command()
+@friendly_errors
+def guard(
+    model: Annotated[
+        str, typer.Option(help="As for `badnets audit`: a run/package directory, a built-in, FILE.py:Class.")
+    ],
+    images: Annotated[
+        Path, typer.Option(help="What to screen: a folder of images, a .safetensors file with 'images', or a .npy.")
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for results.json and scores.csv.")],
+    weights: Annotated[Path | None, typer.Option(help="Weights (.safetensors, or state-dict .pt).")] = None,
+    dataset: Annotated[
+        str, typer.Option(help="The model's input domain; its test split gives the clean images.")
+    ] = "mnist",
+    frr: Annotated[float, typer.Option(help="False-rejection rate on clean inputs that sets the threshold.")] = 0.01,
+    clean_images: Annotated[int, typer.Option(help="Clean images for the overlays and the threshold.")] = 1000,
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean the model expects.")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std the model expects.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the clean sample and the overlays.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+) -> None:
+    """Screen inputs for triggers with STRIP: flag those whose predictions barely change under superimposition."""
+    import csv
+    import io
+
+    from badnets._io import ensure_writable_dir, write_json, write_text
+    from badnets.audit import AuditSpec, clean_sample
+    from badnets.defenses.inputs import read_inputs
+    from badnets.defenses.model_loading import check_fits, load_any_model
+    from badnets.defenses.strip import StripGuard, StripSpec
+    from badnets.train import predict
+
+    spec = AuditSpec(
+        model=model,
+        weights=str(weights) if weights else None,
+        dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None,
+        mean=_floats(mean, "--mean"),
+        std=_floats(std, "--std"),
+        clean_images=clean_images,
+        seed=seed,
+    )
+    clean, classes, _ = clean_sample(spec)
+    c, h, _w = clean.shape[1:]
+    inputs, names = read_inputs(images, (c, h, h))
+    net = load_any_model(
+        model, weights=weights, in_channels=c, num_classes=len(classes), image_size=h, mean=spec.mean, std=spec.std
+    )
+    check_fits(net, clean, len(classes))
+    strip = StripGuard.fit(net, clean, StripSpec(frr=frr, seed=seed))
+    entropy, flagged = strip.flags(inputs)
+    predicted = predict(net, inputs)
+    rows = [
+        {"input": n, "entropy": float(e), "flagged": bool(f), "predicted": classes[int(p)]}
+        for n, e, f, p in zip(names, entropy, flagged, predicted, strict=True)
+    ]
+    ensure_writable_dir(out)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "scores.csv", buffer.getvalue())
+    write_json(
+        out / "results.json", {"strip": strip.to_json(), "flagged": int(flagged.sum()), "n": len(rows), "inputs": rows}
+    )
+    out_console.print(
+        f"{int(flagged.sum())} of {len(rows)} inputs flagged as likely triggered (STRIP, entropy < "
+        f"{strip.threshold:.3f}, {100 * frr:g}% FRR on clean inputs); scores in {out / 'scores.csv'}"
+    )

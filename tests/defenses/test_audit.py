@@ -190,3 +190,26 @@ def test_a_model_with_the_wrong_class_count_is_refused(tiny_mnist: Path, tmp_pat
     )
     assert result.exit_code == 2 and "10 classes" in result.stderr, result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_guard_flags_triggered_inputs(mnist_models: tuple[Path, Path], tmp_path: Path) -> None:
+    from badnets.defenses.strip import StripGuard, auroc
+    from badnets.triggers import apply_trigger
+
+    badnet, _ = mnist_models
+    _, test = SOURCES["mnist"].load(str(REAL_DATA))
+    others = test.images[5000:5400][test.labels[5000:5400] != TARGET]
+    triggered = apply_trigger(others, make_stamp(TriggerSpec(kind="pattern"), (1, 28, 28)))
+    net = load_any_model("badnet-cnn", weights=badnet, in_channels=1, num_classes=10, image_size=28)
+    strip = StripGuard.fit(net, test.images[:600])
+    assert auroc(-strip.entropy(triggered), -strip.entropy(others)) >= 0.95
+    save_file({"images": torch.cat([others[:50], triggered[:50]])}, str(tmp_path / "inputs.safetensors"))
+    args = ["guard", "--model", "badnet-cnn", "--weights", str(badnet), "--data-dir", str(REAL_DATA)]
+    result = runner.invoke(app, [*args, "--images", str(tmp_path / "inputs.safetensors"), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "g" / "results.json").read_text())["inputs"]
+    flagged = [r["flagged"] for r in rows]
+    assert sum(flagged[50:]) >= 45 and sum(flagged[:50]) <= 5
+    assert (tmp_path / "g" / "scores.csv").read_text().startswith("input,entropy,flagged,predicted")
