@@ -24,7 +24,7 @@ from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
 from badnets.errors import ConfigError
 from badnets.train import resolve_device
 
-__all__ = ["AuditSpec", "clean_sample", "run_audit"]
+__all__ = ["AuditSpec", "CleanSample", "clean_sample", "run_audit"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,12 +55,25 @@ class AuditSpec:
             raise ConfigError(f"--clean-images must be >= 10, got {self.clean_images}")
 
 
-def clean_sample(spec: AuditSpec) -> tuple[torch.Tensor, tuple[str, ...], str]:
-    """The defender's clean images (a seeded sample of the dataset's test split), its classes and input shape."""
-    source = dataset_source(spec.dataset)
-    _, test = source.load(spec.data_dir)
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(spec.seed))
-    return test.images[order[: spec.clean_images]], tuple(test.classes), str(tuple(test.images.shape[1:]))
+@dataclass(frozen=True)
+class CleanSample:
+    """The defender's clean images: a seeded sample of the dataset's test split."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
+
+
+def clean_sample(spec: AuditSpec) -> CleanSample:
+    """``spec.clean_images`` images of ``spec.dataset``'s test split, in a seeded order."""
+    _, test = dataset_source(spec.dataset).load(spec.data_dir)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(spec.seed))[: spec.clean_images]
+    return CleanSample(test.images[order], test.labels[order], tuple(test.classes))
 
 
 def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
@@ -69,8 +82,9 @@ def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
     from badnets.report.audit import write_audit_report
 
     start = time.perf_counter()
-    images, classes, shape = clean_sample(spec)
-    c, h, w = images.shape[1:]
+    sample = clean_sample(spec)
+    images, classes, shape = sample.images, sample.classes, str(sample.shape)
+    c, h, w = sample.shape
     if h != w:
         raise ConfigError(f"the dataset's images are {h}×{w}; audit needs square images")
     model = load_any_model(

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.table import Table
 
 from badnets._cli_common import app, err_console, friendly_errors, out_console
 from badnets.errors import ConfigError
 
-__all__ = ["audit", "guard"]
+__all__ = ["audit", "guard", "inspect_data"]
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -125,9 +126,10 @@ def guard(
         clean_images=clean_images,
         seed=seed,
     )
-    clean, classes, _ = clean_sample(spec)
-    c, h, _w = clean.shape[1:]
-    inputs, names = read_inputs(images, (c, h, h))
+    sample = clean_sample(spec)
+    clean, classes = sample.images, sample.classes
+    c, h, _w = sample.shape
+    inputs, names = read_inputs(images, sample.shape)
     net = load_any_model(
         model, weights=weights, in_channels=c, num_classes=len(classes), image_size=h, mean=spec.mean, std=spec.std
     )
@@ -152,3 +154,93 @@ def guard(
         f"{int(flagged.sum())} of {len(rows)} inputs flagged as likely triggered (STRIP, entropy < "
         f"{strip.threshold:.3f}, {100 * frr:g}% FRR on clean inputs); scores in {out / 'scores.csv'}"
     )
+
+
+@app.command("inspect-data")
+@friendly_errors
+def inspect_data(
+    model: Annotated[str, typer.Option(help="The model trained on the data (as for `badnets audit`).")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="The training set: a `badnets attack` run directory (its poisoned set is rebuilt from the config), "
+            "or a .safetensors file with 'images' (N,C,H,W uint8) and 'labels' (and optionally 'is_poisoned')."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for results.json and flagged.csv.")],
+    weights: Annotated[Path | None, typer.Option(help="Weights (.safetensors, or state-dict .pt).")] = None,
+    dataset: Annotated[
+        str, typer.Option(help="The input domain; its test split gives the clean references.")
+    ] = "mnist",
+    clean_images: Annotated[int, typer.Option(help="Clean reference images (from the test split).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seeds the clean sample and k-means.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+) -> None:
+    """Which training samples carry a backdoor? Activation Clustering and Spectral Signatures, scored against the
+    poison manifest when it is known."""
+    from badnets._io import ensure_writable_dir, write_json, write_text
+    from badnets.audit import AuditSpec, clean_sample
+    from badnets.defenses.model_loading import check_fits, load_any_model
+    from badnets.defenses.training_data import (
+        ClusteringSpec,
+        activation_clustering,
+        penultimate_features,
+        spectral_signatures,
+    )
+
+    spec = AuditSpec(
+        model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, clean_images=clean_images, seed=seed
+    )
+    sample = clean_sample(spec)
+    train_images, train_labels, truth = _training_data(data)
+    c, h, _w = sample.shape
+    if tuple(train_images.shape[1:]) != sample.shape:
+        raise ConfigError(f"--data images are {tuple(train_images.shape[1:])}, --dataset's are {sample.shape}")
+    net = load_any_model(model, weights=weights, in_channels=c, num_classes=len(sample.classes), image_size=h)
+    check_fits(net, sample.images, len(sample.classes))
+    features, reference = penultimate_features(net, train_images), penultimate_features(net, sample.images)
+    found = [
+        activation_clustering(features, train_labels, reference, sample.labels, ClusteringSpec(seed=seed)),
+        spectral_signatures(features, train_labels, reference, sample.labels),
+    ]
+    detectors: dict[str, object] = {}
+    table = Table(title=f"training-data inspection of {data}")
+    for col in ("detector", "flagged", "precision", "recall", "false positives", "time"):
+        table.add_column(col)
+    for flags in found:
+        entry: dict[str, object] = flags.to_json()
+        scored = flags.scored_against(truth) if truth is not None else {}
+        if scored:
+            entry["against_manifest"] = scored
+        detectors[flags.detector] = entry
+        shown = [f"{100 * scored[k]:.1f}%" if scored else "–" for k in ("precision", "recall", "false_positive_rate")]
+        table.add_row(flags.detector, str(int(flags.flagged.sum())), *shown, f"{flags.seconds:.1f} s")
+    ensure_writable_dir(out)
+    rows = ["index,label," + ",".join(f.detector for f in found)]
+    for i in torch.nonzero(found[0].flagged | found[1].flagged).flatten().tolist():
+        rows.append(f"{i},{int(train_labels[i])}," + ",".join(str(int(f.flagged[i])) for f in found))
+    write_text(out / "flagged.csv", "\n".join(rows) + "\n")
+    write_json(out / "results.json", {"n": len(train_labels), "detectors": detectors})
+    out_console.print(table)
+    out_console.print(f"flagged samples: {out / 'flagged.csv'}")
+
+
+def _training_data(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    from badnets.errors import DataError
+
+    if path.is_dir():
+        from badnets.experiments.attack import attack_training_set
+
+        if not (path / "results.json").is_file():
+            raise DataError(f"--data {path} is not a finished `badnets attack` run (no results.json)")
+        dataset, truth = attack_training_set(path)
+        return dataset.images, dataset.labels, truth
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise DataError(f"--data {path}: pass a run directory or a .safetensors file with 'images' and 'labels'")
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    if "images" not in tensors or "labels" not in tensors:
+        raise DataError(f"--data {path} needs 'images' and 'labels' tensors (found: {', '.join(tensors)})")
+    poisoned = tensors.get("is_poisoned")
+    return tensors["images"], tensors["labels"].long(), None if poisoned is None else poisoned.bool()

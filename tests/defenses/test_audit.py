@@ -213,3 +213,25 @@ def test_guard_flags_triggered_inputs(mnist_models: tuple[Path, Path], tmp_path:
     flagged = [r["flagged"] for r in rows]
     assert sum(flagged[50:]) >= 45 and sum(flagged[:50]) <= 5
     assert (tmp_path / "g" / "scores.csv").read_text().startswith("input,entropy,flagged,predicted")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_inspect_data_finds_the_poisoned_samples(mnist_models: tuple[Path, Path], tmp_path: Path) -> None:
+    badnet, _ = mnist_models
+    train, _ = SOURCES["mnist"].load(str(REAL_DATA))
+    subset = ImageDataset(train.images[:12000], train.labels[:12000], train.classes)
+    stamp = make_stamp(TriggerSpec(kind="pattern"), (1, 28, 28))
+    poisoned = poison_dataset(subset, stamp, PoisonSpec(mapping="all-to-one", target=TARGET, rate=0.2), seed=0)
+    data = tmp_path / "train.safetensors"
+    save_file(
+        {"images": poisoned.dataset.images, "labels": poisoned.dataset.labels, "is_poisoned": poisoned.is_poisoned},
+        str(data),
+    )
+    args = ["inspect-data", "--model", "badnet-cnn", "--weights", str(badnet), "--data-dir", str(REAL_DATA)]
+    result = runner.invoke(app, [*args, "--data", str(data), "--out", str(tmp_path / "i")])
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "i" / "results.json").read_text())["detectors"]
+    for name in ("activation_clustering", "spectral_signatures"):
+        scored = found[name]["against_manifest"]
+        assert scored["recall"] >= 0.9 and scored["false_positive_rate"] <= 0.05, (name, scored)

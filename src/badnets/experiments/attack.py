@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save_file
 from torch import nn
 
@@ -173,6 +174,27 @@ def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
     rows = tuple(ClassRow(**row) for row in data["per_class"])
     fields = {k: tuple(v) if k.endswith("_ci") else v for k, v in data.items() if k != "per_class"}
     return BackdoorMetrics(**fields, per_class=rows)  # type: ignore[arg-type]
+
+
+def attack_training_set(run_dir: Path) -> tuple[ImageDataset, torch.Tensor]:
+    """The training set a finished run trained on, rebuilt from its recorded config (same seed → the same
+    poisoned samples), and which samples carry the trigger (all False for a baseline run)."""
+    config = read_json(run_dir / "results.json")["config"]
+    trigger: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["trigger"].items()}
+    spec = AttackSpec(
+        dataset=config["dataset"],
+        data_dir=config.get("data_dir"),
+        trigger=TriggerSpec(**trigger),
+        poison=PoisonSpec(**config["poison"]),
+        seed=config["seed"],
+        baseline=config.get("baseline", False),
+    )
+    train, _ = dataset_source(spec.dataset).load(spec.data_dir)
+    if spec.baseline:
+        return train, torch.zeros(len(train), dtype=torch.bool)
+    stamp = make_stamp(spec.trigger, tuple(train.images.shape[1:]))  # type: ignore[arg-type]
+    poisoned = poison_dataset(train, stamp, replace(spec.poison, num_classes=train.num_classes), seed=spec.seed)
+    return poisoned.dataset, poisoned.is_poisoned
 
 
 def load_model(run_dir: Path) -> nn.Module:
