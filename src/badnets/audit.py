@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from badnets._io import ensure_writable_dir, run_manifest
-from badnets.data import dataset_source
+from badnets.data import ImageDataset, dataset_source
 from badnets.defenses.dormant_neurons import DormantNeuronsSpec, dormant_neurons
 from badnets.defenses.model_loading import check_fits, load_any_model
 from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
@@ -62,6 +62,7 @@ class CleanSample:
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    rest: ImageDataset  # the rest of the test split: for scoring a repair, never seen by the defender
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -72,8 +73,10 @@ class CleanSample:
 def clean_sample(spec: AuditSpec) -> CleanSample:
     """``spec.clean_images`` images of ``spec.dataset``'s test split, in a seeded order."""
     _, test = dataset_source(spec.dataset).load(spec.data_dir)
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(spec.seed))[: spec.clean_images]
-    return CleanSample(test.images[order], test.labels[order], tuple(test.classes))
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(spec.seed))
+    mine, rest = order[: spec.clean_images], order[spec.clean_images :]
+    held = ImageDataset(test.images[rest], test.labels[rest], test.classes)
+    return CleanSample(test.images[mine], test.labels[mine], tuple(test.classes), held)
 
 
 def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:

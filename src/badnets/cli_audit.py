@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,7 @@ from rich.table import Table
 from badnets._cli_common import app, err_console, friendly_errors, out_console
 from badnets.errors import ConfigError
 
-__all__ = ["audit", "guard", "inspect_data"]
+__all__ = ["audit", "guard", "inspect_data", "repair"]
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -51,8 +53,6 @@ def audit(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Is there a backdoor in this model? Neural Cleanse and trigger-selective neurons on clean images only."""
-    from dataclasses import replace
-
     from badnets.audit import AuditSpec, run_audit
     from badnets.defenses.neural_cleanse import NeuralCleanseSpec
 
@@ -244,3 +244,84 @@ def _training_data(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
         raise DataError(f"--data {path} needs 'images' and 'labels' tensors (found: {', '.join(tensors)})")
     poisoned = tensors.get("is_poisoned")
     return tensors["images"], tensors["labels"].long(), None if poisoned is None else poisoned.bool()
+
+
+@app.command()
+@friendly_errors
+def repair(
+    model: Annotated[str, typer.Option(help="The model to repair (as for `badnets audit`).")],
+    out: Annotated[Path, typer.Option(help="Directory for the repaired model.safetensors and results.json.")],
+    method: Annotated[str, typer.Option(help="unlearning (Neural Cleanse) or fine-pruning.")] = "unlearning",
+    weights: Annotated[Path | None, typer.Option(help="Weights (.safetensors, or state-dict .pt).")] = None,
+    dataset: Annotated[str, typer.Option(help="The input domain; its test split gives the clean images.")] = "mnist",
+    clean_images: Annotated[int, typer.Option(help="Clean images the defender may fine-tune on.")] = 2000,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seeds the clean sample, the trigger search and fine-tuning.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+) -> None:
+    """Remove a backdoor with clean images only: Neural Cleanse unlearning or Fine-Pruning. With a `badnets attack`
+    run as --model, the attack success rate before and after is measured on test images the repair never saw."""
+    from safetensors.torch import save_file
+
+    from badnets._io import atomic_path, ensure_writable_dir, write_json
+    from badnets.audit import AuditSpec, clean_sample
+    from badnets.defenses.model_loading import check_fits, load_any_model
+    from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
+
+    methods = {"unlearning": nc_unlearning, "fine-pruning": fine_pruning}
+    if method not in methods:
+        raise ConfigError(f"--method must be one of {', '.join(methods)}, got {method!r}")
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    spec = AuditSpec(
+        model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, clean_images=clean_images, seed=seed
+    )
+    sample = clean_sample(spec)
+    c, h, _w = sample.shape
+    net = load_any_model(model, weights=weights, in_channels=c, num_classes=len(sample.classes), image_size=h)
+    check_fits(net, sample.images, len(sample.classes))
+    score = _known_attack_scorer(Path(model), sample.rest)
+    before = score(net)
+    repair_spec = RepairSpec(seed=seed)
+    repair_spec = replace(repair_spec, train=replace(repair_spec.train, epochs=epochs))
+    with err_console.status(f"repairing ({method})"):
+        done = methods[method](net, sample.images, sample.labels, repair_spec)
+    after = score(net)
+    ensure_writable_dir(out)
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    write_json(out / "results.json", {"repair": done, "before": before, "after": after, "clean_images": clean_images})
+    table = Table(title=f"{method} of {model}")
+    for col in ("", "clean accuracy", "attack success rate"):
+        table.add_column(col)
+    for name, scores in (("before", before), ("after", after)):
+        shown = [
+            "–" if v is None else f"{100 * v:.2f}%" for v in (scores["clean_accuracy"], scores["attack_success_rate"])
+        ]
+        table.add_row(name, *shown)
+    out_console.print(table)
+    out_console.print(f"repaired model: {out / 'model.safetensors'} (scored on {len(sample.rest)} unseen test images)")
+
+
+def _known_attack_scorer(model: Path, test: object) -> Callable[[torch.nn.Module], dict[str, float | None]]:
+    """Clean accuracy on ``test``, plus the attack success rate when ``model`` is a run whose attack is recorded."""
+    from badnets.data import ImageDataset
+    from badnets.experiments.attack import evaluate_attack, recorded_attack
+    from badnets.train import predict
+    from badnets.triggers import make_stamp
+
+    assert isinstance(test, ImageDataset)
+    attack = recorded_attack(model) if (model / "results.json").is_file() else None
+    if attack is None or attack.baseline:
+        return lambda net: {
+            "clean_accuracy": float((predict(net, test.images) == test.labels).float().mean()),
+            "attack_success_rate": None,
+        }
+    stamp = make_stamp(attack.trigger, tuple(test.images.shape[1:]))  # type: ignore[arg-type]
+    poison = replace(attack.poison, num_classes=len(test.classes))
+
+    def score(net: torch.nn.Module) -> dict[str, float | None]:
+        m = evaluate_attack(net, test, stamp, poison)
+        return {"clean_accuracy": m.clean_accuracy, "attack_success_rate": m.attack_success_rate}
+
+    return score

@@ -140,6 +140,7 @@ def train_model(
     checkpoint: Path | None = None,
     progress: ProgressFn | None = None,
     layers: Sequence[str] | None = None,
+    init: bool = True,
 ) -> nn.Module:
     """Initialise ``model`` from ``seed`` and train it on ``data``; resume from ``checkpoint`` if it exists.
 
@@ -152,6 +153,7 @@ def train_model(
         progress: called every 25 steps and at each epoch's end with ``(epoch, step, steps_per_epoch, loss)``.
         layers: names of the submodules to initialise and train (e.g. ``("fc1", "fc2")`` for transfer learning);
             every other weight keeps its value and is frozen. ``None``: the whole model, from scratch.
+        init: ``False`` fine-tunes: the trained layers start from their current weights.
 
     Returns:
         The trained model (the same object), in eval mode, on the training device.
@@ -159,7 +161,7 @@ def train_model(
     device = resolve_device(spec.device)
     generator = torch.Generator().manual_seed(seed)
     trained = [model] if layers is None else [model.get_submodule(name) for name in layers]
-    for part in trained:
+    for part in trained if init else ():
         init_weights(part, generator)
     params = [p for part in trained for p in part.parameters()]
     if layers is not None:

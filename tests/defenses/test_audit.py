@@ -235,3 +235,61 @@ def test_inspect_data_finds_the_poisoned_samples(mnist_models: tuple[Path, Path]
     for name in ("activation_clustering", "spectral_signatures"):
         scored = found[name]["against_manifest"]
         assert scored["recall"] >= 0.9 and scored["false_positive_rate"] <= 0.05, (name, scored)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: Path) -> None:
+    from badnets.defenses.repair import fine_pruning, nc_unlearning
+    from badnets.train import predict
+    from badnets.triggers import apply_trigger
+
+    badnet, _ = mnist_models
+    _, test = SOURCES["mnist"].load(str(REAL_DATA))
+    defender, evaluation = slice(0, 2000), slice(2000, 6000)
+    x, y = test.images[evaluation], test.labels[evaluation]
+    stamp = make_stamp(TriggerSpec(kind="pattern"), (1, 28, 28))
+
+    def score(net: torch.nn.Module) -> tuple[float, float]:
+        clean = float((predict(net, x) == y).float().mean())
+        asr = float((predict(net, apply_trigger(x[y != TARGET], stamp)) == TARGET).float().mean())
+        return clean, asr
+
+    net = load_any_model("badnet-cnn", weights=badnet, in_channels=1, num_classes=10, image_size=28)
+    clean_before, asr_before = score(net)
+    done = nc_unlearning(net, test.images[defender], test.labels[defender])
+    clean_after, asr_after = score(net)
+    assert done["unlearned_class"] == TARGET and asr_before > 0.95 and asr_after < 0.10
+    assert clean_before - clean_after < 0.015
+    pruned = load_any_model("badnet-cnn", weights=badnet, in_channels=1, num_classes=10, image_size=28)
+    done = fine_pruning(pruned, test.images[defender], test.labels[defender])
+    assert done["pruned_units"] and all(
+        float(pruned.conv2.weight.detach()[u].abs().sum()) == 0 for u in done["pruned_units"]
+    )
+    assert score(pruned)[0] > clean_before - 0.03
+    result = runner.invoke(
+        app,
+        [
+            "repair",
+            "--model",
+            "badnet-cnn",
+            "--weights",
+            str(badnet),
+            "--data-dir",
+            str(REAL_DATA),
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    repaired = load_any_model(
+        "badnet-cnn", weights=tmp_path / "r" / "model.safetensors", in_channels=1, num_classes=10, image_size=28
+    )
+    assert score(repaired)[1] < asr_before
+    bad = runner.invoke(
+        app,
+        ["repair", "--model", "badnet-cnn", "--weights", str(badnet), "--method", "x", "--out", str(tmp_path / "b")],
+    )
+    assert bad.exit_code == 2 and "--method" in bad.stderr

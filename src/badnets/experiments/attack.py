@@ -176,12 +176,11 @@ def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
     return BackdoorMetrics(**fields, per_class=rows)  # type: ignore[arg-type]
 
 
-def attack_training_set(run_dir: Path) -> tuple[ImageDataset, torch.Tensor]:
-    """The training set a finished run trained on, rebuilt from its recorded config (same seed → the same
-    poisoned samples), and which samples carry the trigger (all False for a baseline run)."""
+def recorded_attack(run_dir: Path) -> AttackSpec:
+    """The ``AttackSpec`` a finished run recorded in its ``results.json``."""
     config = read_json(run_dir / "results.json")["config"]
     trigger: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["trigger"].items()}
-    spec = AttackSpec(
+    return AttackSpec(
         dataset=config["dataset"],
         data_dir=config.get("data_dir"),
         trigger=TriggerSpec(**trigger),
@@ -189,6 +188,12 @@ def attack_training_set(run_dir: Path) -> tuple[ImageDataset, torch.Tensor]:
         seed=config["seed"],
         baseline=config.get("baseline", False),
     )
+
+
+def attack_training_set(run_dir: Path) -> tuple[ImageDataset, torch.Tensor]:
+    """The training set a finished run trained on, rebuilt from its recorded config (same seed → the same
+    poisoned samples), and which samples carry the trigger (all False for a baseline run)."""
+    spec = recorded_attack(run_dir)
     train, _ = dataset_source(spec.dataset).load(spec.data_dir)
     if spec.baseline:
         return train, torch.zeros(len(train), dtype=torch.bool)

@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Mitigation: remove a backdoor with the defender's clean images only.
+
+- **Fine-Pruning** (Liu, Dolan-Gavitt, Garg, RAID 2018, by two of the BadNets authors): prune the last conv
+  layer's units in increasing order of their mean activation on clean images (the dormant ones first: backdoor
+  neurons hide there) while clean accuracy on held-out clean images stays within ``max_prune_drop``, then
+  fine-tune the pruned model on the clean images.
+- **Neural Cleanse unlearning** (Wang et al., S&P 2019): stamp the trigger Neural Cleanse recovered for the
+  suspected target on a share of the clean images, keep their true labels, and fine-tune, so the model unlearns
+  the shortcut.
+
+Pruned units stay pruned: their conv filter and bias (and a following batch norm's scale and shift) are zeroed,
+and a hook holds their output at zero while fine-tuning, so the saved weights give the same model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from badnets.data import ImageDataset
+from badnets.defenses.dormant_neurons import last_conv
+from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
+from badnets.errors import ConfigError
+from badnets.train import TrainSpec, predict, train_model
+
+__all__ = ["RepairSpec", "fine_pruning", "nc_unlearning"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepairSpec:
+    """Attributes:
+    max_prune_drop: clean-accuracy drop (on the held-out clean images) that stops the pruning.
+    held_out: share of the defender's clean images kept aside to measure that accuracy.
+    unlearn_share: share of the fine-tuning images stamped with the recovered trigger (true labels kept).
+    """
+
+    max_prune_drop: float = 0.04
+    held_out: float = 0.2
+    unlearn_share: float = 0.2
+    train: TrainSpec = field(default_factory=lambda: TrainSpec(epochs=5, lr=1e-3, batch_size=64, label_smoothing=0.0))
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.held_out < 1 or not 0 < self.unlearn_share < 1 or not 0 <= self.max_prune_drop < 1:
+            raise ConfigError("repair needs held_out and unlearn_share in (0, 1) and max_prune_drop in [0, 1)")
+
+
+def _split(images: torch.Tensor, labels: torch.Tensor, spec: RepairSpec) -> tuple[ImageDataset, ImageDataset]:
+    n_held = max(1, int(len(images) * spec.held_out))
+    classes = tuple(str(c) for c in range(int(labels.max()) + 1))
+    return (
+        ImageDataset(images[n_held:], labels[n_held:], classes),
+        ImageDataset(images[:n_held], labels[:n_held], classes),
+    )
+
+
+def _accuracy(model: nn.Module, data: ImageDataset) -> float:
+    return float((predict(model, data.images) == data.labels).float().mean())
+
+
+def _zero_units(model: nn.Module, conv_name: str, units: list[int]) -> None:
+    """Zero the units' filters and biases, and a directly following BatchNorm2d's scale and shift."""
+    modules = dict(model.named_modules())
+    conv = modules[conv_name]
+    assert isinstance(conv, nn.Conv2d)
+    with torch.no_grad():
+        conv.weight[units] = 0
+        if conv.bias is not None:
+            conv.bias[units] = 0
+        names = list(modules)
+        following = modules[names[names.index(conv_name) + 1]] if names.index(conv_name) + 1 < len(names) else None
+        if isinstance(following, nn.BatchNorm2d):
+            following.weight[units] = 0
+            following.bias[units] = 0
+
+
+def fine_pruning(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: RepairSpec | None = None
+) -> dict[str, Any]:
+    """Prune (in place) and fine-tune ``model`` on the defender's clean uint8 ``images``; returns what was done."""
+    spec = spec or RepairSpec()
+    tune, held = _split(images, labels, spec)
+    name, conv = last_conv(model)
+    captured: list[torch.Tensor] = []
+    handle = conv.register_forward_hook(lambda _m, _i, out: captured.append(torch.relu(out).mean(dim=(0, 2, 3))))
+    try:
+        predict(model, tune.images)
+    finally:
+        handle.remove()
+    activation = torch.stack(captured).mean(0).cpu()
+    order = activation.argsort().tolist()  # least active first
+    base = _accuracy(model, held)
+    pruned: list[int] = []
+    mask = torch.ones(len(order))
+
+    def hold_at_zero(_m: nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+        return out * mask.to(out.device).view(1, -1, 1, 1)
+
+    handle = conv.register_forward_hook(hold_at_zero)
+    try:
+        for unit in order[:-1]:  # never prune every unit
+            mask[unit] = 0
+            if base - _accuracy(model, held) > spec.max_prune_drop:
+                mask[unit] = 1
+                break
+            pruned.append(unit)
+        after_pruning = _accuracy(model, held)
+        train_model(model, tune, spec.train, seed=spec.seed, init=False)
+    finally:
+        handle.remove()
+    _zero_units(model, name, pruned)
+    return {
+        "method": "fine-pruning",
+        "layer": name,
+        "pruned_units": pruned,
+        "pruned_share": len(pruned) / len(order),
+        "held_out_accuracy": {
+            "before": base,
+            "after_pruning": after_pruning,
+            "after_fine_tuning": _accuracy(model, held),
+        },
+    }
+
+
+def nc_unlearning(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    spec: RepairSpec | None = None,
+    cleanse: NeuralCleanseSpec | None = None,
+) -> dict[str, Any]:
+    """Recover the trigger with Neural Cleanse, then fine-tune ``model`` (in place) on clean images of which a
+    share carries that trigger under their true label; returns what was done."""
+    spec = spec or RepairSpec()
+    tune, held = _split(images, labels, spec)
+    num_classes = len(tune.classes)
+    found = neural_cleanse(model, tune.images, num_classes, cleanse)
+    target = found.suspected_target
+    k = target if target is not None else int(found.l1.argmin())  # nothing flagged: unlearn the smallest trigger
+    generator = torch.Generator().manual_seed(spec.seed)
+    chosen = torch.randperm(len(tune), generator=generator)[: int(len(tune) * spec.unlearn_share)]
+    stamped = tune.images.clone()
+    x = stamped[chosen].float() / 255.0
+    x = (1 - found.masks[k]) * x + found.masks[k] * found.patterns[k]
+    stamped[chosen] = (x * 255).round().clamp(0, 255).to(torch.uint8)
+    base = _accuracy(model, held)
+    train_model(model, ImageDataset(stamped, tune.labels, tune.classes), spec.train, seed=spec.seed, init=False)
+    return {
+        "method": "nc-unlearning",
+        "unlearned_class": k,
+        "flagged": target is not None,
+        "anomaly_index": float(found.anomaly_index.max()),
+        "stamped_images": len(chosen),
+        "held_out_accuracy": {"before": base, "after_fine_tuning": _accuracy(model, held)},
+    }
