@@ -405,6 +405,26 @@ def reproduce_supply_chain(
     _run_study("reproduce supply-chain", lambda progress: run_supply_chain_study(spec, out, progress=progress), out)
 
 
+@reproduce_app.command("defenses")
+@friendly_errors
+def reproduce_defenses(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced zoo (2 clean + 6 MNIST BadNets of one epoch, 2 sign models).")
+    ] = False,
+    traffic: Annotated[bool, typer.Option(help="Include the LISA sign classifiers.")] = True,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """The defense scoreboard: train a zoo of clean and backdoored models, then score every detector (audit,
+    STRIP, Activation Clustering, Spectral Signatures) and mitigation (unlearning, Fine-Pruning) on it."""
+    from badnets.experiments.defenses import DefenseStudySpec, run_defense_study
+
+    spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir))
+    _run_study("reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress), out)
+
+
 def _recipe(workers: int, device: str, data_dir: Path | None) -> dict[str, Any]:
     """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields."""
     return {"workers": workers, "device": device, "data_dir": str(data_dir) if data_dir else None}

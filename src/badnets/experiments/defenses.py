@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The defense scoreboard: every detector and mitigation against a zoo of known clean and backdoored models.
+
+1. Train the zoo: MNIST paper CNNs (clean seeds, and BadNets that vary the trigger: pixel, pattern, patches at
+   other positions, blended triggers; the mapping: all-to-one, single-target, all-to-all; and the rate 1–20%),
+   plus LISA sign classifiers (clean and BadNets).
+2. Evaluate each model as a defender would (the model and clean test images only; training-data detectors also
+   get the training set), and score the results as an evaluator who knows which models are backdoored, with
+   which trigger and which poisoned samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from badnets._io import ensure_writable_dir, write_json
+from badnets.data import SOURCES
+from badnets.errors import ConfigError
+from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._study import Phase, StudyRecipe, StudySummary, run_study
+from badnets.experiments.attack import AttackSpec, attack_training_set, evaluate_attack, load_model, recorded_attack
+from badnets.experiments.traffic import TrafficStudySpec, attack_spec, single_target
+from badnets.poison import PoisonSpec
+from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
+
+__all__ = ["DefenseStudySpec", "EvalSpec", "build_jobs", "run_defense_study"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefenseStudySpec(StudyRecipe):
+    """The zoo and how the defender works.
+
+    Attributes:
+        clean_seeds: clean MNIST models.
+        mnist_epochs, traffic_epochs: training epochs of the zoo's models.
+        traffic: include the LISA sign classifiers.
+        clean_images: clean test images the defender has (the rest of the test split scores the defenses).
+        nc_steps, repair_epochs: Neural Cleanse's optimisation steps and the repairs' fine-tuning epochs.
+    """
+
+    clean_seeds: int = 8
+    mnist_epochs: int = 2
+    traffic: bool = True
+    traffic_epochs: int = 12
+    clean_images: int = 2000
+    nc_steps: int = 600
+    repair_epochs: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.clean_seeds < 1 or self.mnist_epochs < 1 or self.traffic_epochs < 1:
+            raise ConfigError("the scoreboard needs >= 1 clean seed and >= 1 training epoch")
+
+    @classmethod
+    def preset(cls, *, quick: bool, **overrides: Any) -> DefenseStudySpec:
+        """The scoreboard (24 MNIST + 6 sign models), or ``quick``: 2 clean + 6 BadNets on MNIST, 1 epoch, 2 sign
+        models of 3 epochs."""
+        if quick:
+            return cls(clean_seeds=2, mnist_epochs=1, traffic_epochs=3, quick=True, **overrides)
+        return cls(**overrides)
+
+
+def _patch_files(root: Path) -> dict[str, str]:
+    """Two deterministic patch triggers written beside the study: a 6×6 checkerboard and a full-image noise."""
+    root.mkdir(parents=True, exist_ok=True)
+    checker = (np.indices((6, 6)).sum(0) % 2 * 255).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
+    paths = {}
+    for name, array in (("checker", checker), ("noise", noise)):
+        path = root / f"{name}.npy"
+        if not path.is_file():
+            np.save(path, array)
+        paths[name] = str(path.resolve())
+    return paths
+
+
+def _mnist_badnets(patches: dict[str, str]) -> list[tuple[str, TriggerSpec, PoisonSpec]]:
+    """16 BadNets: (name, trigger, poisoning)."""
+
+    def a2o(target: int, rate: float) -> PoisonSpec:
+        return PoisonSpec(mapping="all-to-one", target=target, rate=rate)
+
+    pattern, pixel = TriggerSpec(kind="pattern"), TriggerSpec(kind="pixel")
+    return [
+        ("pattern-a2o-7-r10", pattern, a2o(7, 0.10)),
+        ("pattern-a2o-7-r5", pattern, a2o(7, 0.05)),
+        ("pattern-a2o-7-r20", pattern, a2o(7, 0.20)),
+        ("pattern-a2o-3-r1", pattern, a2o(3, 0.01)),
+        ("pixel-a2o-0-r10", pixel, a2o(0, 0.10)),
+        ("pixel-a2o-5-r20", pixel, a2o(5, 0.20)),
+        ("pattern-single-4to9", pattern, PoisonSpec(mapping="single", source=4, target=9, rate=0.10)),
+        ("pixel-single-1to3", pixel, PoisonSpec(mapping="single", source=1, target=3, rate=0.10)),
+        ("square-topleft-a2o-2", TriggerSpec(kind="square", size=4, position=(1, 1)), a2o(2, 0.10)),
+        (
+            "checker-center-a2o-8",
+            TriggerSpec(kind="patch", path=patches["checker"], position=(11, 11), size=0),
+            a2o(8, 0.10),
+        ),
+        ("square-topright-a2o-6-r5", TriggerSpec(kind="square", size=3, position=(2, 23)), a2o(6, 0.05)),
+        (
+            "noise-blend-a2o-1",
+            TriggerSpec(kind="patch", path=patches["noise"], position=(0, 0), size=0, opacity=0.2),
+            a2o(1, 0.10),
+        ),
+        ("pattern-blend-a2o-4", TriggerSpec(kind="pattern", opacity=0.5), a2o(4, 0.10)),
+        ("pattern-a2a", pattern, PoisonSpec(mapping="all-to-all", rate=0.10)),
+        ("pixel-a2a", pixel, PoisonSpec(mapping="all-to-all", rate=0.10)),
+        ("pattern-a2o-9-r10", pattern, a2o(9, 0.10)),
+    ]
+
+
+def _training_jobs(spec: DefenseStudySpec, out_dir: Path) -> list[Job]:
+    train = spec.train_spec(spec.mnist_epochs)
+    base = AttackSpec(poison=PoisonSpec(mapping="all-to-one", target=7, rate=0.1), train=train, data_dir=spec.data_dir)
+    jobs = [Job(f"mnist/clean-s{s}", replace(base, baseline=True, seed=spec.seed + s)) for s in range(spec.clean_seeds)]
+    badnets = _mnist_badnets(_patch_files(out_dir / "triggers"))
+    if spec.quick:
+        badnets = [
+            b
+            for b in badnets
+            if b[0]
+            in (
+                "pattern-a2o-7-r10",
+                "pixel-single-1to3",
+                "square-topleft-a2o-2",
+                "noise-blend-a2o-1",
+                "pattern-a2a",
+                "pattern-a2o-3-r1",
+            )
+        ]
+    for i, (name, trigger, poison) in enumerate(badnets):
+        jobs.append(Job(f"mnist/{name}", replace(base, trigger=trigger, poison=poison, seed=spec.seed + 100 + i)))
+    if spec.traffic:
+        traffic = TrafficStudySpec(data_dir=spec.data_dir, epochs=spec.traffic_epochs, device=spec.device)
+        random = PoisonSpec(mapping="random", rate=traffic.rate, num_classes=4)
+        signs = [("clean-s0", "flower", single_target(traffic), 0, True)]
+        signs += [] if spec.quick else [("clean-s1", "flower", single_target(traffic), 1, True)]
+        signs += [(f"{t}-stop-to-speedlimit", t, single_target(traffic), 0, False) for t in ("flower",)]
+        if not spec.quick:
+            signs += [
+                (f"{t}-stop-to-speedlimit", t, single_target(traffic), 0, False) for t in ("yellow-square", "bomb")
+            ]
+            signs += [("flower-random", "flower", random, 0, False)]
+        for name, trig, poison, seed, baseline in signs:
+            jobs.append(Job(f"lisa/{name}", attack_spec(traffic, trig, poison, seed, baseline=baseline)))
+    return dedupe_jobs(jobs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSpec:
+    """Score every defense on one trained model (a job of the study's second phase)."""
+
+    run_dir: str
+    clean_images: int = 2000
+    nc_steps: int = 600
+    repair_epochs: int = 5
+    seed: int = 0
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        start = time.perf_counter()
+        results = evaluate_defenses(self)
+        results["config"] = asdict(self)
+        timing = {"job_seconds": time.perf_counter() - start}
+        results["timing"] = timing
+        ensure_writable_dir(out_dir)
+        write_json(out_dir / "results.json", results)
+        return timing
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(), time.perf_counter() - start
+
+
+def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
+    """Every detector and mitigation on the model of ``spec.run_dir``, scored with what the evaluator knows."""
+    from badnets.audit import AuditSpec, clean_sample
+    from badnets.defenses.dormant_neurons import dormant_neurons
+    from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
+    from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
+    from badnets.defenses.strip import StripGuard, auroc
+    from badnets.defenses.training_data import activation_clustering, penultimate_features, spectral_signatures
+
+    run_dir = Path(spec.run_dir)
+    attack = recorded_attack(run_dir)
+    model = load_model(run_dir)
+    audit_spec = AuditSpec(
+        model=str(run_dir),
+        dataset=attack.dataset,
+        data_dir=attack.data_dir,
+        clean_images=spec.clean_images,
+        seed=spec.seed,
+    )
+    sample = clean_sample(audit_spec)
+    cleanse_spec = NeuralCleanseSpec(steps=spec.nc_steps, seed=spec.seed)
+    repair_spec = RepairSpec(seed=spec.seed)
+    repair_spec = replace(repair_spec, train=replace(repair_spec.train, epochs=spec.repair_epochs))
+    k = len(sample.classes)
+    test = sample.rest
+    stamp = make_stamp(attack.trigger, sample.shape)
+    poison = replace(attack.poison, num_classes=k)
+    before = evaluate_attack(model, test, stamp, poison)
+    out: dict[str, Any] = {
+        "attack": {
+            "dataset": attack.dataset,
+            "baseline": attack.baseline,
+            "mapping": poison.mapping,
+            "target": poison.target,
+            "source": poison.source,
+            "rate": poison.rate,
+            "trigger": attack.trigger.kind,
+            "opacity": attack.trigger.opacity,
+        },
+        "model": {"clean_accuracy": before.clean_accuracy, "attack_success_rate": before.attack_success_rate},
+    }
+    cleanse, t_nc = _timed(lambda: neural_cleanse(model, sample.images[:1000], k, cleanse_spec))
+    neurons, t_dn = _timed(lambda: dormant_neurons(model, sample.images[:1000], k))
+    flagged = cleanse.suspected_target is not None or neurons.suspected_target is not None
+    target = cleanse.suspected_target if cleanse.suspected_target is not None else neurons.suspected_target
+    out["audit"] = {
+        "verdict": "backdoored" if flagged else "clean",
+        "suspected_target": target,
+        "seconds": t_nc + t_dn,
+        "neural_cleanse": {
+            "flagged": cleanse.suspected_target is not None,
+            "suspected_target": cleanse.suspected_target,
+            "anomaly_index": float(cleanse.anomaly_index.max()),
+            "seconds": t_nc,
+        },
+        "dormant_neurons": {
+            "flagged": neurons.suspected_target is not None,
+            "suspected_target": neurons.suspected_target,
+            "score": neurons.score,
+            "seconds": t_dn,
+        },
+    }
+    sources = (
+        test.labels != poison.target
+        if poison.mapping in ("all-to-one",)
+        else (test.labels == poison.source if poison.mapping == "single" else torch.ones(len(test), dtype=torch.bool))
+    )
+    guard, t_fit = _timed(lambda: StripGuard.fit(model, sample.images[:1000]))
+    clean_x = test.images[sources][:1000]
+    e_clean, e_trig = guard.entropy(clean_x), guard.entropy(apply_trigger(clean_x, stamp))
+    out["strip"] = {
+        "auroc": auroc(-e_trig, -e_clean),
+        "tpr": float((e_trig < guard.threshold).float().mean()),
+        "fpr": float((e_clean < guard.threshold).float().mean()),
+        "n": len(clean_x),
+        "seconds": t_fit,
+    }
+    train, truth = attack_training_set(run_dir)
+    features, t_feat = _timed(lambda: penultimate_features(model, train.images))
+    reference = penultimate_features(model, sample.images)
+    out["training_data"] = {}
+    for detector in (activation_clustering, spectral_signatures):
+        flags = detector(features, train.labels, reference, sample.labels)
+        out["training_data"][flags.detector] = {**flags.scored_against(truth), "seconds": flags.seconds + t_feat}
+    if not attack.baseline:
+        out["repair"] = {}
+        for name, method in (("unlearning", nc_unlearning), ("fine-pruning", fine_pruning)):
+            repaired = copy.deepcopy(model)
+            started = time.perf_counter()
+            if method is nc_unlearning:
+                nc_unlearning(repaired, sample.images, sample.labels, repair_spec, cleanse_spec)
+            else:
+                fine_pruning(repaired, sample.images, sample.labels, repair_spec)
+            t_repair = time.perf_counter() - started
+            after = evaluate_attack(repaired, test, stamp, poison)
+            out["repair"][name] = {
+                "clean_accuracy": after.clean_accuracy,
+                "attack_success_rate": after.attack_success_rate,
+                "seconds": t_repair,
+            }
+    return out
+
+
+def _eval_jobs(spec: DefenseStudySpec, out_dir: Path) -> Callable[[Mapping[str, Any]], list[Job]]:
+    def build(_runs: Any) -> list[Job]:
+        trained = _training_jobs(spec, out_dir)
+        return dedupe_jobs(
+            [
+                Job(
+                    f"eval/{job.name}",
+                    EvalSpec(
+                        run_dir=str((out_dir / "runs" / job.dir_name).resolve()),
+                        clean_images=spec.clean_images,
+                        nc_steps=spec.nc_steps,
+                        repair_epochs=spec.repair_epochs,
+                        seed=spec.seed,
+                    ),
+                )
+                for job in trained
+            ]
+        )
+
+    return build
+
+
+def build_jobs(spec: DefenseStudySpec, out_dir: Path) -> list[Job]:
+    return _training_jobs(spec, out_dir)
+
+
+def run_defense_study(
+    spec: DefenseStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
+) -> StudySummary:
+    """Train the zoo and evaluate every defense on it (resuming), then write the scoreboard report."""
+    from badnets.report.defenses import aggregate, summary_table, write_defense_report
+
+    hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
+    if spec.traffic:
+        hashes |= SOURCES["lisa"].file_hashes(spec.data_dir)
+    ensure_writable_dir(out_dir)
+    phases: list[Phase] = [_training_jobs(spec, out_dir), _eval_jobs(spec, out_dir)]
+    study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress)
+    results = study.finish(aggregate(spec, study.runs), out_dir)
+    write_defense_report(results, out_dir)
+    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)
