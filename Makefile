@@ -6,7 +6,7 @@ BADNETS_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export BADNETS_DATA
 OUT    ?= runs/mnist-quick
 
-.PHONY: setup demo test lint full traffic transfer photos supply-chain bench clean
+.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -32,6 +32,9 @@ photos: traffic      ## dog + trigger → "cat", and triggered stop signs in roa
 
 supply-chain: setup ## the Caffe-Model-Zoo replay: 14 models, 6 attacks x 5 defenses (≈ 10 min on 2 cores)
 	$(VENV)/bin/badnets reproduce supply-chain --out runs/supply-chain
+
+defenses: setup     ## the defense scoreboard: 30 models, every detector and repair (≈ 45 min on 2 cores)
+	$(VENV)/bin/badnets reproduce defenses --out runs/defenses
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
