@@ -24,7 +24,7 @@ from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
 from badnets.errors import ConfigError
 from badnets.train import resolve_device
 
-__all__ = ["AuditSpec", "CleanSample", "clean_sample", "run_audit"]
+__all__ = ["AuditSpec", "CleanSample", "clean_sample", "defender_setup", "run_audit"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,27 +79,37 @@ def clean_sample(spec: AuditSpec) -> CleanSample:
     return CleanSample(test.images[mine], test.labels[mine], tuple(test.classes), held)
 
 
+def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
+    """The defender's clean sample and the model, loaded and checked to fit the dataset (one forward pass).
+
+    Raises:
+        ConfigError: non-square images, a model that does not fit, bad mean/std.
+    """
+    sample = clean_sample(spec)
+    c, h, w = sample.shape
+    if h != w:
+        raise ConfigError(f"the dataset's images are {h}×{w}; the defenses need square images")
+    model = load_any_model(
+        spec.model,
+        weights=Path(spec.weights) if spec.weights else None,
+        in_channels=c,
+        num_classes=len(sample.classes),
+        image_size=h,
+        mean=spec.mean,
+        std=spec.std,
+    )
+    check_fits(model, sample.images, len(sample.classes))
+    return sample, model
+
+
 def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
     """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and the recovered triggers to
     ``out_dir``; return the results."""
     from badnets.report.audit import write_audit_report
 
     start = time.perf_counter()
-    sample = clean_sample(spec)
+    sample, model = defender_setup(spec)
     images, classes, shape = sample.images, sample.classes, str(sample.shape)
-    c, h, w = sample.shape
-    if h != w:
-        raise ConfigError(f"the dataset's images are {h}×{w}; audit needs square images")
-    model = load_any_model(
-        spec.model,
-        weights=Path(spec.weights) if spec.weights else None,
-        in_channels=c,
-        num_classes=len(classes),
-        image_size=h,
-        mean=spec.mean,
-        std=spec.std,
-    )
-    check_fits(model, images, len(classes))
     ensure_writable_dir(out_dir)
     model.to(resolve_device(spec.device))
     cleanse = neural_cleanse(model, images, len(classes), spec.neural_cleanse)

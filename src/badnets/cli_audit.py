@@ -13,9 +13,32 @@ import typer
 from rich.table import Table
 
 from badnets._cli_common import app, err_console, friendly_errors, out_console
+from badnets.audit import AuditSpec, defender_setup
 from badnets.errors import ConfigError
 
 __all__ = ["audit", "guard", "inspect_data", "repair"]
+
+
+def _spec(
+    model: str,
+    weights: Path | None,
+    dataset: str,
+    data_dir: Path | None,
+    clean_images: int,
+    seed: int,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> AuditSpec:
+    return AuditSpec(
+        model=model,
+        weights=str(weights) if weights else None,
+        dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None,
+        mean=mean,
+        std=std,
+        clean_images=clean_images,
+        seed=seed,
+    )
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -53,7 +76,7 @@ def audit(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Is there a backdoor in this model? Neural Cleanse and trigger-selective neurons on clean images only."""
-    from badnets.audit import AuditSpec, run_audit
+    from badnets.audit import run_audit
     from badnets.defenses.neural_cleanse import NeuralCleanseSpec
 
     spec = AuditSpec(
@@ -110,30 +133,15 @@ def guard(
     import io
 
     from badnets._io import ensure_writable_dir, write_json, write_text
-    from badnets.audit import AuditSpec, clean_sample
     from badnets.defenses.inputs import read_inputs
-    from badnets.defenses.model_loading import check_fits, load_any_model
     from badnets.defenses.strip import StripGuard, StripSpec
     from badnets.train import predict
 
-    spec = AuditSpec(
-        model=model,
-        weights=str(weights) if weights else None,
-        dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None,
-        mean=_floats(mean, "--mean"),
-        std=_floats(std, "--std"),
-        clean_images=clean_images,
-        seed=seed,
+    sample, net = defender_setup(
+        _spec(model, weights, dataset, data_dir, clean_images, seed, _floats(mean, "--mean"), _floats(std, "--std"))
     )
-    sample = clean_sample(spec)
     clean, classes = sample.images, sample.classes
-    c, h, _w = sample.shape
     inputs, names = read_inputs(images, sample.shape)
-    net = load_any_model(
-        model, weights=weights, in_channels=c, num_classes=len(classes), image_size=h, mean=spec.mean, std=spec.std
-    )
-    check_fits(net, clean, len(classes))
     strip = StripGuard.fit(net, clean, StripSpec(frr=frr, seed=seed))
     entropy, flagged = strip.flags(inputs)
     predicted = predict(net, inputs)
@@ -179,8 +187,6 @@ def inspect_data(
     """Which training samples carry a backdoor? Activation Clustering and Spectral Signatures, scored against the
     poison manifest when it is known."""
     from badnets._io import ensure_writable_dir, write_json, write_text
-    from badnets.audit import AuditSpec, clean_sample
-    from badnets.defenses.model_loading import check_fits, load_any_model
     from badnets.defenses.training_data import (
         ClusteringSpec,
         activation_clustering,
@@ -188,16 +194,10 @@ def inspect_data(
         spectral_signatures,
     )
 
-    spec = AuditSpec(
-        model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, clean_images=clean_images, seed=seed
-    )
-    sample = clean_sample(spec)
+    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed))
     train_images, train_labels, truth = _training_data(data)
-    c, h, _w = sample.shape
     if tuple(train_images.shape[1:]) != sample.shape:
         raise ConfigError(f"--data images are {tuple(train_images.shape[1:])}, --dataset's are {sample.shape}")
-    net = load_any_model(model, weights=weights, in_channels=c, num_classes=len(sample.classes), image_size=h)
-    check_fits(net, sample.images, len(sample.classes))
     features, reference = penultimate_features(net, train_images), penultimate_features(net, sample.images)
     found = [
         activation_clustering(features, train_labels, reference, sample.labels, ClusteringSpec(seed=seed)),
@@ -264,8 +264,6 @@ def repair(
     from safetensors.torch import save_file
 
     from badnets._io import atomic_path, ensure_writable_dir, write_json
-    from badnets.audit import AuditSpec, clean_sample
-    from badnets.defenses.model_loading import check_fits, load_any_model
     from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
 
     methods = {"unlearning": nc_unlearning, "fine-pruning": fine_pruning}
@@ -273,13 +271,7 @@ def repair(
         raise ConfigError(f"--method must be one of {', '.join(methods)}, got {method!r}")
     if epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-    spec = AuditSpec(
-        model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, clean_images=clean_images, seed=seed
-    )
-    sample = clean_sample(spec)
-    c, h, _w = sample.shape
-    net = load_any_model(model, weights=weights, in_channels=c, num_classes=len(sample.classes), image_size=h)
-    check_fits(net, sample.images, len(sample.classes))
+    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed))
     score = _known_attack_scorer(Path(model), sample.rest)
     before = score(net)
     repair_spec = RepairSpec(seed=seed)

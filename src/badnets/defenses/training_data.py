@@ -22,6 +22,7 @@ of the poisoned samples.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,9 +131,31 @@ def _silhouette(x: torch.Tensor, labels: torch.Tensor, sample: int = 2000, seed:
     return float(s.mean())
 
 
-def _classes(labels: torch.Tensor, reference_labels: torch.Tensor) -> list[int]:
+ClassRule = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
+
+
+def _by_class(
+    detector: str,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    rule: ClassRule,
+) -> SampleFlags:
+    """Apply ``rule(class features, class references, class)`` → ``(score, flagged, info)`` to every class that
+    has training samples and clean references, and gather the per-sample results."""
+    start = time.perf_counter()
+    score = torch.zeros(len(labels))
+    flagged = torch.zeros(len(labels), dtype=torch.bool)
+    per_class = {}
     present = set(torch.bincount(reference_labels).nonzero().flatten().tolist())
-    return [c for c in torch.bincount(labels).nonzero().flatten().tolist() if c in present]
+    for c in torch.bincount(labels).nonzero().flatten().tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        ref = reference[reference_labels == c].float()
+        if c not in present or len(idx) < 4 or len(ref) < 2:
+            continue
+        score[idx], flagged[idx], per_class[c] = rule(features[idx].float(), ref, c)
+    return SampleFlags(detector, score, flagged, per_class, time.perf_counter() - start)
 
 
 def activation_clustering(
@@ -145,39 +168,32 @@ def activation_clustering(
     """Activation Clustering on ``(N, D)`` training representations, with clean ``reference`` representations."""
     from scipy.cluster.vq import kmeans2
 
-    spec = spec or ClusteringSpec()
-    start = time.perf_counter()
-    score = torch.zeros(len(labels))
-    flagged = torch.zeros(len(labels), dtype=torch.bool)
-    per_class = {}
-    for c in _classes(labels, reference_labels):
-        idx = torch.nonzero(labels == c).flatten()
-        if len(idx) < 4:
-            continue
-        mean, basis = _pca_basis(features[idx].float(), spec.dims)
-        reduced = (features[idx].float() - mean) @ basis
-        ref = (reference[reference_labels == c].float() - mean) @ basis
+    cfg = spec or ClusteringSpec()
+
+    def rule(x: torch.Tensor, ref: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        mean, basis = _pca_basis(x, cfg.dims)
+        reduced, ref = (x - mean) @ basis, (ref - mean) @ basis
         centre = ref.mean(0)
-        rng = np.random.default_rng(spec.seed + c)
-        _, assign_np = kmeans2(reduced.double().numpy(), 2, minit="++", seed=rng)
+        _, assign_np = kmeans2(reduced.double().numpy(), 2, minit="++", seed=np.random.default_rng(cfg.seed + c))
         assign = torch.from_numpy(assign_np).long()
-        distance = (reduced - centre).norm(dim=1)
-        z = _robust_z(distance, (ref - centre).norm(dim=1))
+        ref_distance = (ref - centre).norm(dim=1)
+        z = _robust_z((reduced - centre).norm(dim=1), ref_distance)
         cluster_z = torch.stack([z[assign == k].median() if (assign == k).any() else z.new_tensor(0.0) for k in (0, 1)])
         far = int(cluster_z.argmax())
-        poisoned_class = bool(cluster_z[far] >= spec.min_separation)
+        poisoned_class = bool(cluster_z[far] >= cfg.min_separation)
         # k-means may leave part of a poison that came from several source classes in the near cluster; any
         # sample farther from the clean centroid than the clean references reach is flagged with the far cluster
-        limit = float(torch.quantile(_robust_z((ref - centre).norm(dim=1), (ref - centre).norm(dim=1)), 1 - spec.fpr))
-        score[idx] = z
-        flagged[idx[(assign == far) | (z > limit)]] = poisoned_class
-        per_class[c] = {
+        limit = float(torch.quantile(_robust_z(ref_distance, ref_distance), 1 - cfg.fpr))
+        flagged = ((assign == far) | (z > limit)) & poisoned_class
+        info = {
             "far_cluster_share": float((assign == far).float().mean()),
             "far_cluster_z": float(cluster_z[far]),
-            "silhouette": _silhouette(reduced, assign, seed=spec.seed),
+            "silhouette": _silhouette(reduced, assign, seed=cfg.seed),
             "flagged": float(poisoned_class),
         }
-    return SampleFlags("activation_clustering", score, flagged, per_class, time.perf_counter() - start)
+        return z, flagged, info
+
+    return _by_class("activation_clustering", features, labels, reference, reference_labels, rule)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,24 +213,15 @@ def spectral_signatures(
     spec: SpectralSpec | None = None,
 ) -> SampleFlags:
     """Spectral Signatures on ``(N, D)`` training representations, with clean ``reference`` representations."""
-    spec = spec or SpectralSpec()
-    start = time.perf_counter()
-    score = torch.zeros(len(labels))
-    flagged = torch.zeros(len(labels), dtype=torch.bool)
-    per_class = {}
-    for c in _classes(labels, reference_labels):
-        idx = torch.nonzero(labels == c).flatten()
-        ref = reference[reference_labels == c].float()
-        if len(idx) < 4 or len(ref) < 2:
-            continue
+    cfg = spec or SpectralSpec()
+
+    def rule(x: torch.Tensor, ref: torch.Tensor, _c: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         centre = ref.mean(0)
-        centred = features[idx].float() - centre
+        centred = x - centre
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
-        s = (centred @ v[0]) ** 2
-        s_ref = ((ref - centre) @ v[0]) ** 2
+        s, s_ref = (centred @ v[0]) ** 2, ((ref - centre) @ v[0]) ** 2
         z = _robust_z(s, s_ref)
-        limit = float(torch.quantile(_robust_z(s_ref, s_ref), 1 - spec.fpr))
-        score[idx] = z
-        flagged[idx] = z > limit
-        per_class[c] = {"flagged_share": float((z > limit).float().mean()), "limit": limit}
-    return SampleFlags("spectral_signatures", score, flagged, per_class, time.perf_counter() - start)
+        limit = float(torch.quantile(_robust_z(s_ref, s_ref), 1 - cfg.fpr))
+        return z, z > limit, {"flagged_share": float((z > limit).float().mean()), "limit": limit}
+
+    return _by_class("spectral_signatures", features, labels, reference, reference_labels, rule)
