@@ -104,12 +104,19 @@ class ClusteringSpec:
     seed: int = 0
 
 
+def _top_directions(centred: torch.Tensor, dims: int) -> torch.Tensor:
+    """``(D, dims)``: the top right singular vectors of ``centred``, from the eigenvectors of its Gram matrix in
+    float64 (deterministic, unlike randomised PCA, and it does not fail on the ill-conditioned representations a
+    ReLU layer gives, as ``linalg.svd`` did on a sign classifier)."""
+    gram = centred.double().T @ centred.double()
+    vectors: torch.Tensor = torch.linalg.eigh(gram).eigenvectors  # ascending eigenvalues
+    return vectors[:, -min(dims, vectors.shape[1]) :].flip(1).to(centred.dtype)
+
+
 def _pca_basis(x: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and the top ``dims`` principal directions of ``x``."""
     mean = x.mean(0)
-    q = min(dims, *x.shape)
-    _, _, v = torch.pca_lowrank(x - mean, q=q, center=False)
-    return mean, v[:, :q]
+    return mean, _top_directions(x - mean, dims)
 
 
 def _robust_z(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -218,8 +225,8 @@ def spectral_signatures(
     def rule(x: torch.Tensor, ref: torch.Tensor, _c: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         centre = ref.mean(0)
         centred = x - centre
-        _, _, v = torch.linalg.svd(centred, full_matrices=False)
-        s, s_ref = (centred @ v[0]) ** 2, ((ref - centre) @ v[0]) ** 2
+        top = _top_directions(centred, 1)[:, 0]
+        s, s_ref = (centred @ top) ** 2, ((ref - centre) @ top) ** 2
         z = _robust_z(s, s_ref)
         limit = float(torch.quantile(_robust_z(s_ref, s_ref), 1 - cfg.fpr))
         return z, z > limit, {"flagged_share": float((z > limit).float().mean()), "limit": limit}
