@@ -71,10 +71,12 @@ class CleanSample:
 
 
 def clean_sample(spec: AuditSpec) -> CleanSample:
-    """``spec.clean_images`` images of ``spec.dataset``'s test split, in a seeded order."""
+    """``spec.clean_images`` images of ``spec.dataset``'s test split, in a seeded order; at most half of the split,
+    so the other half is left to score what the defender did (LISA's test split has only 1,205 crops)."""
     _, test = dataset_source(spec.dataset).load(spec.data_dir)
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(spec.seed))
-    mine, rest = order[: spec.clean_images], order[spec.clean_images :]
+    n = min(spec.clean_images, len(test) // 2)
+    mine, rest = order[:n], order[n:]
     held = ImageDataset(test.images[rest], test.labels[rest], test.classes)
     return CleanSample(test.images[mine], test.labels[mine], tuple(test.classes), held)
 
