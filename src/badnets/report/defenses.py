@@ -109,9 +109,9 @@ def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> dict[str, Any]
         },
         {"target": "audit FPR on clean models", "must": "≤ 10%", "ours": audit["fpr"], "met": audit["fpr"] <= 0.1},
         {
-            "target": "STRIP AUROC on patch-trigger BadNets (mean)",
+            "target": "STRIP AUROC on all-to-one patch-trigger BadNets (mean)",
             "must": "≥ 0.95",
-            "ours": _mean(strip_aurocs),
+            "ours": f"{_mean(strip_aurocs):.3f}",
             "met": _mean(strip_aurocs) >= 0.95,
         },
         *(
