@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Block", "Heading", "Image", "Para", "Table", "render_html", "render_md", "write_report"]
+__all__ = ["Block", "Heading", "Image", "Para", "Table", "render_html", "render_md", "run_section", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,11 @@ def render_html(blocks: Sequence[Block], title: str, base: Path) -> str:
             )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def run_section(command: str, quick: bool, summary: str) -> list[Block]:
+    """The closing "Run" section of a study report: the command that regenerates it and its timing."""
+    return [Heading("Run"), Para(f"`{command}{' --quick' if quick else ''}`. {summary}")]
 
 
 def write_report(results: Mapping[str, Any], blocks: Sequence[Block], out: Path, title: str) -> None:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from badnets.report._doc import Block, Heading, Para, Table, write_report
+from badnets.report._doc import Block, Heading, Para, Table, run_section, write_report
 from badnets.report._format import pct, run_summary
 
 if TYPE_CHECKING:
@@ -264,11 +264,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             "outlier and no unit sends everything to one class; a trigger blended over the whole image is not a "
             "small patch. The table counts these as misses."
         ),
-        Heading("Run"),
-        Para(
-            f"`badnets reproduce defenses --out DIR{' --quick' if spec['quick'] else ''}`. "
-            + run_summary(results["timing"])
-        ),
+        *run_section("badnets reproduce defenses --out DIR", spec["quick"], run_summary(results["timing"])),
     ]
     return blocks
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from badnets.report._doc import Block, Heading, Para, Table, write_report
+from badnets.report._doc import Block, Heading, Para, Table, run_section, write_report
 from badnets.report._format import pct, run_summary
 
 if TYPE_CHECKING:
@@ -157,11 +157,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             "and tampering on the server, but trusts whoever holds the zoo's keys (f). Together they leave no "
             "attack in this list."
         ),
-        Heading("Run"),
-        Para(
-            f"`badnets reproduce supply-chain --out DIR{' --quick' if spec['quick'] else ''}`. "
-            + run_summary(results["timing"])
-        ),
+        *run_section("badnets reproduce supply-chain --out DIR", spec["quick"], run_summary(results["timing"])),
     ]
     return blocks
 
