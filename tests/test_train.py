@@ -109,3 +109,25 @@ def test_flip_and_shift_gives_a_flipped_shifted_copy_of_each_image(n: int, side:
                 for dx in range(2 * pw + 1):
                     candidates.append(padded[:, dy : dy + side, dx : dx + side + 1])
         assert any(torch.equal(got, c) for c in candidates)
+
+
+def test_dropout_models_train_the_same_whatever_ran_before() -> None:
+    """sign-cnn has dropout, which draws from the global RNG: training must not depend on its state, nor move it."""
+    from badnets.data import ImageDataset
+    from badnets.models import build_model
+
+    generator = torch.Generator().manual_seed(0)
+    data = ImageDataset(
+        torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator),
+        torch.randint(0, 4, (64,), generator=generator),
+        ("a", "b", "c", "d"),
+    )
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        model = build_model("sign-cnn", in_channels=3, num_classes=4, image_size=32)
+        before = torch.random.get_rng_state()
+        train_model(model, data, TrainSpec(epochs=2, batch_size=16, device="cpu"), seed=3)
+        assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is left alone
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -131,6 +131,41 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     return int(state["epoch"])
 
 
+def _epochs(
+    model: nn.Module,
+    spec: TrainSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    seed: int,
+    start: int,
+    checkpoint: Path | None,
+    progress: ProgressFn | None,
+) -> None:
+    n = len(y)
+    steps = math.ceil(n / spec.batch_size)
+    for epoch in range(start, spec.epochs):
+        torch.manual_seed(seed * 1_000_003 + epoch + 1_000_000)
+        model.train()
+        order = _epoch_order(n, seed, epoch).to(x.device)
+        augment_rng = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_000)
+        for step in range(steps):
+            idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            batch = flip_and_shift(x[idx], augment_rng) if spec.augment else x[idx]
+            loss = loss_fn(model(batch), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sched.step()
+            if progress is not None and ((step + 1) % 25 == 0 or step + 1 == steps):
+                progress(epoch, step + 1, steps, loss.item())  # sparse: .item() syncs a GPU
+        if checkpoint is not None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            _save_checkpoint(checkpoint, {**state, "scheduler": sched.state_dict(), "epoch": epoch + 1})
+
+
 def train_model(
     model: nn.Module,
     data: ImageDataset,
@@ -179,23 +214,10 @@ def train_model(
         start = _load_checkpoint(checkpoint, model, optimizer, sched)
         log.info("resumed from %s after epoch %d", checkpoint, start)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
-    for epoch in range(start, spec.epochs):
-        model.train()
-        order = _epoch_order(n, seed, epoch).to(device)
-        augment_rng = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_000)
-        for step in range(steps):
-            idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
-            batch = flip_and_shift(x[idx], augment_rng) if spec.augment else x[idx]
-            loss = loss_fn(model(batch), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sched.step()
-            if progress is not None and ((step + 1) % 25 == 0 or step + 1 == steps):
-                progress(epoch, step + 1, steps, loss.item())  # sparse: .item() syncs a GPU
-        if checkpoint is not None:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-            _save_checkpoint(checkpoint, {**state, "scheduler": sched.state_dict(), "epoch": epoch + 1})
+    # Dropout draws from the global RNG: seed it per epoch inside a forked RNG, so the same seed gives the same
+    # model whatever ran before in the process, and a resumed run draws what an uninterrupted one would have.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        _epochs(model, spec, x, y, optimizer, sched, loss_fn, seed, start, checkpoint, progress)
     model.eval()
     return model
 
