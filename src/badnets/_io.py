@@ -28,6 +28,8 @@ __all__ = [
     "git_commit",
     "read_json",
     "run_manifest",
+    "save_weights",
+    "staged_dir",
     "write_bytes",
     "write_json",
     "write_text",
@@ -46,6 +48,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_weights(model: Any, path: Path) -> None:
+    """A module's state dict as safetensors at ``path``, written atomically (CPU, contiguous tensors)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+
+
+@contextlib.contextmanager
+def staged_dir(destination: Path) -> Iterator[Path]:
+    """A temporary sibling directory of ``destination``, renamed onto it only if the block succeeds; removed
+    otherwise, so a failed build leaves nothing behind."""
+    import shutil
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        yield staging
+        os.rename(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write(path: Path, data: bytes) -> None:

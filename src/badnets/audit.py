@@ -18,13 +18,13 @@ import torch
 
 from badnets._io import ensure_writable_dir, run_manifest
 from badnets.data import ImageDataset, dataset_source
-from badnets.defenses.dormant_neurons import DormantNeuronsSpec, dormant_neurons
+from badnets.defenses.dormant_neurons import DormantNeuronsResult, DormantNeuronsSpec, dormant_neurons
 from badnets.defenses.model_loading import check_fits, load_any_model
-from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
+from badnets.defenses.neural_cleanse import NeuralCleanseResult, NeuralCleanseSpec, neural_cleanse
 from badnets.errors import ConfigError
 from badnets.train import resolve_device
 
-__all__ = ["AuditSpec", "CleanSample", "clean_sample", "defender_setup", "run_audit"]
+__all__ = ["AuditSpec", "CleanSample", "audit_verdict", "clean_sample", "defender_setup", "run_audit"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +104,13 @@ def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
     return sample, model
 
 
+def audit_verdict(cleanse: NeuralCleanseResult, neurons: DormantNeuronsResult) -> tuple[bool, int | None]:
+    """Backdoored when either detector flags the model; the target is Neural Cleanse's when it flags, else the
+    selective neuron's."""
+    target = cleanse.suspected_target if cleanse.suspected_target is not None else neurons.suspected_target
+    return target is not None, target
+
+
 def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
     """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and the recovered triggers to
     ``out_dir``; return the results."""
@@ -116,8 +123,7 @@ def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
     model.to(resolve_device(spec.device))
     cleanse = neural_cleanse(model, images, len(classes), spec.neural_cleanse)
     selective = dormant_neurons(model, images, len(classes), spec.dormant)
-    flagged = cleanse.suspected_target is not None or selective.suspected_target is not None
-    target = cleanse.suspected_target if cleanse.suspected_target is not None else selective.suspected_target
+    flagged, target = audit_verdict(cleanse, selective)
     results = {
         "verdict": "backdoored" if flagged else "clean",
         "suspected_target": target,

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from badnets._cli_common import app, err_console, friendly_errors, out_console
 from badnets.audit import AuditSpec, defender_setup
+from badnets.data import ImageDataset
 from badnets.errors import ConfigError
 
 __all__ = ["audit", "guard", "inspect_data", "repair"]
@@ -79,18 +80,11 @@ def audit(
     from badnets.audit import run_audit
     from badnets.defenses.neural_cleanse import NeuralCleanseSpec
 
-    spec = AuditSpec(
-        model=model,
-        weights=str(weights) if weights else None,
-        dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None,
-        mean=_floats(mean, "--mean"),
-        std=_floats(std, "--std"),
-        clean_images=clean_images,
-        seed=seed,
+    spec = replace(
+        _spec(model, weights, dataset, data_dir, clean_images, seed, _floats(mean, "--mean"), _floats(std, "--std")),
         device=device,
+        neural_cleanse=NeuralCleanseSpec(seed=seed),
     )
-    spec = replace(spec, neural_cleanse=replace(NeuralCleanseSpec(), seed=seed))
     with err_console.status("auditing (Neural Cleanse, then neuron stimulation)"):
         results = run_audit(spec, out)
     table = Table(title=f"audit of {model}", show_header=False)
@@ -261,9 +255,7 @@ def repair(
 ) -> None:
     """Remove a backdoor with clean images only: Neural Cleanse unlearning or Fine-Pruning. With a `badnets attack`
     run as --model, the attack success rate before and after is measured on test images the repair never saw."""
-    from safetensors.torch import save_file
-
-    from badnets._io import atomic_path, ensure_writable_dir, write_json
+    from badnets._io import ensure_writable_dir, save_weights, write_json
     from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
 
     methods = {"unlearning": nc_unlearning, "fine-pruning": fine_pruning}
@@ -280,8 +272,7 @@ def repair(
         done = methods[method](net, sample.images, sample.labels, repair_spec)
     after = score(net)
     ensure_writable_dir(out)
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    save_weights(net, out / "model.safetensors")
     write_json(out / "results.json", {"repair": done, "before": before, "after": after, "clean_images": clean_images})
     table = Table(title=f"{method} of {model}")
     for col in ("", "clean accuracy", "attack success rate"):
@@ -295,14 +286,12 @@ def repair(
     out_console.print(f"repaired model: {out / 'model.safetensors'} (scored on {len(sample.rest)} unseen test images)")
 
 
-def _known_attack_scorer(model: Path, test: object) -> Callable[[torch.nn.Module], dict[str, float | None]]:
+def _known_attack_scorer(model: Path, test: ImageDataset) -> Callable[[torch.nn.Module], dict[str, float | None]]:
     """Clean accuracy on ``test``, plus the attack success rate when ``model`` is a run whose attack is recorded."""
-    from badnets.data import ImageDataset
     from badnets.experiments.attack import evaluate_attack, recorded_attack
     from badnets.train import predict
     from badnets.triggers import make_stamp
 
-    assert isinstance(test, ImageDataset)
     attack = recorded_attack(model) if (model / "results.json").is_file() else None
     if attack is None or attack.baseline:
         return lambda net: {

@@ -15,7 +15,14 @@ __all__ = [
     "PackageError",
     "UnsafeFormatError",
     "VerificationError",
+    "one_line",
 ]
+
+
+def one_line(error: BaseException, limit: int) -> str:
+    """A library's error message on one line (whitespace collapsed), cut to ``limit`` characters plus "…"."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class BadnetsError(Exception):

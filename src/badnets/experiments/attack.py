@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json, write_text
+from badnets._io import ensure_writable_dir, read_json, run_manifest, save_weights, write_json, write_text
 from badnets.data import ImageDataset, dataset_source
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
@@ -156,8 +155,7 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     metrics = evaluate_attack(model, test, stamp, poison)
     t3 = time.perf_counter()
     if spec.save_model:
-        with atomic_path(out_dir / "model.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        save_weights(model, out_dir / "model.safetensors")
     timing = {"train_seconds": t2 - t1, "evaluate_seconds": t3 - t2, "job_seconds": time.perf_counter() - t0}
     result = AttackResult(spec, metrics, out_dir, timing, architecture)
     from badnets.report.attack import attack_report_md

@@ -12,14 +12,14 @@
 from __future__ import annotations
 
 import copy
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from badnets._io import ensure_writable_dir, write_json
 from badnets.data import SOURCES
@@ -28,7 +28,7 @@ from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import Phase, StudyRecipe, StudySummary, run_study
 from badnets.experiments.attack import AttackSpec, attack_training_set, evaluate_attack, load_model, recorded_attack
 from badnets.experiments.traffic import TrafficStudySpec, attack_spec, single_target
-from badnets.poison import PoisonSpec
+from badnets.poison import PoisonSpec, source_mask
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
 __all__ = ["DefenseStudySpec", "EvalSpec", "build_jobs", "run_defense_study"]
@@ -118,7 +118,8 @@ def _mnist_badnets(patches: dict[str, str]) -> list[tuple[str, TriggerSpec, Pois
     ]
 
 
-def _training_jobs(spec: DefenseStudySpec, out_dir: Path) -> list[Job]:
+def build_jobs(spec: DefenseStudySpec, out_dir: Path) -> list[Job]:
+    """The zoo: the training jobs of the study's first phase."""
     train = spec.train_spec(spec.mnist_epochs)
     base = AttackSpec(poison=PoisonSpec(mapping="all-to-one", target=7, rate=0.1), train=train, data_dir=spec.data_dir)
     jobs = [Job(f"mnist/clean-s{s}", replace(base, baseline=True, seed=spec.seed + s)) for s in range(spec.clean_seeds)]
@@ -183,7 +184,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
     """Every detector and mitigation on the model of ``spec.run_dir``, scored with what the evaluator knows."""
-    from badnets.audit import AuditSpec, clean_sample
+    from badnets.audit import AuditSpec, audit_verdict, clean_sample
     from badnets.defenses.dormant_neurons import dormant_neurons
     from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
     from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
@@ -224,8 +225,7 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
     }
     cleanse, t_nc = _timed(lambda: neural_cleanse(model, sample.images[:1000], k, cleanse_spec))
     neurons, t_dn = _timed(lambda: dormant_neurons(model, sample.images[:1000], k))
-    flagged = cleanse.suspected_target is not None or neurons.suspected_target is not None
-    target = cleanse.suspected_target if cleanse.suspected_target is not None else neurons.suspected_target
+    flagged, target = audit_verdict(cleanse, neurons)
     out["audit"] = {
         "verdict": "backdoored" if flagged else "clean",
         "suspected_target": target,
@@ -243,11 +243,7 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
             "seconds": t_dn,
         },
     }
-    sources = (
-        test.labels != poison.target
-        if poison.mapping in ("all-to-one",)
-        else (test.labels == poison.source if poison.mapping == "single" else torch.ones(len(test), dtype=torch.bool))
-    )
+    sources = source_mask(test.labels, poison)
     guard, t_fit = _timed(lambda: StripGuard.fit(model, sample.images[:1000]))
     clean_x = test.images[sources][:1000]
     e_clean, e_trig = guard.entropy(clean_x), guard.entropy(apply_trigger(clean_x, stamp))
@@ -267,13 +263,14 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
         out["training_data"][flags.detector] = {**flags.scored_against(truth), "seconds": flags.seconds + t_feat}
     if not attack.baseline:
         out["repair"] = {}
-        for name, method in (("unlearning", nc_unlearning), ("fine-pruning", fine_pruning)):
+        methods: dict[str, Callable[..., dict[str, Any]]] = {
+            "unlearning": functools.partial(nc_unlearning, cleanse=cleanse_spec),
+            "fine-pruning": fine_pruning,
+        }
+        for name, method in methods.items():
             repaired = copy.deepcopy(model)
             started = time.perf_counter()
-            if method is nc_unlearning:
-                nc_unlearning(repaired, sample.images, sample.labels, repair_spec, cleanse_spec)
-            else:
-                fine_pruning(repaired, sample.images, sample.labels, repair_spec)
+            method(repaired, sample.images, sample.labels, repair_spec)
             t_repair = time.perf_counter() - started
             after = evaluate_attack(repaired, test, stamp, poison)
             out["repair"][name] = {
@@ -284,30 +281,23 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
     return out
 
 
-def _eval_jobs(spec: DefenseStudySpec, out_dir: Path) -> Callable[[Mapping[str, Any]], list[Job]]:
-    def build(_runs: Any) -> list[Job]:
-        trained = _training_jobs(spec, out_dir)
-        return dedupe_jobs(
-            [
-                Job(
-                    f"eval/{job.name}",
-                    EvalSpec(
-                        run_dir=str((out_dir / "runs" / job.dir_name).resolve()),
-                        clean_images=spec.clean_images,
-                        nc_steps=spec.nc_steps,
-                        repair_epochs=spec.repair_epochs,
-                        seed=spec.seed,
-                    ),
-                )
-                for job in trained
-            ]
-        )
-
-    return build
-
-
-def build_jobs(spec: DefenseStudySpec, out_dir: Path) -> list[Job]:
-    return _training_jobs(spec, out_dir)
+def _eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> list[Job]:
+    """One evaluation per trained model (the study's second phase, run after every model is trained)."""
+    return dedupe_jobs(
+        [
+            Job(
+                f"eval/{job.name}",
+                EvalSpec(
+                    run_dir=str((out_dir / "runs" / job.dir_name).resolve()),
+                    clean_images=spec.clean_images,
+                    nc_steps=spec.nc_steps,
+                    repair_epochs=spec.repair_epochs,
+                    seed=spec.seed,
+                ),
+            )
+            for job in trained
+        ]
+    )
 
 
 def run_defense_study(
@@ -320,7 +310,8 @@ def run_defense_study(
     if spec.traffic:
         hashes |= SOURCES["lisa"].file_hashes(spec.data_dir)
     ensure_writable_dir(out_dir)
-    phases: list[Phase] = [_training_jobs(spec, out_dir), _eval_jobs(spec, out_dir)]
+    trained = build_jobs(spec, out_dir)
+    phases: list[Phase] = [trained, _eval_jobs(spec, trained, out_dir)]
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress)
     results = study.finish(aggregate(spec, study.runs), out_dir)
     write_defense_report(results, out_dir)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, write_json
+from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, save_weights, write_json
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
 from badnets.detection_metrics import Detections, mean_average_precision, outcomes_by_width, triggered_outcomes
 from badnets.errors import ConfigError
@@ -257,8 +257,7 @@ class DetectorSpec:
             },
             "train_images_per_second": len(train) * self.train.epochs / max(t2 - t1, 1e-9),
         }
-        with atomic_path(out_dir / "model.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        save_weights(model, out_dir / "model.safetensors")
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
         timing["job_seconds"] = time.perf_counter() - t0
         results = {"config": asdict(self), "metrics": metrics, "timing": timing, "classes": list(test.classes)}

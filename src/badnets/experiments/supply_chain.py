@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from badnets._io import read_json, write_bytes, write_json
+from badnets._io import file_sha256, read_json, write_bytes, write_json
 from badnets.data import SOURCES
 from badnets.errors import BadnetsError, ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
@@ -134,10 +134,6 @@ def _clone(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _list_digest(zoo: Zoo, name: str, how: str) -> None:
     index = read_json(zoo.public / "index.json")
     entry = index["models"][name]["files"][WEIGHTS]
@@ -173,7 +169,7 @@ def _package_all(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> _World:
     sign_package(packages["recalled-v1"], keys / f"author{author_of[recalled]}" / "private.pem")  # unknowingly
     packages["attacker"] = export_package(runs_dir / "attacker__badnet", work / "packages" / "attacker")
     sign_package(packages["attacker"], keys / "attacker" / "private.pem")
-    bad = {kind: _sha256(packages[kind] / WEIGHTS) for kind in ("attacker", "recalled-v1")}
+    bad = {kind: file_sha256(packages[kind] / WEIGHTS) for kind in ("attacker", "recalled-v1")}
     return _World(work, packages, author_of, bad)
 
 
@@ -297,7 +293,7 @@ def replay(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> dict[str, Any]:
                     out = work / "users" / f"{attack}-{name}-{d}-got"
                     try:
                         got = _fetch(defense, name, url, world, cache, out, _root(states))
-                        sha = _sha256(got / WEIGHTS)
+                        sha = file_sha256(got / WEIGHTS)
                         result = {
                             "model": name,
                             "outcome": "badnet" if sha in world.badnet_sha256.values() else "genuine",

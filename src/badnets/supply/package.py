@@ -20,16 +20,14 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from badnets._io import read_json
+from badnets._io import read_json, staged_dir
 from badnets.errors import IntegrityError, PackageError
 
 __all__ = [
@@ -219,14 +217,8 @@ def export_package(run_dir: Path | str, out: Path | str) -> Path:
     _model_from(metadata, weights, run_dir / "results.json")
     files = {WEIGHTS: weights, METADATA: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()}
     manifest = _render_manifest({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as staging:
         for name, data in {**files, MANIFEST: manifest}.items():
             (staging / name).write_bytes(data)
         staging.chmod(0o755)
-        os.rename(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from badnets._io import atomic_path, write_bytes
-from badnets.errors import ConfigError, IntegrityError, PackageError, VerificationError
+from badnets.errors import ConfigError, IntegrityError, PackageError, VerificationError, one_line
 from badnets.supply.package import SIGNATURE, read_package_files
 
 __all__ = ["generate_keypair", "sign_package", "verify_package"]
@@ -68,11 +68,6 @@ def _hashing(ignored: list[Path]):  # type: ignore[no-untyped-def]
     return hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=False).set_allow_symlinks(False)
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 300 else text[:297] + "…"
-
-
 def _signature_failure(error: BaseException) -> str:
     """model_signing's reason, with its manifest diff (digests as byte reprs) cut down to the file names."""
     text = str(error).replace("\\'", "'")  # the diff arrives as a list repr, quotes escaped
@@ -82,7 +77,7 @@ def _signature_failure(error: BaseException) -> str:
     parts = [f"changed since signing: {', '.join(changed)}"] if changed else []
     parts += [f"not signed: {extra.group(1).strip()}"] if extra else []
     parts += [f"signed but missing: {missing.group(1).strip()}"] if missing else []
-    return "; ".join(parts) if parts else _one_line(error)
+    return "; ".join(parts) if parts else one_line(error, 297)
 
 
 def sign_package(
@@ -116,7 +111,7 @@ def sign_package(
             config.use_elliptic_key_signer(private_key=key, password=password)
         except (OSError, ValueError, TypeError) as e:
             raise ConfigError(
-                f"cannot use {key} as a signing key ({_one_line(e)}); pass an EC private key in PEM, e.g. from "
+                f"cannot use {key} as a signing key ({one_line(e, 297)}); pass an EC private key in PEM, e.g. from "
                 "`badnets keygen`"
             ) from None
     # model_signing writes the signature file itself; write it outside the package and rename it in, so a
@@ -164,7 +159,7 @@ def verify_package(
             config.use_elliptic_key_verifier(public_key=public_key)
         except (OSError, ValueError, TypeError) as e:
             raise ConfigError(
-                f"cannot use {public_key} as a public key ({_one_line(e)}); pass the author's PEM"
+                f"cannot use {public_key} as a public key ({one_line(e, 297)}); pass the author's PEM"
             ) from None
     elif identity and issuer:
         config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)

@@ -26,8 +26,6 @@ import http.server
 import json
 import logging
 import re
-import shutil
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -37,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from badnets._io import write_bytes, write_json
-from badnets.errors import BadnetsError, ConfigError, VerificationError
+from badnets._io import staged_dir, write_bytes, write_json
+from badnets.errors import BadnetsError, ConfigError, VerificationError, one_line
 from badnets.supply.package import MANIFEST, SIGNATURE, load_package, parse_manifest, read_package_files
 
 __all__ = ["EXPIRY", "Zoo", "check_name", "fetch_package", "fetch_plain", "serve_zoo"]
@@ -255,7 +253,7 @@ def _canonical_fetcher() -> Any:
                 md = Metadata.from_bytes(data)
                 canonical = md.to_bytes(JSONSerializer(compact=True))
             except Exception as e:  # DeserializationError, ValueError, KeyError … on a malformed file
-                raise RepositoryError(f"{url} is not valid TUF metadata: {_short(e)}") from None
+                raise RepositoryError(f"{url} is not valid TUF metadata: {one_line(e, 240)}") from None
             if data != canonical or any(s.signature != s.signature.lower() for s in md.signatures.values()):
                 raise RepositoryError(f"{url} is not in the canonical form a badnets zoo writes")
             return data
@@ -263,23 +261,11 @@ def _canonical_fetcher() -> Any:
     return CanonicalFetcher()
 
 
-def _stage(out: Path, name: str) -> tuple[Path, Path]:
-    destination = out / name
-    if destination.exists():
-        raise ConfigError(f"{destination} already exists; delete it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return destination, Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-
-
-@contextlib.contextmanager
-def _staged(out: Path, name: str) -> Iterator[Path]:
-    """A temporary directory beside the destination, renamed into place only if the block succeeds."""
-    destination, staging = _stage(out, name)
-    try:
-        yield staging
-        staging.rename(destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def _staged(out: Path, name: str) -> contextlib.AbstractContextManager[Path]:
+    """``out/name`` built in a temporary sibling directory and renamed into place only if the block succeeds."""
+    if (out / name).exists():
+        raise ConfigError(f"{out / name} already exists; delete it or choose another --out")
+    return staged_dir(out / name)
 
 
 def _finish(staging: Path, name: str, public_key: Path | str | None) -> None:
@@ -354,16 +340,11 @@ def fetch_package(
         except BadnetsError:
             raise
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
-            raise VerificationError(f"TUF rejected the zoo's data: {type(e).__name__}: {_short(e)}") from None
+            raise VerificationError(f"TUF rejected the zoo's data: {type(e).__name__}: {one_line(e, 240)}") from None
         except ValueError as e:  # a malformed root or metadata file
-            raise VerificationError(f"TUF rejected the zoo's data: {_short(e)}") from None
+            raise VerificationError(f"TUF rejected the zoo's data: {one_line(e, 240)}") from None
         _finish(staging, name, public_key)
     return Path(out) / name
-
-
-def _short(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:240] + ("…" if len(text) > 240 else "")
 
 
 def _http_get(url: str, limit: int) -> bytes:
