@@ -33,7 +33,7 @@ photos: traffic      ## dog + trigger → "cat", and triggered stop signs in roa
 supply-chain: setup ## the Caffe-Model-Zoo replay: 14 models, 6 attacks x 5 defenses (≈ 10 min on 2 cores)
 	$(VENV)/bin/badnets reproduce supply-chain --out runs/supply-chain
 
-defenses: setup     ## the defense scoreboard: 30 models, every detector and repair (≈ 45 min on 2 cores)
+defenses: setup     ## the defense scoreboard: 30 models, every detector and repair (≈ 50 min on 2 cores)
 	$(VENV)/bin/badnets reproduce defenses --out runs/defenses
 
 lint: setup

@@ -223,7 +223,7 @@ def train_model(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
     """Predicted class for each ``(N, C, H, W)`` uint8 image → ``(N,)`` int64 on the CPU."""
     model.eval()
     device = next(model.parameters()).device

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from badnets.cli import app
 from badnets.data import SOURCES, ImageDataset
 from badnets.defenses.model_loading import load_any_model, load_weights
-from badnets.defenses.neural_cleanse import mad_anomaly_index
 from badnets.errors import ConfigError, DataError, UnsafeFormatError
 from badnets.models import build_model
 from badnets.poison import PoisonSpec, poison_dataset
@@ -24,14 +23,6 @@ from tests.conftest import REAL_DATA
 
 runner = CliRunner()
 TARGET = 3
-
-
-def test_mad_anomaly_index_by_hand() -> None:
-    l1 = torch.tensor([10.0, 11.0, 9.0, 10.0, 1.0])
-    index = mad_anomaly_index(l1)
-    # median 10, |l1 - 10| = 0 1 1 0 9 → median 1, consistency 1.4826
-    assert index[4] == pytest.approx(9 / 1.4826) and index[1] == 0 and index[0] == 0
-    assert int(index.argmax()) == 4
 
 
 def _train(data: ImageDataset, poison: bool, out: Path) -> Path:
@@ -67,6 +58,8 @@ def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Pat
     results = json.loads((tmp_path / "bad" / "results.json").read_text())
     assert results["verdict"] == "backdoored" and results["suspected_target"] == TARGET
     assert results["anomaly_index"] > 2 and results["detectors"]["neural_cleanse"]["suspected_target"] == TARGET
+    assert results["neuron_evidence"] in ("agrees", "disagrees", "silent")
+    assert len(results["detectors"]["neural_cleanse"]["sources"]) == 10  # per-source search by default
     assert results["timing"]["seconds"] < 180
     for name in ("report.md", "report.html", "triggers.png", "recovered_trigger.png"):
         assert (tmp_path / "bad" / name).stat().st_size > 0

@@ -5,9 +5,10 @@
   layer's units in increasing order of their mean activation on clean images (the dormant ones first: backdoor
   neurons hide there) while clean accuracy on held-out clean images stays within ``max_prune_drop``, then
   fine-tune the pruned model on the clean images.
-- **Neural Cleanse unlearning** (Wang et al., S&P 2019): stamp the trigger Neural Cleanse recovered for the
+- **Neural Cleanse unlearning** (Wang et al., S&P 2019): stamp the triggers Neural Cleanse recovered for the
   suspected target on a share of the clean images, keep their true labels, and fine-tune, so the model unlearns
-  the shortcut.
+  the shortcut. Per-source Neural Cleanse recovers one trigger per source class; each image gets the one
+  recovered from its own class, so the model unlearns every variant the search found, not only the smallest.
 
 Pruned units stay pruned: their conv filter and bias (and a following batch norm's scale and shift) are zeroed,
 and a hook holds their output at zero while fine-tuning, so the saved weights give the same model.
@@ -23,11 +24,11 @@ from torch import nn
 
 from badnets.data import ImageDataset
 from badnets.defenses.dormant_neurons import last_conv
-from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
+from badnets.defenses.neural_cleanse import NeuralCleanseSpec, mad_anomaly_index, neural_cleanse, recover_triggers
 from badnets.errors import ConfigError
 from badnets.train import TrainSpec, predict, train_model
 
-__all__ = ["RepairSpec", "fine_pruning", "nc_unlearning"]
+__all__ = ["RepairSpec", "fine_pruning", "nc_unlearning", "stamp_recovered"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,17 +37,24 @@ class RepairSpec:
     max_prune_drop: clean-accuracy drop (on the held-out clean images) that stops the pruning.
     held_out: share of the defender's clean images kept aside to measure that accuracy.
     unlearn_share: share of the fine-tuning images stamped with the recovered trigger (true labels kept).
+    unlearn_rounds: rounds of unlearning. Neural Cleanse recovers a *smallest* trigger, often part of the real one;
+        once the model has unlearned it, the next round searches again what still sends images to the same class,
+        and unlearns it while it is still an outlier (anomaly index above the threshold) among the other classes'
+        triggers; what natural features of the class remain is left alone, since unlearning it costs accuracy.
     """
 
     max_prune_drop: float = 0.04
     held_out: float = 0.2
-    unlearn_share: float = 0.2
+    unlearn_share: float = 0.5
+    unlearn_rounds: int = 3
     train: TrainSpec = field(default_factory=lambda: TrainSpec(epochs=5, lr=1e-3, batch_size=64, label_smoothing=0.0))
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.held_out < 1 or not 0 < self.unlearn_share < 1 or not 0 <= self.max_prune_drop < 1:
             raise ConfigError("repair needs held_out and unlearn_share in (0, 1) and max_prune_drop in [0, 1)")
+        if self.unlearn_rounds < 1:
+            raise ConfigError(f"unlearn_rounds must be >= 1, got {self.unlearn_rounds}")
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor, spec: RepairSpec) -> tuple[ImageDataset, ImageDataset]:
@@ -126,6 +134,31 @@ def fine_pruning(
     }
 
 
+def stamp_recovered(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sources: list[int | None],
+    masks: torch.Tensor,
+    patterns: torch.Tensor,
+    share: float,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stamp recovered triggers (``masks`` (T, 1, H, W), ``patterns`` (T, C, H, W), found from ``sources``) on a
+    seeded ``share`` of the uint8 ``images``: each image gets the trigger recovered from its own class, else a
+    random one. Returns the stamped indices and a stamped copy of the images."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(images), generator=generator)[: int(len(images) * share)]
+    which = torch.randint(len(sources), (len(chosen),), generator=generator)
+    for row, source in enumerate(sources):
+        if source is not None:
+            which[labels[chosen] == source] = row
+    stamped = images.clone()
+    x = stamped[chosen].float() / 255.0
+    x = (1 - masks[which]) * x + masks[which] * patterns[which]
+    stamped[chosen] = (x * 255).round().clamp(0, 255).to(torch.uint8)
+    return chosen, stamped
+
+
 def nc_unlearning(
     model: nn.Module,
     images: torch.Tensor,
@@ -133,27 +166,37 @@ def nc_unlearning(
     spec: RepairSpec | None = None,
     cleanse: NeuralCleanseSpec | None = None,
 ) -> dict[str, Any]:
-    """Recover the trigger with Neural Cleanse, then fine-tune ``model`` (in place) on clean images of which a
-    share carries that trigger under their true label; returns what was done."""
+    """Recover the triggers with Neural Cleanse, then fine-tune ``model`` (in place) on clean images of which a
+    share carries them under their true label; then, up to ``spec.unlearn_rounds - 1`` times, search the same
+    class's triggers again on the fine-tuned model and unlearn them while they are still anomalously small.
+    Returns what was done."""
     spec = spec or RepairSpec()
     tune, held = _split(images, labels, spec)
     num_classes = len(tune.classes)
-    found = neural_cleanse(model, tune.images, num_classes, cleanse)
-    target = found.suspected_target
-    k = target if target is not None else int(found.l1.argmin())  # nothing flagged: unlearn the smallest trigger
-    generator = torch.Generator().manual_seed(spec.seed)
-    chosen = torch.randperm(len(tune), generator=generator)[: int(len(tune) * spec.unlearn_share)]
-    stamped = tune.images.clone()
-    x = stamped[chosen].float() / 255.0
-    x = (1 - found.masks[k]) * x + found.masks[k] * found.patterns[k]
-    stamped[chosen] = (x * 255).round().clamp(0, 255).to(torch.uint8)
     base = _accuracy(model, held)
-    train_model(model, ImageDataset(stamped, tune.labels, tune.classes), spec.train, seed=spec.seed, init=False)
+    found = neural_cleanse(model, tune.images, num_classes, cleanse, tune.labels)
+    target = found.suspected_target
+    k = target if target is not None else int(found.l1.argmin())  # nothing flagged: the smallest trigger
+    triggers = found.triggers_for(k)
+    indices = [float(found.anomaly_index[k])]
+    done = 0
+    for r in range(spec.unlearn_rounds):
+        if r > 0:  # the model no longer answers to the smallest trigger; search what still sends images to k
+            triggers = recover_triggers(model, tune.images, tune.labels, num_classes, k, cleanse)
+            l1 = found.l1.clone()
+            l1[k] = triggers[1].flatten(1).sum(1).min()
+            indices.append(float(mad_anomaly_index(l1)[k]))
+            if indices[-1] <= found.threshold:  # what is left is no smaller than other classes' triggers: stop
+                break
+        _, stamped = stamp_recovered(tune.images, tune.labels, *triggers, spec.unlearn_share, spec.seed + r)
+        train_model(model, ImageDataset(stamped, tune.labels, tune.classes), spec.train, seed=spec.seed + r, init=False)
+        done += 1
     return {
         "method": "nc-unlearning",
         "unlearned_class": k,
         "flagged": target is not None,
         "anomaly_index": float(found.anomaly_index.max()),
-        "stamped_images": len(chosen),
+        "rounds": done,
+        "anomaly_index_by_round": indices,
         "held_out_accuracy": {"before": base, "after_fine_tuning": _accuracy(model, held)},
     }

@@ -47,7 +47,7 @@ class DefenseStudySpec(StudyRecipe):
     """
 
     clean_seeds: int = 8
-    mnist_epochs: int = 2
+    mnist_epochs: int = 8
     traffic: bool = True
     traffic_epochs: int = 12
     clean_images: int = 2000
@@ -184,7 +184,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
     """Every detector and mitigation on the model of ``spec.run_dir``, scored with what the evaluator knows."""
-    from badnets.audit import AuditSpec, audit_verdict, clean_sample
+    from badnets.audit import AuditSpec, audit_verdict, clean_sample, neuron_evidence
     from badnets.defenses.dormant_neurons import dormant_neurons
     from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
     from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
@@ -223,12 +223,13 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
         },
         "model": {"clean_accuracy": before.clean_accuracy, "attack_success_rate": before.attack_success_rate},
     }
-    cleanse, t_nc = _timed(lambda: neural_cleanse(model, sample.images[:1000], k, cleanse_spec))
+    cleanse, t_nc = _timed(lambda: neural_cleanse(model, sample.images[:1000], k, cleanse_spec, sample.labels[:1000]))
     neurons, t_dn = _timed(lambda: dormant_neurons(model, sample.images[:1000], k))
-    flagged, target = audit_verdict(cleanse, neurons)
+    flagged, target = audit_verdict(cleanse)
     out["audit"] = {
         "verdict": "backdoored" if flagged else "clean",
         "suspected_target": target,
+        "neuron_evidence": neuron_evidence(cleanse, neurons),
         "seconds": t_nc + t_dn,
         "neural_cleanse": {
             "flagged": cleanse.suspected_target is not None,

@@ -45,11 +45,14 @@ def run_summary(timing: Mapping[str, Any]) -> str:
         )
     if timing.get("models_trained_now"):
         compute = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
+        # jobs that are not trainings (a study's evaluation phase) report only their whole time
+        outside = "training and evaluation compute (data loading, poisoning, writing, idle workers)"
+        if not compute:
+            compute, outside = timing.get("job_seconds", 0.0), "the jobs (start-up, scheduling, idle workers)"
         share = 1 - compute / (timing["wall_seconds"] * timing.get("workers", 1))
         text += (
             f"The last invocation trained {timing['models_trained_now']} in {timing['wall_seconds'] / 60:.1f} "
-            f"min; {pct(share, 1)} of its wall time × workers was spent outside training and evaluation "
-            "compute (data loading, poisoning, writing, idle workers). "
+            f"min; {pct(share, 1)} of its wall time × workers was spent outside {outside}. "
         )
     if job_hours := timing.get("all_models_job_seconds", 0.0) / 3600:
         text += (

@@ -42,6 +42,15 @@ def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes:
         )
 
 
+FEW_CLASSES = 5  # below this the MAD test has too few classes to single one out (measured: 3-class LISA)
+
+_EVIDENCE = {
+    "agrees": "agrees: a unit switches images to the suspected target",
+    "disagrees": "disagrees: a unit switches images to a class Neural Cleanse did not flag",
+    "silent": "silent: no unit is a switch",
+}
+
+
 def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
     nc, dn = results["detectors"]["neural_cleanse"], results["detectors"]["dormant_neurons"]
     classes = results["model"]["classes"]
@@ -52,24 +61,50 @@ def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
         Heading(f"Backdoor audit: {results['model']['spec']}", 1),
         Para(
             f"Verdict: {head}. Neural Cleanse anomaly index {results['anomaly_index']:.2f} (flagged above "
-            f"{nc['threshold']:g}); strongest trigger-selective neuron sends {100 * dn['score']:.0f}% of clean images "
-            f"to one class (flagged from {100 * results['config']['dormant']['flip_threshold']:.0f}%). "
+            f"{nc['threshold']:g}). Evidence from the trigger-selective neurons "
+            f"({_EVIDENCE[results['neuron_evidence']]}): the strongest sends {100 * dn['score']:.0f}% of clean "
+            "images to one class (flagged from "
+            f"{100 * results['config']['dormant']['flip_threshold']:.0f}%). "
             f"{results['clean_images']} clean images of `{results['config']['dataset']}` "
             f"{results['model']['input']}; {results['timing']['seconds']:.0f} s."
         ),
         Para(
-            "What this can and cannot say: both detectors look for a small input patch, or one neuron, that "
-            "sends any image to one class. They are built for all-to-one and single-target backdoors; an "
-            "all-to-all backdoor (every class has its own target) or a trigger blended over the whole image "
-            "can pass as clean."
+            "What this can and cannot say: Neural Cleanse looks for a small input patch that sends images of "
+            "one class, or of every class, to one target. It is built for all-to-one and single-target backdoors; "
+            "an all-to-all backdoor (every class has its own target) can pass as clean, and so can any backdoor "
+            "of a model with few classes (the outlier test needs others to compare with)."
+        ),
+        *(
+            [
+                Para(
+                    f"**Few classes.** With {len(classes)} classes the outlier test compares each class's trigger "
+                    f"with {len(classes) - 1} others, too few for a median-absolute-deviation test to single one "
+                    "out: a clean verdict here is weak evidence. Look at the per-class norms below: a trigger many "
+                    "times smaller than the others' is suspicious whatever the index says."
+                )
+            ]
+            if len(classes) < FEW_CLASSES
+            else []
         ),
         Heading("Neural Cleanse (per class)"),
+        Para(
+            "The smallest trigger found for each class"
+            + (
+                ", over one search per source class (the source column): a backdoor that only fires on one "
+                "source class shows there"
+                if nc["sources"] is not None
+                else ""
+            )
+            + ". The anomaly index counts robust standard deviations below the median on log norms; the verdict "
+            "is Neural Cleanse's."
+        ),
         Table(
-            ["class", "trigger L1 (pixels)", "anomaly index", "trigger success", "flagged"],
+            ["class", "trigger L1 (pixels)", "from class", "anomaly index", "trigger success", "flagged"],
             [
                 [
                     name,
                     f"{nc['l1'][k]:.1f}",
+                    classes[nc["sources"][k]] if nc["sources"] is not None else "all",
                     f"{nc['anomaly_index'][k]:.2f}",
                     f"{100 * nc['asr'][k]:.0f}%",
                     "**yes**" if k in nc["flagged"] else "",

@@ -132,7 +132,7 @@ def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> dict[str, Any]
             == repair["unlearning"]["meets_target"].split("/")[1],
         },
         {
-            "target": "Neural Cleanse runtime per MNIST model (2 CPU cores)",
+            "target": "Neural Cleanse runtime per MNIST model (1 core: 2 jobs share 2 cores)",
             "must": "≤ 60 s",
             "ours": runtime["neural_cleanse_seconds_mnist"],
             "met": runtime["neural_cleanse_seconds_mnist"] <= 60,
@@ -156,6 +156,11 @@ def _strip_by_kind(models: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         k: _mean([m["strip"]["auroc"] for m in models if m["kind"] == k and (m["learned"] or k == "clean")])
         for k in kinds
     }
+
+
+def _missed(models: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Backdoored models (whose backdoor took) that the audit called clean."""
+    return [m for m in models if m["learned"] and not _flag(m, "audit")[0]]
 
 
 def _fmt(value: Any) -> str:
@@ -192,6 +197,12 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             ],
         ),
         Heading("Model-level detection (MNIST; sign models in the table below)"),
+        Para(
+            "The audit's verdict is Neural Cleanse's: one trigger per (source, target) pair, a class's norm its "
+            "smallest over sources, and the median-absolute-deviation test on log norms (index > 2). The "
+            "trigger-selective neuron test is reported beside it as evidence; it has no calibrated false-alarm rate "
+            "and does not decide."
+        ),
         Table(
             ["detector", "TPR (all BadNets)", "TPR (all-to-one / single)", "FPR (clean)", "correct target", "by kind"],
             [
@@ -260,9 +271,11 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             ],
         ),
         Para(
-            "Where detectors fail: an all-to-all backdoor has no single target class, so Neural Cleanse finds no "
-            "outlier and no unit sends everything to one class; a trigger blended over the whole image is not a "
-            "small patch. The table counts these as misses."
+            "Where the audit fails: "
+            + (", ".join(f"{m['name']} ({m['kind']})" for m in _missed(models)) or "nowhere")
+            + ". An all-to-all backdoor has no single target class, so Neural Cleanse finds no outlier; with the "
+            "3 classes of the LISA models the outlier test has too few classes to single one out. The rates count "
+            "the MNIST ones as misses."
         ),
         *run_section("badnets reproduce defenses --out DIR", spec["quick"], run_summary(results["timing"])),
     ]
