@@ -86,8 +86,7 @@ def audit(
     """Is there a backdoor in this model? Neural Cleanse decides, on clean images only; trigger-selective neurons
     are reported as evidence."""
     from badnets.audit import run_audit
-    from badnets.defenses.neural_cleanse import NeuralCleanseSpec
-    from badnets.report.audit import FEW_CLASSES
+    from badnets.defenses.neural_cleanse import FEW_CLASSES, NeuralCleanseSpec
 
     spec = replace(
         _spec(model, weights, dataset, data_dir, clean_images, seed, _floats(mean, "--mean"), _floats(std, "--std")),

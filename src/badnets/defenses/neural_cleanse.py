@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,12 +30,16 @@ from torch.nn import functional as F
 from badnets.errors import ConfigError
 
 __all__ = [
+    "FEW_CLASSES",
     "NeuralCleanseResult",
     "NeuralCleanseSpec",
     "mad_anomaly_index",
     "neural_cleanse",
     "recover_triggers",
 ]
+
+
+FEW_CLASSES = 5  # below this the MAD test has too few classes to single one out (measured: 3-class LISA)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,17 +80,15 @@ class NeuralCleanseResult:
     anomaly_index: torch.Tensor  # (K,)
     threshold: float
     seconds: float
-    sources: list[int] | None = None  # per-source mode: the source class of each class's smallest trigger
     # every trigger optimised: (source class or None for all classes, target class), with its mask and pattern
-    trials: list[tuple[int | None, int]] = field(default_factory=list)
-    trial_masks: torch.Tensor | None = None
-    trial_patterns: torch.Tensor | None = None
+    trials: list[tuple[int | None, int]]
+    trial_masks: torch.Tensor  # (T, 1, H, W)
+    trial_patterns: torch.Tensor  # (T, C, H, W)
+    sources: list[int] | None = None  # per-source mode: the source class of each class's smallest trigger
 
     def triggers_for(self, target: int) -> tuple[list[int | None], torch.Tensor, torch.Tensor]:
         """The sources, masks and patterns of every trigger recovered for ``target``."""
         rows = [i for i, (_, t) in enumerate(self.trials) if t == target]
-        if not rows or self.trial_masks is None or self.trial_patterns is None:
-            return [None], self.masks[target : target + 1], self.patterns[target : target + 1]
         return [self.trials[i][0] for i in rows], self.trial_masks[rows], self.trial_patterns[rows]
 
     @property

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from badnets.defenses.neural_cleanse import FEW_CLASSES
 from badnets.report import plots
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
 
@@ -41,8 +42,6 @@ def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes:
             cell_inches=2.5,
         )
 
-
-FEW_CLASSES = 5  # below this the MAD test has too few classes to single one out (measured: 3-class LISA)
 
 _EVIDENCE = {
     "agrees": "agrees: a unit switches images to the suspected target",
