@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from badnets._cli_common import app, err_console, friendly_errors, out_console
@@ -118,25 +119,39 @@ def verify(
 @friendly_errors
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Model files or directories to scan.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each file's format, verdict and reason as JSON.")
+    ] = False,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(help="A global (module.name) you reviewed and accept, e.g. mylib.layers.Block; repeatable."),
+    ] = None,
+    max_bytes: Annotated[
+        int, typer.Option(help="Largest file read, and most bytes unpacked from one file's archives.", min=1)
+    ] = 8 << 30,
 ) -> None:
-    """Look for code in pickle-based model files (.pt/.pth/.bin/.pkl/.ckpt, zips) without loading them.
+    """Look for code in model files without loading them: formats are told by content, never by name.
 
-    Exit 1 if any file imports something beyond the safe list or cannot be scanned; nothing is ever unpickled.
+    Pickles (any protocol, every stream), PyTorch zip / legacy / tar files, NumPy .npy/.npz, zip, tar, gzip, bz2
+    and xz are opened and every byte accounted for; safetensors headers are checked; text is data. Exit 1 if any
+    file imports something beyond the safe list or cannot be scanned (7z, HDF5, unknown binary, a damaged or
+    ambiguous archive, a pickle the scan cannot follow), and for symlinks, FIFOs and devices, which are never
+    opened. Nothing is ever unpickled.
     """
-    from badnets.supply import scan_path
+    from badnets.supply import ScanLimits, scan_path
 
-    files = [f for path in paths for f in scan_path(path).files]
-    findings = [f for f in files if f.verdict in ("dangerous", "unscannable")]
+    limits = ScanLimits(max_file_bytes=max_bytes, max_unpacked_bytes=max_bytes)
+    files = [f for path in paths for f in scan_path(path, allow=allow or (), limits=limits).files]
+    findings = [f for f in files if f.verdict != "clean"]
     if as_json:
-        out_console.print_json(json.dumps([vars(f) for f in files]))
+        typer.echo(json.dumps([vars(f) for f in files], indent=2))
     else:
-        style = {"clean": "green", "dangerous": "bold red", "unscannable": "red", "skipped": "dim"}
-        table = Table(title="pickle scan (picklescan, strict)")
+        style = {"clean": "green", "dangerous": "bold red", "unscannable": "red"}
+        table = Table(title="model file scan (content-identified; nothing is loaded)")
         for column in ("file", "format", "verdict", "detail"):
             table.add_column(column, overflow="fold")
         for f in files:
-            table.add_row(f.path, f.format, f"[{style[f.verdict]}]{f.verdict}[/]", f.detail)
+            table.add_row(escape(f.path), escape(f.format), f"[{style[f.verdict]}]{f.verdict}[/]", escape(f.detail))
         out_console.print(table)
     if findings:
         err_console.print(f"{len(findings)} of {len(files)} file(s) must not be loaded")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pickle
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from badnets.cli import app
 from badnets.errors import ConfigError
-from badnets.supply import scan_file, scan_path
+from badnets.supply import ScanLimits, scan_file, scan_path
 
 
 class _WritesAFile:
@@ -87,7 +88,7 @@ def test_clean_model_files(tmp_path: Path) -> None:
         "legacy.pth": "clean",
         "plain.pkl": "clean",
         "model.safetensors": "clean",
-        "README.md": "skipped",
+        "README.md": "clean",
     }
     assert report.ok
     assert CliRunner().invoke(app, ["scan", str(tmp_path)]).exit_code == 0
@@ -131,12 +132,59 @@ def test_symlinks_are_reported_not_followed(tmp_path: Path, marker: Path) -> Non
     ]
 
 
-def test_a_named_file_of_no_model_format_must_still_parse(tmp_path: Path) -> None:
+def test_formats_are_told_by_content_not_by_name(tmp_path: Path, marker: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
-    assert scan_file(tmp_path / "notes.txt").verdict == "unscannable"
+    (tmp_path / "config.json").write_text('{"a": 1}')
+    (tmp_path / "weights.model").write_bytes(pickle.dumps(_WritesAFile(marker)))
+    (tmp_path / "model.pkl.gz").write_bytes(gzip.compress(pickle.dumps(_WritesAFile(marker))))
+    (tmp_path / "random.npy").write_bytes(os.urandom(256))
+    (tmp_path / "evil.yaml").write_text("!!python/object/apply:os.system ['touch x']\n")
+    verdicts = {Path(f.path).name: (f.format, f.verdict) for f in scan_path(tmp_path).files}
+    assert verdicts["notes.txt"] == ("text", "clean") and verdicts["config.json"] == ("text", "clean")
+    assert verdicts["weights.model"] == ("pickle", "dangerous")
+    assert verdicts["model.pkl.gz"] == ("gzip(pickle)", "dangerous")
+    assert verdicts["random.npy"][1] == "unscannable"
+    assert verdicts["evil.yaml"] == ("yaml", "dangerous")
     with pytest.raises(ConfigError, match="does not exist"):
         scan_path(tmp_path / "missing")
     assert CliRunner().invoke(app, ["scan", str(tmp_path / "missing")]).exit_code == 2
+
+
+def test_fifos_and_devices_are_reported_never_opened(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.pt")  # opening it for reading would block forever
+    (tmp_path / "ok.json").write_text("{}")
+    report = scan_path(tmp_path)
+    assert [(Path(f.path).name, f.format, f.verdict) for f in report.files] == [
+        ("ok.json", "text", "clean"),
+        ("pipe.pt", "special", "unscannable"),
+    ]
+    assert scan_file(tmp_path / "pipe.pt").verdict == "unscannable"
+
+
+def test_limits_make_a_zip_bomb_unscannable_not_clean(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.json", b" " * 20_000_000)
+    assert (tmp_path / "bomb.zip").stat().st_size < 100_000
+    limits = ScanLimits(max_unpacked_bytes=1_000_000)
+    scanned = scan_file(tmp_path / "bomb.zip", limits=limits)
+    assert scanned.verdict == "unscannable" and "more than 1,000,000 bytes" in scanned.detail
+    assert scan_file(tmp_path / "bomb.zip").verdict == "clean"  # within the default budget it is only text
+    with pytest.raises(ConfigError, match="max_depth"):
+        ScanLimits(max_depth=0)
+
+
+def test_a_reviewed_global_can_be_allowed(tmp_path: Path) -> None:
+    (tmp_path / "c.pkl").write_bytes(pickle.dumps(zipfile.ZipInfo("x")))
+    assert scan_file(tmp_path / "c.pkl").verdict == "dangerous"
+    assert scan_file(tmp_path / "c.pkl", allow=["zipfile.ZipInfo"]).verdict == "clean"
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "c.pkl"), "--allow", "zipfile.ZipInfo"])
+    assert result.exit_code == 0, result.output
+
+
+def test_rich_markup_in_file_names_is_printed_literally(tmp_path: Path) -> None:
+    (tmp_path / "[bold]x[red].json").write_text("{}")
+    result = CliRunner().invoke(app, ["scan", str(tmp_path)])
+    assert result.exit_code == 0 and "[bold]x[red].json" in result.output.replace("\n", "")
 
 
 def test_json_output(tmp_path: Path, marker: Path) -> None:

@@ -2,17 +2,19 @@
 """The supply-chain half of BadNets (§6): model packages, author signatures, pickle scanning."""
 
 from badnets.supply.package import ModelPackage, export_package, load_package, read_package_files
-from badnets.supply.scan import FileScan, ScanReport, scan_file, scan_path
+from badnets.supply.scan import FileScan, ScanLimits, ScanReport, scan_bytes, scan_file, scan_path
 from badnets.supply.signing import generate_keypair, sign_package, verify_package
 
 __all__ = [
     "FileScan",
     "ModelPackage",
+    "ScanLimits",
     "ScanReport",
     "export_package",
     "generate_keypair",
     "load_package",
     "read_package_files",
+    "scan_bytes",
     "scan_file",
     "scan_path",
     "sign_package",
