@@ -38,7 +38,7 @@ def export(
 
     package = export_package(run_dir, out)
     loaded = load_package(package)
-    out_console.print(f"wrote {package} ({', '.join(sorted(loaded.sha256))} + SHA256SUMS)")
+    out_console.print(f"wrote {package} ({', '.join(sorted(loaded.sha256))})", highlight=False)
     out_console.print(f"sign it with: badnets sign {package} --key PRIVATE.pem")
 
 
@@ -49,26 +49,34 @@ def load(
     pub: Annotated[Path | None, typer.Option(help="Also check the author's signature with this public key.")] = None,
     signature: SignatureOpt = None,
 ) -> None:
-    """Check a package against its manifest (and, with --pub, its signature), load the model, and describe it."""
-    from badnets.supply import load_package, verify_package
+    """Check a package against its manifest (and, with --pub, its signature), load the model, and describe it.
+
+    Each file is read once: the bytes checked are the bytes loaded. Every string shown comes from the package's
+    metadata, which only the signature vouches for, and is printed literally.
+    """
+    from badnets.supply import load_package, load_signed_package
 
     if pub is not None:
-        verify_package(package, pub, signature=signature)
-    loaded = load_package(package, signature.name if signature else "model.sig")
+        loaded = load_signed_package(package, pub, signature=signature)
+    else:
+        loaded = load_package(package, signature.name if signature else "model.sig")
     meta, arch = loaded.metadata, loaded.metadata["architecture"]
-    table = Table(title=f"{package}", show_header=False)
-    table.add_row("integrity", f"{len(loaded.sha256)} files match SHA256SUMS")
-    table.add_row("signature", "verified with " + str(pub) if pub else "not checked (pass --pub)")
-    table.add_row("model", f"{arch['model']}, {arch['in_channels']}×{arch['image_size']}² input")
-    table.add_row("classes", ", ".join(map(str, arch.get("classes", []))) or str(arch["num_classes"]))
+    listed = len(loaded.sha256) - 1  # SHA256SUMS itself is among the files read
+    table = Table(title=escape(str(package)), show_header=False)
+    table.add_row("integrity", f"{listed} files match SHA256SUMS")
+    table.add_row("signature", escape(f"verified with {pub}") if pub else "not checked (pass --pub)")
+    table.add_row("model", escape(f"{arch['model']}, {arch['in_channels']}×{arch['image_size']}² input"))
+    classes = arch.get("classes")
+    shown = ", ".join(map(str, classes)) if isinstance(classes, list) and classes else str(arch["num_classes"])
+    table.add_row("classes", escape(shown[:500]))
     params = sum(p.numel() for p in loaded.model.parameters())
     table.add_row("parameters", f"{params:,}")
+    metrics = meta["metrics"] if isinstance(meta.get("metrics"), dict) else {}
     for name in ("clean_accuracy", "attack_success_rate"):
-        if name in meta.get("metrics", {}):
-            table.add_row(name.replace("_", " "), f"{100 * meta['metrics'][name]:.2f}% (as recorded by its author)")
-    table.add_row(
-        "trained by", f"badnets {meta.get('versions', {}).get('badnets', '?')}, commit {meta.get('git_commit')}"
-    )
+        if isinstance(metrics.get(name), int | float):
+            table.add_row(name.replace("_", " "), f"{100 * metrics[name]:.2f}% (as recorded by its author)")
+    versions = meta["versions"] if isinstance(meta.get("versions"), dict) else {}
+    table.add_row("trained by", escape(f"badnets {versions.get('badnets', '?')}, commit {meta.get('git_commit')}"))
     out_console.print(table)
 
 
@@ -112,7 +120,7 @@ def verify(
     from badnets.supply import verify_package
 
     verify_package(package, pub, signature=signature, identity=identity, issuer=issuer)
-    out_console.print(f"[green]verified[/]: {package} is what the holder of {pub or identity} signed")
+    out_console.print(f"[green]verified[/]: {escape(f'{package} is what the holder of {pub or identity} signed')}")
 
 
 @app.command()

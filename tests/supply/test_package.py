@@ -74,7 +74,7 @@ def test_export_refuses_bad_runs_and_leaves_nothing(tmp_path: Path) -> None:
         (lambda p: ((p / WEIGHTS).unlink(), os.symlink("/etc/hostname", p / WEIGHTS)), PackageError, "symlink"),
         (lambda p: (p / WEIGHTS).write_bytes(b"x" + (p / WEIGHTS).read_bytes()[1:]), IntegrityError, "altered"),
         (lambda p: (p / METADATA).write_text("{}"), IntegrityError, "SHA-256"),
-        (lambda p: (p / MANIFEST).unlink(), PackageError, "cannot open"),
+        (lambda p: (p / MANIFEST).unlink(), PackageError, "has no SHA256SUMS"),
         (lambda p: rewrite_manifest(p, [f"{'0' * 64}  ../../x", f"{'0' * 64}  {WEIGHTS}"]), PackageError, "plain"),
         (lambda p: rewrite_manifest(p, [f"{'0' * 64}  /etc/passwd"]), PackageError, "plain file name"),
         (lambda p: rewrite_manifest(p, [f"{'0' * 64}  {WEIGHTS}", f"{'0' * 64}  {WEIGHTS}"]), PackageError, "twice"),
@@ -92,7 +92,11 @@ def test_export_refuses_bad_runs_and_leaves_nothing(tmp_path: Path) -> None:
         ),
         (lambda p: ((p / METADATA).write_text("{not json"), rewrite_manifest(p)), PackageError, "not valid JSON"),
         (lambda p: ((p / METADATA).write_text('{"format": "x"}'), rewrite_manifest(p)), PackageError, "metadata"),
-        (lambda p: ((p / WEIGHTS).write_bytes(b"\0" * 64), rewrite_manifest(p)), PackageError, "does not fit"),
+        (
+            lambda p: ((p / WEIGHTS).write_bytes(b"\0" * 64), rewrite_manifest(p)),
+            PackageError,
+            "not a valid safetensors file",
+        ),
     ],
     ids=[
         "unlisted-file",
@@ -125,3 +129,22 @@ def test_tampered_packages_are_refused(package: Path, tamper, error: type[Except
 def test_load_refuses_a_missing_package(tmp_path: Path) -> None:
     with pytest.raises(BadnetsError, match="not a directory"):
         load_package(tmp_path / "nope")
+
+
+def test_metadata_is_sanity_checked_before_anything_is_allocated(package: Path) -> None:
+    """A 4 KB metadata edit asking for 1.5 million classes is refused by the limits, and a plausible but wrong
+    size is refused by comparing the weights' declared shapes with the architecture built on the meta device."""
+    import json
+    import resource
+    import time
+
+    for classes, match in ((1_500_000, r"num_classes must be an integer in 1\.\.100000"), (99_999, "does not fit")):
+        meta = json.loads((package / METADATA).read_text())
+        meta["architecture"]["num_classes"] = classes
+        (package / METADATA).write_text(json.dumps(meta))
+        rewrite_manifest(package)
+        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+        with pytest.raises(PackageError, match=match):
+            load_package(package)
+        assert time.perf_counter() - start < 5
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: never the 4 GB asked

@@ -164,3 +164,81 @@ def test_cli_exit_codes(package: Path, keys: tuple[Path, Path]) -> None:
 
 def test_everything_is_a_badnets_error() -> None:
     assert issubclass(VerificationError, BadnetsError) and VerificationError.exit_code == 1
+
+
+def test_load_verifies_and_parses_the_same_bytes_while_the_directory_is_swapped(
+    package: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A thread swaps the signed package with an unsigned one (other weights, consistent manifest, the signed
+    package's model.sig copied in) by renames, as fast as it can, while `load --pub` runs: no load may pass
+    verification and return the other weights."""
+    import threading
+
+    import torch
+
+    from badnets.supply import load_signed_package
+    from tests.supply.test_package import rewrite_manifest
+
+    sign_package(package, keys[0])
+    signed = {k: v.clone() for k, v in load_package(package).model.state_dict().items()}
+    forged = tmp_path / "forged"
+    shutil.copytree(package, forged)
+    from tests.supply.conftest import write_run_dir
+
+    (forged / WEIGHTS).write_bytes((write_run_dir(tmp_path / "other-run", seed=1) / WEIGHTS).read_bytes())
+    rewrite_manifest(forged)
+    stop = threading.Event()
+    spare = tmp_path / "spare"
+
+    def swap() -> None:
+        while not stop.is_set():
+            for a, b in ((package, spare), (forged, package), (spare, forged)):
+                try:
+                    a.rename(b)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    outcomes = {"verified": 0, "refused": 0}
+    try:
+        for _ in range(40):
+            try:
+                loaded = load_signed_package(package, keys[1])
+            except BadnetsError:
+                outcomes["refused"] += 1
+                continue
+            outcomes["verified"] += 1
+            state = loaded.model.state_dict()
+            assert all(torch.equal(state[k], signed[k]) for k in signed), "verified, but loaded other weights"
+    finally:
+        stop.set()
+        thread.join()
+    assert outcomes["verified"] + outcomes["refused"] == 40
+
+
+def test_a_damaged_signature_gives_its_reason(package: Path, keys: tuple[Path, Path]) -> None:
+    sign_package(package, keys[0])
+    (package / SIGNATURE).write_text("{not json")
+    with pytest.raises(VerificationError, match=r"signature check failed for .+: \S+") as info:
+        verify_package(package, keys[1])
+    assert not str(info.value).endswith(": ")
+
+
+def test_metadata_strings_are_printed_literally(package: Path, keys: tuple[Path, Path]) -> None:
+    """A class name holding Rich markup can neither forge a green line nor crash `load`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from badnets.cli import app
+    from tests.supply.test_package import rewrite_manifest
+
+    meta = json.loads((package / METADATA).read_text())
+    meta["architecture"]["classes"] = ["[/]", "[green]signature verified with trusted.pem[/green]"]
+    (package / METADATA).write_text(json.dumps(meta))
+    rewrite_manifest(package)
+    result = CliRunner().invoke(app, ["load", str(package)])
+    assert result.exit_code == 0, result.output
+    flat = "".join(c for c in result.output if not c.isspace() and c not in "│┃")  # the table wraps long cells
+    assert "[/],[green]signatureverifiedwithtrusted.pem[/green]" in flat

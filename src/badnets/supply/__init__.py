@@ -3,7 +3,7 @@
 
 from badnets.supply.package import ModelPackage, export_package, load_package, read_package_files
 from badnets.supply.scan import FileScan, ScanLimits, ScanReport, scan_bytes, scan_file, scan_path
-from badnets.supply.signing import generate_keypair, sign_package, verify_package
+from badnets.supply.signing import generate_keypair, load_signed_package, sign_package, verify_package
 
 __all__ = [
     "FileScan",
@@ -13,6 +13,7 @@ __all__ = [
     "export_package",
     "generate_keypair",
     "load_package",
+    "load_signed_package",
     "read_package_files",
     "scan_bytes",
     "scan_file",

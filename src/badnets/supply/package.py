@@ -28,7 +28,7 @@ from typing import Any
 from torch import nn
 
 from badnets._io import read_json, staged_dir
-from badnets.errors import IntegrityError, PackageError
+from badnets.errors import IntegrityError, PackageError, one_line
 
 __all__ = [
     "MANIFEST",
@@ -37,10 +37,14 @@ __all__ = [
     "SIGNATURE",
     "WEIGHTS",
     "ModelPackage",
+    "check_package_files",
     "export_package",
     "load_package",
+    "package_from_files",
     "parse_manifest",
+    "read_package_dir",
     "read_package_files",
+    "read_regular",
 ]
 
 WEIGHTS = "model.safetensors"
@@ -63,7 +67,7 @@ class ModelPackage:
     sha256: dict[str, str]
 
 
-def _read_regular(path: Path, limit: int | None = None) -> bytes:
+def read_regular(path: Path, limit: int | None = None) -> bytes:
     """The bytes of a regular file, refusing symlinks at the last path component (``O_NOFOLLOW``)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -105,76 +109,133 @@ def _render_manifest(digests: dict[str, str]) -> bytes:
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())).encode()
 
 
+def read_package_dir(package: Path | str, signature: str = SIGNATURE) -> dict[str, bytes]:
+    """Every regular file of ``package`` except the signature, each read once (nothing is checked yet).
+
+    Raises:
+        PackageError: not a directory, a symlink or a subdirectory inside, a file over its size limit.
+    """
+    root = Path(package)
+    if not root.is_dir():
+        raise PackageError(f"{root} is not a directory; pass a package made by `badnets export`")
+    files = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_symlink():
+            raise PackageError(f"{root} holds a symlink, {entry.name!r}; packages hold regular files only")
+        if not entry.is_file(follow_symlinks=False):
+            raise PackageError(f"{root} holds {entry.name!r}, which is not a regular file; packages are flat")
+        if entry.name != signature:
+            limit = {MANIFEST: _MAX_MANIFEST_BYTES, METADATA: _MAX_METADATA_BYTES}.get(entry.name)
+            files[entry.name] = read_regular(root / entry.name, limit)
+    return files
+
+
+def check_package_files(files: dict[str, bytes], where: Path) -> dict[str, bytes]:
+    """The manifest-listed files and the manifest, after checking the bytes in hand against ``SHA256SUMS``.
+
+    Raises:
+        PackageError: no or a malformed manifest, a file it does not list or lists but is missing.
+        IntegrityError: a file's SHA-256 differs from the manifest's.
+    """
+    if MANIFEST not in files:
+        raise PackageError(f"{where} has no {MANIFEST}; pass a package made by `badnets export`")
+    digests = parse_manifest(files[MANIFEST], where / MANIFEST)
+    for name in files:
+        if name not in digests and name != MANIFEST:
+            raise PackageError(f"{where} holds {name!r}, which {MANIFEST} does not list: the package was altered")
+    for name, expected in digests.items():
+        if name not in files:
+            raise PackageError(f"{where / name} is missing; the package is incomplete")
+        actual = hashlib.sha256(files[name]).hexdigest()
+        if actual != expected:
+            raise IntegrityError(
+                f"{where / name} has SHA-256 {actual[:16]}…, {MANIFEST} says {expected[:16]}…: the file was altered "
+                "or damaged; do not use it, fetch the package again"
+            )
+    return files
+
+
 def read_package_files(package: Path | str, signature: str = SIGNATURE) -> dict[str, bytes]:
-    """Every file the manifest lists, read once and checked against its SHA-256.
+    """Every file of ``package`` (but the signature), each read once and checked against ``SHA256SUMS``.
 
     Raises:
         PackageError: not a package, an unlisted file, a symlink or subdirectory, a bad manifest line.
         IntegrityError: a file's SHA-256 differs from the manifest's.
     """
-    root = Path(package)
-    if not root.is_dir():
-        raise PackageError(f"{root} is not a directory; pass a package made by `badnets export`")
-    digests = parse_manifest(_read_regular(root / MANIFEST, _MAX_MANIFEST_BYTES), root / MANIFEST)
-    allowed = {*digests, MANIFEST, signature}
-    for entry in os.scandir(root):
-        if entry.is_symlink():
-            raise PackageError(f"{root} holds a symlink, {entry.name!r}; packages hold regular files only")
-        if not entry.is_file(follow_symlinks=False):
-            raise PackageError(f"{root} holds {entry.name!r}, which is not a regular file; packages are flat")
-        if entry.name not in allowed:
-            raise PackageError(f"{root} holds {entry.name!r}, which {MANIFEST} does not list: the package was altered")
-    files = {}
-    for name, expected in digests.items():
-        data = _read_regular(root / name, _MAX_METADATA_BYTES if name == METADATA else None)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise IntegrityError(
-                f"{root / name} has SHA-256 {actual[:16]}…, {MANIFEST} says {expected[:16]}…: the file was altered "
-                "or damaged; do not use it, fetch the package again"
-            )
-        files[name] = data
-    return files
+    return check_package_files(read_package_dir(package, signature), Path(package))
+
+
+# Far above any architecture badnets builds; a metadata file beyond them is refused before anything is allocated.
+_ARCHITECTURE_LIMITS = {"in_channels": 64, "num_classes": 100_000, "image_size": 4096}
+
+
+def _architecture(metadata: dict[str, Any], where: Path) -> dict[str, Any]:
+    arch = metadata.get("architecture")
+    if metadata.get("format") != PACKAGE_FORMAT or not isinstance(arch, dict):
+        raise PackageError(f"{where} is not a {PACKAGE_FORMAT} metadata file; re-export with `badnets export`")
+    for field, limit in _ARCHITECTURE_LIMITS.items():
+        value = arch.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise PackageError(f"{where}: architecture.{field} must be an integer in 1..{limit}, got {value!r}")
+    return arch
 
 
 def _model_from(metadata: dict[str, Any], weights: bytes, where: Path) -> nn.Module:
+    """The recorded architecture with ``weights`` loaded. The weights' declared shapes are compared with the
+    architecture built on the meta device first, so a forged metadata file never makes us allocate its sizes."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     from badnets.models import build_model
+    from badnets.supply.scan import safetensors_shapes
 
-    arch = metadata.get("architecture")
-    if metadata.get("format") != PACKAGE_FORMAT or not isinstance(arch, dict):
-        raise PackageError(f"{where} is not a {PACKAGE_FORMAT} metadata file; re-export with `badnets export`")
+    arch = _architecture(metadata, where)
+    spec = {"in_channels": arch["in_channels"], "num_classes": arch["num_classes"], "image_size": arch["image_size"]}
     try:
-        model = build_model(
-            arch["model"],
-            in_channels=arch["in_channels"],
-            num_classes=arch["num_classes"],
-            image_size=arch["image_size"],
+        declared = safetensors_shapes(weights)
+    except ValueError as e:
+        raise PackageError(f"{WEIGHTS} is not a valid safetensors file: {e}") from None
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(str(arch.get("model")), **spec)
+    except (ValueError, RuntimeError) as e:
+        raise PackageError(f"{where}: architecture cannot be built ({one_line(e, 200)})") from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    if declared != expected:
+        differ = sorted(set(declared) ^ set(expected)) or [n for n in expected if declared[n] != expected[n]]
+        raise PackageError(
+            f"{WEIGHTS} does not fit the architecture in {where}: {differ[0]!r} is "
+            f"{declared.get(differ[0], 'missing')} in the weights, {expected.get(differ[0], 'absent')} in the model"
         )
+    model = build_model(str(arch["model"]), **spec)
+    try:
         model.load_state_dict(load(weights), strict=True)
-    except (KeyError, TypeError) as e:
-        raise PackageError(f"{where}: architecture is missing or has a bad field ({e})") from None
     except (SafetensorError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PackageError(f"{WEIGHTS} does not fit the architecture in {where}: {first}") from None
+        raise PackageError(f"{WEIGHTS} does not fit the architecture in {where}: {one_line(e, 200)}") from None
     return model.eval()
+
+
+def package_from_files(files: dict[str, bytes], where: Path) -> ModelPackage:
+    """The network and metadata parsed from package files already read and checked (``read_package_files``)."""
+    try:
+        metadata = json.loads(files[METADATA])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackageError(f"{where / METADATA} is not valid JSON: {e}") from None
+    if not isinstance(metadata, dict):
+        raise PackageError(f"{where / METADATA} is not a JSON object; re-export with `badnets export`")
+    model = _model_from(metadata, files[WEIGHTS], where / METADATA)
+    return ModelPackage(model, metadata, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
 
 
 def load_package(package: Path | str, signature: str = SIGNATURE) -> ModelPackage:
     """The network and metadata of ``package``, after checking every file against ``SHA256SUMS``.
 
-    This checks integrity (nothing changed since export), not authenticity: anyone who can edit the files can
-    also edit the manifest. Use ``verify_package`` with the author's public key, or a TUF zoo, for that.
+    Each file is read once; the bytes hashed are the bytes parsed. This checks integrity (nothing changed since
+    export), not authenticity: anyone who can edit the files can also edit the manifest. Use
+    ``load_signed_package`` with the author's public key, or a TUF zoo, for that.
     """
-    files = read_package_files(package, signature)
-    try:
-        metadata = json.loads(files[METADATA])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PackageError(f"{Path(package) / METADATA} is not valid JSON: {e}") from None
-    model = _model_from(metadata, files[WEIGHTS], Path(package) / METADATA)
-    return ModelPackage(model, metadata, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+    return package_from_files(read_package_files(package, signature), Path(package))
 
 
 def _metadata(run_dir: Path) -> dict[str, Any]:
@@ -213,7 +274,7 @@ def export_package(run_dir: Path | str, out: Path | str) -> Path:
     if out.exists():
         raise PackageError(f"{out} already exists; choose a new --out or delete it")
     metadata = _metadata(run_dir)
-    weights = _read_regular(run_dir / WEIGHTS)
+    weights = read_regular(run_dir / WEIGHTS)
     _model_from(metadata, weights, run_dir / "results.json")
     files = {WEIGHTS: weights, METADATA: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()}
     manifest = _render_manifest({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})

@@ -40,7 +40,7 @@ from badnets.supply._archives import Budget, Result, Verdict, scan_compressed, s
 from badnets.supply._pickle import MAGIC_NUMBER, Global, StreamWalk, walk_stream
 from badnets.supply._safe_globals import SAFE_GLOBALS, STORAGE_ELEMENT_SIZE
 
-__all__ = ["FileScan", "ScanLimits", "ScanReport", "scan_bytes", "scan_file", "scan_path"]
+__all__ = ["FileScan", "ScanLimits", "ScanReport", "safetensors_shapes", "scan_bytes", "scan_file", "scan_path"]
 
 _MAGIC = {
     b"PK\x03\x04": "zip",
@@ -219,7 +219,13 @@ def _scan_numpy(data: bytes, scan: _Scan) -> Result:
     return Result("numpy", "clean", f"{np.dtype(dtype).name} array of shape {shape}, no pickle")
 
 
-def _safetensors_problem(data: bytes) -> str | None:
+def safetensors_shapes(data: bytes) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file declares, after checking that its header is well formed and that
+    its tensors tile the data exactly (no gaps, overlaps or extra bytes). Reads nothing but the bytes given.
+
+    Raises:
+        ValueError: what is wrong with the header or the layout.
+    """
     size = int.from_bytes(data[:8], "little")
 
     def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -227,36 +233,39 @@ def _safetensors_problem(data: bytes) -> str | None:
             raise ValueError("a tensor name appears twice")
         return dict(pairs)
 
+    if len(data) < 8 or size > len(data) - 8:
+        raise ValueError("the header is longer than the file")
     try:
         header = json.loads(data[8 : 8 + size], object_pairs_hook=no_duplicates)
     except (ValueError, UnicodeDecodeError) as e:
-        return f"header is not valid JSON ({e})"
+        raise ValueError(f"header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
-        return "header is not a JSON object"
-    spans = []
+        raise ValueError("header is not a JSON object")
+    spans, shapes = [], {}
     for name, entry in header.items():
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
-                return "__metadata__ is not a string map"
+                raise ValueError("__metadata__ is not a string map")
             continue
         if not isinstance(entry, dict) or entry.get("dtype") not in _SAFETENSORS_DTYPES:
-            return f"tensor {name!r} has no known dtype"
+            raise ValueError(f"tensor {name!r} has no known dtype")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            return f"tensor {name!r} has a bad shape"
+            raise ValueError(f"tensor {name!r} has a bad shape")
         if not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets):
-            return f"tensor {name!r} has bad data_offsets"
+            raise ValueError(f"tensor {name!r} has bad data_offsets")
         if offsets[1] - offsets[0] != math.prod(shape) * _SAFETENSORS_DTYPES[entry["dtype"]]:
-            return f"tensor {name!r}: data_offsets do not fit its shape and dtype"
+            raise ValueError(f"tensor {name!r}: data_offsets do not fit its shape and dtype")
         spans.append((offsets[0], offsets[1]))
+        shapes[name] = tuple(shape)
     position = 0
     for begin, end in sorted(spans):
         if begin != position:
-            return "tensors overlap or leave gaps in the data"
+            raise ValueError("tensors overlap or leave gaps in the data")
         position = end
     if position != len(data) - 8 - size:
-        return f"{len(data) - 8 - size - position} data bytes belong to no tensor"
-    return None
+        raise ValueError(f"{len(data) - 8 - size - position} data bytes belong to no tensor")
+    return shapes
 
 
 def _scan_bytes(data: bytes, scan: _Scan, depth: int) -> Result:
@@ -280,8 +289,10 @@ def _scan_bytes(data: bytes, scan: _Scan, depth: int) -> Result:
     if kind == "numpy":
         return _scan_numpy(data, scan)
     if kind == "safetensors":
-        problem = _safetensors_problem(data)
-        return Result(kind, "unscannable" if problem else "clean", problem or "tensors only, no code")
+        try:
+            return Result(kind, "clean", f"{len(safetensors_shapes(data))} tensors only, no code")
+        except ValueError as e:
+            return Result(kind, "unscannable", str(e))
     if kind == "text":
         return _scan_text(data, scan)
     if data[:1] == b"\x80" or walk_stream(data, 0).end > 0:

@@ -19,9 +19,19 @@ from pathlib import Path
 
 from badnets._io import atomic_path, write_bytes
 from badnets.errors import ConfigError, IntegrityError, PackageError, VerificationError, one_line
-from badnets.supply.package import SIGNATURE, read_package_files
+from badnets.supply.package import (
+    SIGNATURE,
+    ModelPackage,
+    check_package_files,
+    package_from_files,
+    read_package_dir,
+    read_package_files,
+    read_regular,
+)
 
-__all__ = ["generate_keypair", "sign_package", "verify_package"]
+__all__ = ["generate_keypair", "load_signed_package", "sign_package", "verify_package"]
+
+_MAX_SIGNATURE_BYTES = 1024 * 1024
 
 PRIVATE_KEY = "private.pem"
 PUBLIC_KEY = "public.pem"
@@ -128,32 +138,10 @@ def sign_package(
     return path
 
 
-def verify_package(
-    package: Path | str,
-    public_key: Path | str | None = None,
-    *,
-    signature: Path | str | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-) -> None:
-    """Check ``package`` against its author's signature, then against its own manifest; return only if both hold.
-
-    Give the author's ``public_key``, or the Sigstore ``identity`` and OIDC ``issuer`` the signature must carry.
-
-    Raises:
-        VerificationError: no signature, a signature that does not verify with this key, or files that differ
-            from the signed ones (exit code 1: do not use the package).
-        ConfigError: neither a public key nor a Sigstore identity, or an unreadable key.
-    """
+def _verifying_config(public_key: Path | str | None, identity: str | None, issuer: str | None):  # type: ignore[no-untyped-def]
     from model_signing import verifying
 
-    package = Path(package)
-    path, ignored = _signature_path(package, signature)
-    if not package.is_dir():
-        raise PackageError(f"{package} is not a directory; pass a package made by `badnets export`")
-    if not path.is_file():
-        raise VerificationError(f"{path} does not exist: the package is unsigned; ask its author for a signature")
-    config = verifying.Config().set_hashing_config(_hashing(ignored))
+    config = verifying.Config().set_hashing_config(_hashing([]))
     if public_key is not None:
         try:
             config.use_elliptic_key_verifier(public_key=public_key)
@@ -165,11 +153,69 @@ def verify_package(
         config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)
     else:
         raise ConfigError("pass --pub PUBLIC.pem, or --identity and --issuer for a Sigstore signature")
+    return config
+
+
+def verify_package(
+    package: Path | str,
+    public_key: Path | str | None = None,
+    *,
+    signature: Path | str | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+) -> dict[str, bytes]:
+    """Check ``package`` against its own manifest and its author's signature; return the files' bytes that held.
+
+    Every file (the signature too) is read once, and both checks run on those bytes: the signature is verified
+    over a private copy written from them, so what the caller parses next (``package_from_files``) is exactly what
+    was verified, whatever happens to the directory meanwhile. Give the author's ``public_key``, or the Sigstore
+    ``identity`` and OIDC ``issuer`` the signature must carry.
+
+    Raises:
+        VerificationError: no signature, a signature that does not verify with this key, or files that differ
+            from the signed ones (exit code 1: do not use the package).
+        ConfigError: neither a public key nor a Sigstore identity, or an unreadable key.
+    """
+    package = Path(package)
+    path, ignored = _signature_path(package, signature)
+    config = _verifying_config(public_key, identity, issuer)
+    if not package.is_dir():
+        raise PackageError(f"{package} is not a directory; pass a package made by `badnets export`")
     try:
-        config.verify(package, path)
-    except Exception as e:  # model_signing raises ValueError and parser/crypto errors alike for a bad signature
-        raise VerificationError(f"signature check failed for {package}: {_signature_failure(e)}") from None
+        signed = read_regular(path, _MAX_SIGNATURE_BYTES)
+    except PackageError as e:
+        if not path.exists():
+            raise VerificationError(f"{path} does not exist: the package is unsigned; ask its author for one") from None
+        raise VerificationError(f"cannot read the signature: {e}") from None
     try:
-        read_package_files(package, ignored[0].name if ignored else SIGNATURE)
+        files = read_package_dir(package, ignored[0].name if ignored else SIGNATURE)
+    except PackageError as e:
+        raise VerificationError(f"the package cannot be verified: {e}") from None
+    with tempfile.TemporaryDirectory(prefix="badnets-verify.") as private:  # mode 0700: only we can write here
+        copy = Path(private) / "package"
+        copy.mkdir()
+        for name, data in files.items():
+            (copy / name).write_bytes(data)
+        (Path(private) / "model.sig").write_bytes(signed)
+        try:
+            config.verify(copy, Path(private) / "model.sig")
+        except Exception as e:  # model_signing raises ValueError and parser/crypto errors alike for a bad signature
+            reason = _signature_failure(e) or f"{type(e).__name__} (the signature file is damaged or not one)"
+            raise VerificationError(f"signature check failed for {package}: {reason}") from None
+    try:
+        return check_package_files(files, package)
     except (PackageError, IntegrityError) as e:
         raise VerificationError(f"the signature holds but the package does not: {e}") from None
+
+
+def load_signed_package(
+    package: Path | str,
+    public_key: Path | str | None = None,
+    *,
+    signature: Path | str | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+) -> ModelPackage:
+    """``verify_package``, then the network and metadata parsed from the very bytes that were verified."""
+    files = verify_package(package, public_key, signature=signature, identity=identity, issuer=issuer)
+    return package_from_files(files, Path(package))

@@ -37,7 +37,14 @@ from typing import Any, Literal
 
 from badnets._io import staged_dir, write_bytes, write_json
 from badnets.errors import BadnetsError, ConfigError, VerificationError, one_line
-from badnets.supply.package import MANIFEST, SIGNATURE, load_package, parse_manifest, read_package_files
+from badnets.supply.package import (
+    MANIFEST,
+    SIGNATURE,
+    load_package,
+    parse_manifest,
+    read_package_files,
+    read_regular,
+)
 
 __all__ = ["EXPIRY", "Zoo", "check_name", "fetch_package", "fetch_plain", "serve_zoo"]
 
@@ -189,8 +196,7 @@ class Zoo:
         check_name(name)
         files = read_package_files(package)
         if (Path(package) / SIGNATURE).is_file():
-            files[SIGNATURE] = (Path(package) / SIGNATURE).read_bytes()
-        files[MANIFEST] = (Path(package) / MANIFEST).read_bytes()
+            files[SIGNATURE] = read_regular(Path(package) / SIGNATURE, 1024 * 1024)
         targets = self._load("targets")
         for path in [p for p in targets.signed.targets if p.startswith(f"{name}/")]:
             del targets.signed.targets[path]
@@ -270,12 +276,13 @@ def _staged(out: Path, name: str) -> contextlib.AbstractContextManager[Path]:
 
 def _finish(staging: Path, name: str, public_key: Path | str | None) -> None:
     """The package's own checks on the staged download; errors name the model, not the temporary directory."""
-    from badnets.supply.signing import verify_package
+    from badnets.supply.signing import load_signed_package
 
     try:
         if public_key is not None:
-            verify_package(staging, public_key)
-        load_package(staging)
+            load_signed_package(staging, public_key)
+        else:
+            load_package(staging)
     except BadnetsError as e:
         raise type(e)(str(e).replace(str(staging), f"the downloaded {name}")) from None
 
