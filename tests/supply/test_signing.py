@@ -196,6 +196,7 @@ def test_load_verifies_and_parses_the_same_bytes_while_the_directory_is_swapped(
             for a, b in ((package, spare), (forged, package), (spare, forged)):
                 with contextlib.suppress(OSError):
                     a.rename(b)
+                stop.wait(0.004)  # long enough for some loads to finish between swaps
 
     thread = threading.Thread(target=swap, daemon=True)
     thread.start()
