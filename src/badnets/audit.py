@@ -20,7 +20,7 @@ import torch
 from badnets._io import ensure_writable_dir, run_manifest
 from badnets.data import ImageDataset, dataset_source
 from badnets.defenses.dormant_neurons import DormantNeuronsResult, DormantNeuronsSpec, dormant_neurons
-from badnets.defenses.model_loading import check_fits, load_any_model
+from badnets.defenses.model_loading import check_code_trusted, check_fits, load_any_model
 from badnets.defenses.neural_cleanse import NeuralCleanseResult, NeuralCleanseSpec, neural_cleanse
 from badnets.errors import ConfigError
 from badnets.train import resolve_device
@@ -45,6 +45,8 @@ class AuditSpec:
         dataset: the model's input domain: shape, classes and the clean images (its test split).
         clean_images: how many clean images the defender uses (a seeded sample of the test split).
         mean, std: per-channel normalisation the model expects (it then receives [0, 1] input).
+        trust_code: allow a ``model`` that names Python code to import and run (``FILE.py:Class``,
+            ``package.module:factory``); without it such a model is refused before anything of it runs.
     """
 
     model: str
@@ -56,12 +58,14 @@ class AuditSpec:
     clean_images: int = 1000
     seed: int = 0
     device: str = "auto"
+    trust_code: bool = False
     neural_cleanse: NeuralCleanseSpec = field(default_factory=NeuralCleanseSpec)
     dormant: DormantNeuronsSpec = field(default_factory=DormantNeuronsSpec)
 
     def __post_init__(self) -> None:
         if self.clean_images < 10:
             raise ConfigError(f"--clean-images must be >= 10, got {self.clean_images}")
+        check_code_trusted(self.model, self.trust_code)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
         image_size=h,
         mean=spec.mean,
         std=spec.std,
+        trust_code=spec.trust_code,
     )
     check_fits(model, sample.images, len(sample.classes))
     return sample, model

@@ -20,6 +20,15 @@ from badnets.errors import ConfigError
 __all__ = ["audit", "guard", "inspect_data", "repair"]
 
 
+TrustCode = Annotated[
+    bool,
+    typer.Option(
+        help="Allow --model FILE.py:Class or package.module:factory, which imports and runs that Python code "
+        "with your rights. Without it such a --model is refused and nothing of it runs."
+    ),
+]
+
+
 def _spec(
     model: str,
     weights: Path | None,
@@ -29,6 +38,8 @@ def _spec(
     seed: int,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    *,
+    trust_code: bool,
 ) -> AuditSpec:
     return AuditSpec(
         model=model,
@@ -39,6 +50,7 @@ def _spec(
         std=std,
         clean_images=clean_images,
         seed=seed,
+        trust_code=trust_code,
     )
 
 
@@ -58,7 +70,7 @@ def audit(
         str,
         typer.Option(
             help="A run or package directory, a built-in architecture (badnet-cnn, sign-cnn), FILE.py:Class or "
-            "package.module:factory."
+            "package.module:factory (these two run Python code: they need --trust-code)."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Directory for results.json, report.md/.html and the triggers.")],
@@ -80,6 +92,7 @@ def audit(
         ),
     ] = True,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and the trigger search.")] = 0,
+    trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
@@ -89,7 +102,17 @@ def audit(
     from badnets.defenses.neural_cleanse import FEW_CLASSES, NeuralCleanseSpec
 
     spec = replace(
-        _spec(model, weights, dataset, data_dir, clean_images, seed, _floats(mean, "--mean"), _floats(std, "--std")),
+        _spec(
+            model,
+            weights,
+            dataset,
+            data_dir,
+            clean_images,
+            seed,
+            _floats(mean, "--mean"),
+            _floats(std, "--std"),
+            trust_code=trust_code,
+        ),
         device=device,
         neural_cleanse=NeuralCleanseSpec(seed=seed, per_source=per_source),
     )
@@ -121,7 +144,10 @@ def audit(
 @friendly_errors
 def guard(
     model: Annotated[
-        str, typer.Option(help="As for `badnets audit`: a run/package directory, a built-in, FILE.py:Class.")
+        str,
+        typer.Option(
+            help="As for `badnets audit`: a run/package directory, a built-in, FILE.py:Class (with --trust-code)."
+        ),
     ],
     images: Annotated[
         Path, typer.Option(help="What to screen: a folder of images, a .safetensors file with 'images', or a .npy.")
@@ -136,6 +162,7 @@ def guard(
     mean: Annotated[str | None, typer.Option(help="Per-channel mean the model expects.")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std the model expects.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and the overlays.")] = 0,
+    trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
 ) -> None:
     """Screen inputs for triggers with STRIP: flag those whose predictions barely change under superimposition."""
@@ -148,7 +175,17 @@ def guard(
     from badnets.train import predict
 
     sample, net = defender_setup(
-        _spec(model, weights, dataset, data_dir, clean_images, seed, _floats(mean, "--mean"), _floats(std, "--std"))
+        _spec(
+            model,
+            weights,
+            dataset,
+            data_dir,
+            clean_images,
+            seed,
+            _floats(mean, "--mean"),
+            _floats(std, "--std"),
+            trust_code=trust_code,
+        )
     )
     clean, classes = sample.images, sample.classes
     inputs, names = read_inputs(images, sample.shape)
@@ -192,6 +229,7 @@ def inspect_data(
     ] = "mnist",
     clean_images: Annotated[int, typer.Option(help="Clean reference images (from the test split).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and k-means.")] = 0,
+    trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
 ) -> None:
     """Which training samples carry a backdoor? Activation Clustering and Spectral Signatures, scored against the
@@ -204,7 +242,7 @@ def inspect_data(
         spectral_signatures,
     )
 
-    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed))
+    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code))
     train_images, train_labels, truth = _training_data(data)
     if tuple(train_images.shape[1:]) != sample.shape:
         raise ConfigError(f"--data images are {tuple(train_images.shape[1:])}, --dataset's are {sample.shape}")
@@ -267,6 +305,7 @@ def repair(
     clean_images: Annotated[int, typer.Option(help="Clean images the defender may fine-tune on.")] = 2000,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 5,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample, the trigger search and fine-tuning.")] = 0,
+    trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
 ) -> None:
     """Remove a backdoor with clean images only: Neural Cleanse unlearning or Fine-Pruning. With a `badnets attack`
@@ -279,7 +318,7 @@ def repair(
         raise ConfigError(f"--method must be one of {', '.join(methods)}, got {method!r}")
     if epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed))
+    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code))
     score = _known_attack_scorer(Path(model), sample.rest)
     before = score(net)
     repair_spec = RepairSpec(seed=seed)

@@ -106,13 +106,16 @@ def test_user_model_files_and_weights(tmp_path: Path) -> None:
             image_size=28,
             mean=(0.1,),
             std=(0.3,),
+            trust_code=True,
         )
         x = torch.rand(2, 1, 28, 28)
         assert torch.allclose(loaded(x), reference((x - 0.1) / 0.3))
     with pytest.raises(ConfigError, match="needs --weights"):
-        load_any_model(f"{net}:Net", weights=None, in_channels=1, num_classes=10, image_size=28)
+        load_any_model(f"{net}:Net", weights=None, in_channels=1, num_classes=10, image_size=28, trust_code=True)
     with pytest.raises(ConfigError, match="no class or function"):
-        load_any_model(f"{net}:Nope", weights=tmp_path / "w.pt", in_channels=1, num_classes=10, image_size=28)
+        load_any_model(
+            f"{net}:Nope", weights=tmp_path / "w.pt", in_channels=1, num_classes=10, image_size=28, trust_code=True
+        )
     with pytest.raises(ConfigError, match="do not fit"):
         load_any_model("badnet-cnn", weights=tmp_path / "w.pt", in_channels=1, num_classes=10, image_size=28)
     with pytest.raises(ConfigError, match="--mean and --std need 1"):
@@ -124,7 +127,26 @@ def test_user_model_files_and_weights(tmp_path: Path) -> None:
             image_size=28,
             mean=(0.1, 0.2),
             std=(1.0, 1.0),
+            trust_code=True,
         )
+
+
+def test_model_code_runs_only_with_trust_code(tmp_path: Path) -> None:
+    """Naming a Python file or module runs it; without the opt-in nothing of it runs, in the API or any command."""
+    marker = tmp_path / "IMPORTED"
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nNet = None\n")
+    for spec in (f"{tmp_path / 'evil.py'}:Net", "os:getcwd"):
+        with pytest.raises(ConfigError, match="--trust-code"):
+            load_any_model(spec, weights=None, in_channels=1, num_classes=10, image_size=28)
+        for command in ("audit", "guard", "inspect-data", "repair"):
+            result = runner.invoke(app, [command, "--model", spec, "--help"])
+            assert "--trust-code" in result.output
+            extra = {"guard": ["--images", str(tmp_path)], "inspect-data": ["--data", str(tmp_path)]}
+            result = runner.invoke(
+                app, [command, "--model", spec, "--out", str(tmp_path / "o"), *extra.get(command, [])]
+            )
+            assert result.exit_code == 2 and "--trust-code" in result.stderr, (command, result.output)
+    assert not marker.exists()
 
 
 def test_weights_that_hold_code_are_refused(tmp_path: Path) -> None:
@@ -148,9 +170,10 @@ def test_audit_errors_exit_2(tiny_mnist: Path, tmp_path: Path) -> None:
     torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, tmp_path / "partial.pt")
     cases = [
         (["--model", "badnet-cnn"], "needs --weights"),
-        (["--model", f"{net}:Net", "--weights", str(tmp_path / "partial.pt")], "do not fit"),
+        (["--model", f"{net}:Net", "--weights", str(tmp_path / "partial.pt"), "--trust-code"], "do not fit"),
+        (["--model", f"{net}:Net", "--weights", str(tmp_path / "partial.pt")], "--trust-code"),
         (["--model", "sign-cnn", "--weights", str(tmp_path / "partial.pt")], "do not fit"),
-        (["--model", "x.py:Net", "--weights", str(tmp_path / "partial.pt")], "does not exist"),
+        (["--model", "x.py:Net", "--weights", str(tmp_path / "partial.pt"), "--trust-code"], "does not exist"),
         (["--model", "badnet-cnn", "--weights", str(tmp_path / "missing.pt")], "does not exist"),
         (["--model", "badnet-cnn", "--dataset", "nope"], "--dataset"),
         (["--model", "badnet-cnn", "--mean", "a"], "comma-separated"),
@@ -177,6 +200,7 @@ def test_a_model_with_the_wrong_class_count_is_refused(tiny_mnist: Path, tmp_pat
             str(tmp_path / "out"),
             "--model",
             f"{tmp_path / 'net4.py'}:make",
+            "--trust-code",
             "--weights",
             str(tmp_path / "w4.safetensors"),
         ],

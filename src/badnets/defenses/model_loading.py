@@ -8,8 +8,10 @@ Forms of ``--model``:
     ``my_net.py:Net``            a class or factory in a Python file, called without arguments, with ``--weights``
     ``package.module:factory``   the same from an importable module
 
-Importing a Python file runs it: the defender trusts the model *code* (it is small and readable) but not the
-*weights*, which are only ever read as safetensors or with ``torch.load(weights_only=True)``.
+Importing a Python file or module runs it, with the user's rights, and ``module:factory`` calls whatever callable
+it names. So the last two forms are refused unless the caller opts in (``trust_code=True``, the CLI's
+``--trust-code``, like ``trust_remote_code`` elsewhere), and nothing of the file runs before that check. The
+*weights* are never trusted: they are only ever read as safetensors or with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,25 @@ from torch import nn
 
 from badnets.errors import ConfigError, DataError, UnsafeFormatError
 
-__all__ = ["Normalized", "check_fits", "load_any_model", "load_weights"]
+__all__ = ["Normalized", "check_code_trusted", "check_fits", "load_any_model", "load_weights", "names_code"]
+
+
+def names_code(spec: str) -> bool:
+    """Whether ``--model spec`` names Python code to import (``FILE.py:Class``, ``package.module:factory``)."""
+    return ":" in spec and not Path(spec).is_dir()
+
+
+def check_code_trusted(spec: str, trust_code: bool) -> None:
+    """Refuse a ``spec`` that would run Python code unless the user opted in.
+
+    Raises:
+        ConfigError: ``spec`` names code and ``trust_code`` is False.
+    """
+    if names_code(spec) and not trust_code:
+        raise ConfigError(
+            f"--model {spec} imports and runs Python code with your rights; read it, then pass --trust-code "
+            "to allow it (or export the model as a package with `badnets export` and pass that directory)"
+        )
 
 
 class Normalized(nn.Module):
@@ -106,15 +126,18 @@ def load_any_model(
     image_size: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    trust_code: bool = False,
 ) -> nn.Module:
     """The model named by ``spec`` (see the module doc) with its weights, in eval mode, taking [0, 1] input.
 
     Raises:
-        ConfigError: a bad spec, a weights file that does not fit, or mean/std of the wrong length.
+        ConfigError: a bad spec, code named without ``trust_code``, a weights file that does not fit, or
+            mean/std of the wrong length.
         DataError, UnsafeFormatError, PackageError: unreadable or unsafe weights.
     """
     from badnets.models import MODELS, build_model
 
+    check_code_trusted(spec, trust_code)
     path = Path(spec)
     if path.is_dir() and (path / "SHA256SUMS").is_file():
         from badnets.supply import load_package
