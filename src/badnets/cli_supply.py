@@ -246,7 +246,11 @@ def fetch(
         bool, typer.Option(help="Unsecured mode: read ZOO/index.json and check only the digest it lists (if any).")
     ] = False,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where the client keeps trusted metadata (default ~/.cache/badnets/tuf/…).")
+        Path | None,
+        typer.Option(
+            help="Where the client keeps trusted metadata, one folder per pinned root "
+            "(default $XDG_CACHE_HOME/badnets/tuf, i.e. ~/.cache/badnets/tuf)."
+        ),
     ] = None,
 ) -> None:
     """Download a model package from a zoo and check it before it lands in OUT/NAME (nothing is left on failure)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import stat
@@ -11,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tuf.api.metadata import Metadata
 from typer.testing import CliRunner
 
 from badnets.cli import app
 from badnets.errors import ConfigError, VerificationError
 from badnets.supply import sign_package
 from badnets.supply.package import MANIFEST, SIGNATURE, WEIGHTS
-from badnets.supply.zoo import Zoo, fetch_package, fetch_plain, serve_zoo
+from badnets.supply.zoo import Zoo, _signer, fetch_package, fetch_plain, root_identity, serve_zoo
 from tests.supply.conftest import write_run_dir
 
 
@@ -304,3 +306,73 @@ def test_zoo_serve_command_serves_until_stopped(zoo: Zoo, tmp_path: Path) -> Non
     finally:
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
+
+
+def test_trust_is_kept_per_pinned_root_not_per_url_spelling(zoo: Zoo, package: Path, tmp_path: Path) -> None:
+    """A rollback served under another spelling of the same address is still a rollback."""
+    old = snapshot_of(zoo, tmp_path / "old")
+    zoo.add(package, "net")
+    with serve_zoo(zoo.directory) as base:
+        fetch(zoo, base, tmp_path)
+    shutil.rmtree(tmp_path / "got")
+    with serve_zoo(old) as base, pytest.raises(VerificationError, match=r"BadVersionNumber|version"):
+        fetch(zoo, base.replace("127.0.0.1", "localhost"), tmp_path)
+    assert_nothing_left(tmp_path)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [root_identity(Metadata.from_file(str(zoo.root_json())))]
+
+
+def test_a_pinned_root_that_disagrees_with_the_trusted_one_is_an_error(zoo: Zoo, url: str, tmp_path: Path) -> None:
+    fetch(zoo, url, tmp_path)
+    shutil.rmtree(tmp_path / "got")
+    forged = Metadata.from_file(str(zoo.root_json()))  # same keys and version, other content, validly signed
+    forged.signed.expires += timedelta(days=1)
+    forged.signatures.clear()
+    for key in sorted((zoo.directory / "keys").glob("root-*.pem")):
+        forged.sign(_signer(key.read_bytes()), append=True)
+    forged.to_file(str(tmp_path / "forged-root.json"))
+    with pytest.raises(VerificationError, match="differs from the trusted root"):
+        fetch_package("net", url, tmp_path / "got", root=tmp_path / "forged-root.json", cache_dir=tmp_path / "cache")
+    other = Zoo.init(tmp_path / "other")  # another zoo's root starts its own trust, which this zoo's data fails
+    with pytest.raises(VerificationError, match="TUF rejected"):
+        fetch_package("net", url, tmp_path / "got", root=other.root_json(), cache_dir=tmp_path / "cache")
+    assert_nothing_left(tmp_path)
+
+
+class _CutOff(http.server.SimpleHTTPRequestHandler):
+    """Sends the headers of a target file, half of its body, then hangs up."""
+
+    def do_GET(self) -> None:
+        if "/targets/" not in self.path:
+            return super().do_GET()
+        data = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        return None
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_cut_off_download_is_one_line_and_leaves_nothing(zoo: Zoo, tmp_path: Path) -> None:
+    import functools
+    import threading
+
+    handler = functools.partial(_CutOff, directory=str(zoo.public))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(VerificationError, match=r"download from .* failed|TUF rejected"):
+            fetch(zoo, base, tmp_path)
+        args = ["fetch", "net", "--zoo", base, "--root", str(zoo.root_json()), "--out", str(tmp_path / "got")]
+        result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert_nothing_left(tmp_path)

@@ -42,7 +42,7 @@ from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.supply import export_package, generate_keypair, sign_package
 from badnets.supply.package import WEIGHTS
-from badnets.supply.zoo import Zoo, fetch_package, fetch_plain, serve_zoo
+from badnets.supply.zoo import Zoo, fetch_package, fetch_plain, root_identity, serve_zoo
 from badnets.triggers import TriggerSpec
 
 __all__ = ["ATTACKS", "DEFENSES", "SupplyChainSpec", "build_jobs", "run_supply_chain_study"]
@@ -197,15 +197,18 @@ def _user_caches(states: Mapping[str, Path], world: _World) -> dict[str, Path]:
     with serve_zoo(states["current"]) as url:
         got = fetch_package(_name(0), url, world.work / "caches" / "warmup", root=_root(states), cache_dir=current)
         shutil.rmtree(got.parent)
+    from tuf.api.metadata import Metadata
+
     old = world.work / "caches" / "old"
-    (old / "root_history").mkdir(parents=True)
+    trusted = old / root_identity(Metadata.from_file(str(_root(states))))  # the folder fetch keeps for this root
+    (trusted / "root_history").mkdir(parents=True)
     meta = Zoo(states["frozen"]).metadata
-    shutil.copy(meta / "1.root.json", old / "root_history" / "1.root.json")
-    (old / "root.json").symlink_to(Path("root_history") / "1.root.json")
-    shutil.copy(meta / "timestamp.json", old / "timestamp.json")
+    shutil.copy(meta / "1.root.json", trusted / "root_history" / "1.root.json")
+    (trusted / "root.json").symlink_to(Path("root_history") / "1.root.json")
+    shutil.copy(meta / "timestamp.json", trusted / "timestamp.json")
     for role in ("snapshot", "targets"):
         newest = max(meta.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
-        shutil.copy(newest, old / f"{role}.json")
+        shutil.copy(newest, trusted / f"{role}.json")
     new = world.work / "caches" / "new"
     new.mkdir()
     return {"current": current, "old": old, "new": new}

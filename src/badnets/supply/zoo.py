@@ -25,6 +25,7 @@ import hashlib
 import http.server
 import json
 import logging
+import os
 import re
 import threading
 import urllib.error
@@ -46,7 +47,16 @@ from badnets.supply.package import (
     read_regular,
 )
 
-__all__ = ["EXPIRY", "Zoo", "check_name", "fetch_package", "fetch_plain", "serve_zoo"]
+__all__ = [
+    "EXPIRY",
+    "Zoo",
+    "check_name",
+    "fetch_package",
+    "fetch_plain",
+    "root_identity",
+    "serve_zoo",
+    "tuf_cache_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +297,65 @@ def _finish(staging: Path, name: str, public_key: Path | str | None) -> None:
         raise type(e)(str(e).replace(str(staging), f"the downloaded {name}")) from None
 
 
+def tuf_cache_dir() -> Path:
+    """Where ``fetch`` keeps each pinned root's trusted metadata: ``$XDG_CACHE_HOME/badnets/tuf`` (default
+    ``~/.cache/badnets/tuf``), one folder per pinned root, named by its identity (``root_identity``)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "badnets" / "tuf"
+
+
+def _pinned_root(root: Path | str) -> tuple[bytes, Any]:
+    from tuf.api.metadata import Metadata, Root
+
+    try:
+        data = Path(root).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read the pinned root {root}: {e.strerror}; pass the zoo's root.json") from None
+    try:
+        md = Metadata[Root].from_bytes(data)
+    except Exception as e:  # DeserializationError, ValueError … on a file that is not TUF root metadata
+        raise ConfigError(f"{root} is not TUF root metadata ({one_line(e, 160)}); pass the zoo's root.json") from None
+    return data, md
+
+
+def root_identity(root: Any) -> str:
+    """A pinned root's identity: the hash of its root keys and threshold. The client's trust is kept per identity,
+    so the same zoo reached by another URL spelling (``localhost`` for ``127.0.0.1``) shares its rollback
+    protection, and a different root can never reuse another's trust."""
+    role = root.signed.roles["root"]
+    text = json.dumps({"keyids": sorted(role.keyids), "threshold": role.threshold})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _trusted_dir(root: Path | str, cache_dir: Path | str | None) -> tuple[Path, bytes | None]:
+    """The trust store for the pinned ``root``, and the bootstrap root bytes (None when the store exists and
+    agrees with the pin).
+
+    Raises:
+        VerificationError: the pin and the store disagree at the same version.
+        ConfigError: the pin is newer than the store (re-pinning is the user's explicit act).
+    """
+    from tuf.api.metadata import Metadata
+
+    data, pinned = _pinned_root(root)
+    trusted = Path(cache_dir or tuf_cache_dir()) / root_identity(pinned)
+    cached_path = trusted / "root.json"
+    if not cached_path.is_file():
+        return trusted, data
+    cached = Metadata.from_bytes(cached_path.read_bytes())
+    if pinned.signed.version > cached.signed.version:
+        raise ConfigError(
+            f"--root {root} is version {pinned.signed.version}, newer than the trusted root (version "
+            f"{cached.signed.version}) in {trusted}; delete that folder to pin the new root"
+        )
+    if pinned.signed.version == cached.signed.version and pinned.signed != cached.signed:
+        raise VerificationError(
+            f"--root {root} differs from the trusted root of the same version in {trusted}: one of them is not "
+            "this zoo's root; check where you got it"
+        )
+    return trusted, None
+
+
 def fetch_package(
     name: str,
     zoo_url: str,
@@ -298,27 +367,24 @@ def fetch_package(
 ) -> Path:
     """Download package ``name`` from a TUF zoo into ``out/name`` and check it; returns that directory.
 
-    ``root`` is the zoo's pinned ``root.json``; the client's trusted metadata persists in ``cache_dir`` (by default
-    ``~/.cache/badnets/tuf/<zoo>``), which is what lets it detect a later rollback or freeze. The package's
-    manifest is checked, and with ``public_key`` its author's signature. Any failure leaves nothing in ``out``.
+    ``root`` is the zoo's pinned ``root.json``; the client's trusted metadata persists under ``cache_dir``
+    (default ``tuf_cache_dir()``) in a folder named by the root's identity, which is what lets it detect a later
+    rollback or freeze whatever URL spelling reaches the zoo. The package's manifest is checked, and with
+    ``public_key`` its author's signature. Any failure leaves nothing in ``out``.
 
     Raises:
-        VerificationError: TUF rejected the metadata or a file, or the package or its signature failed.
+        VerificationError: TUF rejected the metadata or a file, the download broke off, the package or its
+            signature failed, or the pinned root disagrees with the trusted one.
         ConfigError: a bad name, no such model, or an unreadable root.
     """
     from tuf.api import exceptions as tuf_errors
     from tuf.ngclient import Updater, UpdaterConfig
-
-    from badnets.data._dataset import cache_dir as default_cache
+    from urllib3.exceptions import HTTPError
 
     check_name(name)
     base = zoo_url.rstrip("/")
-    trusted = Path(cache_dir) if cache_dir else default_cache() / "tuf" / hashlib.sha256(base.encode()).hexdigest()[:16]
+    trusted, bootstrap = _trusted_dir(root, cache_dir)
     trusted.mkdir(parents=True, exist_ok=True)
-    try:
-        bootstrap = None if (trusted / "root.json").is_file() else Path(root).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read the pinned root {root}: {e.strerror}; pass the zoo's root.json") from None
     config = UpdaterConfig(targets_max_length=1_000_000, snapshot_max_length=1_000_000)
     with _staged(Path(out), name) as staging:
         try:
@@ -348,6 +414,10 @@ def fetch_package(
             raise
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
             raise VerificationError(f"TUF rejected the zoo's data: {type(e).__name__}: {one_line(e, 240)}") from None
+        except (HTTPError, OSError) as e:  # a connection refused or cut off mid-transfer
+            raise VerificationError(
+                f"the download from {base} failed: {type(e).__name__}: {one_line(e, 200)}"
+            ) from None
         except ValueError as e:  # a malformed root or metadata file
             raise VerificationError(f"TUF rejected the zoo's data: {one_line(e, 240)}") from None
         _finish(staging, name, public_key)
