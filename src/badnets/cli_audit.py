@@ -36,18 +36,19 @@ def _spec(
     data_dir: Path | None,
     clean_images: int,
     seed: int,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
     *,
     trust_code: bool,
+    mean: str | None = None,
+    std: str | None = None,
 ) -> AuditSpec:
+    """The spec the four defender commands share; ``mean``/``std`` as typed (comma-separated)."""
     return AuditSpec(
         model=model,
         weights=str(weights) if weights else None,
         dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
-        mean=mean,
-        std=std,
+        mean=_floats(mean, "--mean"),
+        std=_floats(std, "--std"),
         clean_images=clean_images,
         seed=seed,
         trust_code=trust_code,
@@ -102,17 +103,7 @@ def audit(
     from badnets.defenses.neural_cleanse import FEW_CLASSES, NeuralCleanseSpec
 
     spec = replace(
-        _spec(
-            model,
-            weights,
-            dataset,
-            data_dir,
-            clean_images,
-            seed,
-            _floats(mean, "--mean"),
-            _floats(std, "--std"),
-            trust_code=trust_code,
-        ),
+        _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std),
         device=device,
         neural_cleanse=NeuralCleanseSpec(seed=seed, per_source=per_source),
     )
@@ -175,17 +166,7 @@ def guard(
     from badnets.train import predict
 
     sample, net = defender_setup(
-        _spec(
-            model,
-            weights,
-            dataset,
-            data_dir,
-            clean_images,
-            seed,
-            _floats(mean, "--mean"),
-            _floats(std, "--std"),
-            trust_code=trust_code,
-        )
+        _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
     )
     clean, classes = sample.images, sample.classes
     inputs, names = read_inputs(images, sample.shape)
