@@ -167,20 +167,34 @@ def scan(
 
 
 ZooDir = Annotated[Path, typer.Argument(help="The zoo directory (keys/ stays private; public/ is served).")]
+RootKeysDir = Annotated[
+    Path, typer.Option(help="The folder of root keys `zoo init` wrote, kept offline; only root signing reads it.")
+]
+RootKeys = Annotated[int | None, typer.Option(help="Number of root keys (default: as many as now).")]
+RootThreshold = Annotated[int | None, typer.Option(help="How many root keys must sign a root (default: as now).")]
 
 
 @zoo_app.command("init")
 @friendly_errors
 def zoo_init(
     directory: ZooDir,
+    root_keys_dir: Annotated[
+        Path, typer.Option(help="New folder, outside the zoo, for the root keys: keep it offline (a USB stick).")
+    ],
     root_keys: Annotated[int, typer.Option(help="Number of root keys.")] = 1,
     root_threshold: Annotated[int, typer.Option(help="How many root keys must sign the root metadata.")] = 1,
 ) -> None:
-    """Create an empty zoo with fresh ECDSA keys for the TUF roles (root, targets, snapshot, timestamp)."""
+    """Create an empty zoo: root keys in ROOT_KEYS_DIR (offline), online ECDSA keys for targets, snapshot and
+    timestamp in DIRECTORY/keys."""
     from badnets.supply.zoo import Zoo
 
-    zoo = Zoo.init(directory, root_keys=root_keys, root_threshold=root_threshold)
-    out_console.print(f"zoo at {zoo.directory}; users pin {zoo.root_json()} (give it to them out of band)")
+    zoo = Zoo.init(directory, root_keys_dir, root_keys=root_keys, root_threshold=root_threshold)
+    out_console.print(
+        f"zoo at {zoo.directory}; users pin {zoo.root_json()} (give it to them out of band)", soft_wrap=True
+    )
+    err_console.print(
+        f"root keys are in {root_keys_dir}: move them offline; add and publish never need them", soft_wrap=True
+    )
 
 
 @zoo_app.command("add")
@@ -192,24 +206,98 @@ def zoo_add(
     digest: Annotated[
         str, typer.Option(help="Digest of the weights to list on the plain index: sha256, sha1 or none.")
     ] = "sha256",
+    author: Annotated[
+        str | None, typer.Option(help="Publish as AUTHOR/NAME in the author's delegated role (`zoo add-author`).")
+    ] = None,
+    author_key: Annotated[
+        Path | None, typer.Option(help="The author's private key, which signs their listing (with --author).")
+    ] = None,
 ) -> None:
-    """Publish a package: sign new targets, snapshot and timestamp metadata; list it on the plain index."""
+    """Publish a package: sign new targets (or the author's) metadata, snapshot and timestamp; list it on the
+    plain index. Uses the online keys only."""
     from badnets.supply.zoo import Zoo
 
     if digest not in ("sha256", "sha1", "none"):
         raise ConfigError(f"--digest must be sha256, sha1 or none, got {digest!r}")
-    targets = Zoo(directory).add(package, name or package.resolve().name, digest=digest)  # type: ignore[arg-type]
-    out_console.print(f"published {len(targets)} files: {', '.join(targets)}")
+    targets = Zoo(directory).add(
+        package,
+        name or package.resolve().name,
+        digest=digest,  # type: ignore[arg-type]
+        author=author,
+        author_key=author_key,
+    )
+    out_console.print(f"published {len(targets)} files: {', '.join(targets)}", soft_wrap=True)
+
+
+@zoo_app.command("add-author")
+@friendly_errors
+def zoo_add_author(
+    directory: ZooDir,
+    author: Annotated[str, typer.Argument(help="The author's name: their models are published as AUTHOR/MODEL.")],
+    pub: Annotated[Path, typer.Option(help="The author's public key (PEM, e.g. from `badnets keygen`).")],
+) -> None:
+    """Delegate AUTHOR/* to the author's key (again with a new key: rotation). Signed with the online targets key."""
+    from badnets.supply.zoo import Zoo
+
+    keyid = Zoo(directory).add_author(author, pub)
+    out_console.print(f"{author}/* is signed by key {keyid[:16]}… from now on", soft_wrap=True)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        err_console.print(f"warning: {escape(warning)}", soft_wrap=True)
 
 
 @zoo_app.command("publish")
 @friendly_errors
 def zoo_publish(directory: ZooDir) -> None:
-    """Sign a fresh snapshot and timestamp (the timestamp expires after a day: run this daily)."""
+    """Sign a fresh snapshot and timestamp (the timestamp expires after a day: run this daily); warns when the
+    root or an author's listing nears expiry."""
     from badnets.supply.zoo import Zoo
 
-    Zoo(directory).publish()
-    out_console.print(f"fresh timestamp for {directory}")
+    _print_warnings(Zoo(directory).publish())
+    out_console.print(f"fresh timestamp for {directory}", soft_wrap=True)
+
+
+@zoo_app.command("rotate-root")
+@friendly_errors
+def zoo_rotate_root(
+    directory: ZooDir,
+    root_keys_dir: RootKeysDir,
+    new_root_keys_dir: Annotated[
+        Path | None, typer.Option(help="New folder for new root keys (replaces them); without it: a renewal.")
+    ] = None,
+    root_keys: RootKeys = None,
+    root_threshold: RootThreshold = None,
+) -> None:
+    """Sign the next root with the offline root keys: renew it for a year, or with --new-root-keys-dir replace
+    the root keys (signed by old and new keys, so clients follow without re-pinning)."""
+    from badnets.supply.zoo import Zoo
+
+    version = Zoo(directory).rotate(
+        root_keys_dir, new_root_keys_dir=new_root_keys_dir, root_keys=root_keys, root_threshold=root_threshold
+    )
+    replaced = f"; new root keys in {new_root_keys_dir}: move them offline" if new_root_keys_dir else ""
+    out_console.print(f"root version {version} published{replaced}", soft_wrap=True)
+
+
+@zoo_app.command("rotate-key")
+@friendly_errors
+def zoo_rotate_key(
+    directory: ZooDir,
+    roles: Annotated[
+        list[str], typer.Argument(help="Online roles whose key to replace: targets, snapshot, timestamp.")
+    ],
+    root_keys_dir: RootKeysDir,
+) -> None:
+    """Replace online keys (after the publishing host was taken, say): a new root, signed with the offline root
+    keys, names the new keys, and the roles' metadata is re-signed with them."""
+    from badnets.supply.zoo import Zoo
+
+    version = Zoo(directory).rotate(root_keys_dir, online_roles=roles)
+    out_console.print(
+        f"root version {version} published; new keys for {', '.join(roles)} in {directory}/keys", soft_wrap=True
+    )
 
 
 @zoo_app.command("serve")
@@ -235,7 +323,7 @@ def zoo_serve(
 @app.command()
 @friendly_errors
 def fetch(
-    name: Annotated[str, typer.Argument(help="The model's name in the zoo.")],
+    name: Annotated[str, typer.Argument(help="The model's name in the zoo: MODEL or AUTHOR/MODEL.")],
     zoo: Annotated[str, typer.Option(help="The zoo's base URL, e.g. http://127.0.0.1:8000.")],
     out: Annotated[Path, typer.Option(help="Directory to download into (the package lands in OUT/NAME).")],
     root: Annotated[
@@ -254,7 +342,7 @@ def fetch(
     ] = None,
 ) -> None:
     """Download a model package from a zoo and check it before it lands in OUT/NAME (nothing is left on failure)."""
-    from badnets.supply.zoo import fetch_package, fetch_plain
+    from badnets.supply.fetch import fetch_package, fetch_plain
 
     if plain:
         path = fetch_plain(name, zoo.rstrip("/") + "/index.json", out, public_key=pub)

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import shutil
 import stat
-from collections.abc import Iterator
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,54 +16,29 @@ import pytest
 from tuf.api.metadata import Metadata
 from typer.testing import CliRunner
 
+from badnets._io import file_sha256
 from badnets.cli import app
 from badnets.errors import ConfigError, VerificationError
-from badnets.supply import sign_package
+from badnets.supply import export_package
+from badnets.supply.fetch import Patience, fetch_package, fetch_plain, root_identity
 from badnets.supply.package import MANIFEST, SIGNATURE, WEIGHTS
-from badnets.supply.zoo import Zoo, _signer, fetch_package, fetch_plain, root_identity, serve_zoo
-from tests.supply.conftest import write_run_dir
-
-
-@pytest.fixture()
-def zoo(tmp_path: Path, package: Path, keys: tuple[Path, Path]) -> Zoo:
-    sign_package(package, keys[0])
-    zoo = Zoo.init(tmp_path / "zoo")
-    zoo.add(package, "net")
-    return zoo
-
-
-def snapshot_of(zoo: Zoo, where: Path) -> Path:
-    """A copy of what the zoo serves right now (an attacker's or mirror's copy of the server)."""
-    shutil.copytree(zoo.public, where / "public")
-    return where
-
-
-@pytest.fixture()
-def url(zoo: Zoo) -> Iterator[str]:
-    with serve_zoo(zoo.directory) as base:
-        yield base
-
-
-def fetch(zoo: Zoo, base: str, tmp_path: Path, **kwargs: object) -> Path:
-    return fetch_package("net", base, tmp_path / "got", root=zoo.root_json(), cache_dir=tmp_path / "cache", **kwargs)  # type: ignore[arg-type]
-
-
-def assert_nothing_left(tmp_path: Path) -> None:
-    assert not (tmp_path / "got").exists() or not any((tmp_path / "got").iterdir())
+from badnets.supply.zoo import Zoo, _signer, serve_zoo
+from tests.supply.conftest import assert_nothing_left, fetch, new_zoo, root_keys_of, snapshot_of, write_run_dir
 
 
 def test_init_layout_and_bad_options(tmp_path: Path, zoo: Zoo) -> None:
     assert stat.S_IMODE(zoo.keys.stat().st_mode) == 0o700
-    assert sorted(p.name for p in zoo.keys.iterdir()) == [
-        "root-0.pem",
-        "snapshot-0.pem",
-        "targets-0.pem",
-        "timestamp-0.pem",
-    ]
+    assert sorted(p.name for p in zoo.keys.iterdir()) == ["snapshot-0.pem", "targets-0.pem", "timestamp-0.pem"]
+    assert [p.name for p in root_keys_of(zoo).iterdir()] == ["root-0.pem"]
+    assert stat.S_IMODE(root_keys_of(zoo).stat().st_mode) == 0o700
     with pytest.raises(ConfigError, match="not empty"):
-        Zoo.init(zoo.directory)
+        Zoo.init(zoo.directory, tmp_path / "k")
     with pytest.raises(ConfigError, match="root-threshold"):
-        Zoo.init(tmp_path / "z2", root_keys=2, root_threshold=3)
+        new_zoo(tmp_path, "z2", root_keys=2, root_threshold=3)
+    with pytest.raises(ConfigError, match="inside the zoo"):
+        Zoo.init(tmp_path / "z3", tmp_path / "z3" / "root")
+    with pytest.raises(ConfigError, match="not empty; choose a new folder"):
+        Zoo.init(tmp_path / "z4", root_keys_of(zoo))
     with pytest.raises(ConfigError, match="model name"):
         zoo.add(zoo.directory, "../../x")
 
@@ -85,14 +61,14 @@ def test_fetch_gives_the_published_package(
 
 
 def test_wrong_pinned_root(zoo: Zoo, url: str, tmp_path: Path) -> None:
-    other = Zoo.init(tmp_path / "other")
+    other = new_zoo(tmp_path, "other")
     with pytest.raises(VerificationError, match="TUF rejected"):
         fetch_package("net", url, tmp_path / "got", root=other.root_json(), cache_dir=tmp_path / "cache")
     assert_nothing_left(tmp_path)
 
 
 def test_root_threshold_is_enforced(tmp_path: Path, package: Path) -> None:
-    zoo = Zoo.init(tmp_path / "zoo", root_keys=2, root_threshold=2)
+    zoo = new_zoo(tmp_path, root_keys=2, root_threshold=2)
     zoo.add(package, "net")
     root = json.loads(zoo.root_json().read_text())
     assert len(root["signatures"]) == 2
@@ -154,7 +130,7 @@ def test_rollback_is_rejected(zoo: Zoo, package: Path, tmp_path: Path) -> None:
 
 
 def test_freeze_is_rejected(tmp_path: Path, package: Path) -> None:
-    zoo = Zoo.init(tmp_path / "zoo")
+    zoo = new_zoo(tmp_path)
     zoo.add(package, "net", now=datetime.now(UTC) - timedelta(days=3))  # the attacker's frozen copy is 3 days old
     with serve_zoo(zoo.directory) as base, pytest.raises(VerificationError, match="Expired"):
         fetch(zoo, base, tmp_path)
@@ -202,12 +178,8 @@ def test_cli_zoo_round_trip(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     run = write_run_dir(tmp_path / "run", seed=3)
     assert runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "pkg")]).exit_code == 0
     assert runner.invoke(app, ["sign", str(tmp_path / "pkg"), "--key", str(keys[0])]).exit_code == 0
-    assert (
-        runner.invoke(
-            app, ["zoo", "init", str(tmp_path / "zoo"), "--root-keys", "3", "--root-threshold", "2"]
-        ).exit_code
-        == 0
-    )
+    init = ["zoo", "init", str(tmp_path / "zoo"), "--root-keys-dir", str(tmp_path / "offline")]
+    assert runner.invoke(app, [*init, "--root-keys", "3", "--root-threshold", "2"]).exit_code == 0
     added = runner.invoke(app, ["zoo", "add", str(tmp_path / "zoo"), str(tmp_path / "pkg"), "--name", "m1"])
     assert added.exit_code == 0, added.output
     assert runner.invoke(app, ["zoo", "publish", str(tmp_path / "zoo")]).exit_code == 0
@@ -327,12 +299,12 @@ def test_a_pinned_root_that_disagrees_with_the_trusted_one_is_an_error(zoo: Zoo,
     forged = Metadata.from_file(str(zoo.root_json()))  # same keys and version, other content, validly signed
     forged.signed.expires += timedelta(days=1)
     forged.signatures.clear()
-    for key in sorted((zoo.directory / "keys").glob("root-*.pem")):
+    for key in sorted(root_keys_of(zoo).glob("root-*.pem")):
         forged.sign(_signer(key.read_bytes()), append=True)
     forged.to_file(str(tmp_path / "forged-root.json"))
     with pytest.raises(VerificationError, match="differs from the trusted root"):
         fetch_package("net", url, tmp_path / "got", root=tmp_path / "forged-root.json", cache_dir=tmp_path / "cache")
-    other = Zoo.init(tmp_path / "other")  # another zoo's root starts its own trust, which this zoo's data fails
+    other = new_zoo(tmp_path, "other")  # another zoo's root starts its own trust, which this zoo's data fails
     with pytest.raises(VerificationError, match="TUF rejected"):
         fetch_package("net", url, tmp_path / "got", root=other.root_json(), cache_dir=tmp_path / "cache")
     assert_nothing_left(tmp_path)
@@ -375,4 +347,107 @@ def test_a_cut_off_download_is_one_line_and_leaves_nothing(zoo: Zoo, tmp_path: P
         server.server_close()
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert_nothing_left(tmp_path)
+
+
+def _serve_with(handler_class: type[http.server.SimpleHTTPRequestHandler], public: Path) -> http.server.HTTPServer:
+    import functools
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler_class, directory=str(public)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _Endless(http.server.SimpleHTTPRequestHandler):
+    """Answers requests for ``ENDLESS`` with bytes that never end (no Content-Length); the rest as stored."""
+
+    ENDLESS = "timestamp.json"
+
+    def do_GET(self) -> None:
+        if not self.path.endswith(self.ENDLESS):
+            return super().do_GET()
+        self.send_response(200)
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            while True:
+                self.wfile.write(b" " * 65536)
+        return None
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _EndlessWeights(_Endless):
+    ENDLESS = WEIGHTS
+
+
+class _Drip(http.server.SimpleHTTPRequestHandler):
+    """Sends target files a few bytes at a time, each well within any stall timeout (slow retrieval)."""
+
+    def do_GET(self) -> None:
+        if "/targets/" not in self.path:
+            return super().do_GET()
+        data = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for i in range(0, len(data), 64):
+                self.wfile.write(data[i : i + 64])
+                self.wfile.flush()
+                time.sleep(0.05)
+        return None
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("handler", [_Endless, _EndlessWeights], ids=["metadata", "target"])
+def test_endless_data_is_cut_off(zoo: Zoo, tmp_path: Path, handler: type[_Endless]) -> None:
+    server = _serve_with(handler, zoo.public)
+    start = time.monotonic()
+    try:
+        with pytest.raises(VerificationError, match=r"TUF rejected.*(DownloadLengthMismatchError|exceeded)"):
+            fetch(zoo, f"http://127.0.0.1:{server.server_address[1]}", tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - start < 30
+    assert_nothing_left(tmp_path)
+
+
+def test_slow_retrieval_is_cut_off(zoo: Zoo, tmp_path: Path) -> None:
+    server = _serve_with(_Drip, zoo.public)
+    patience = Patience(stall_s=5, grace_s=1.0, min_bytes_per_s=10_000)  # the drip is ~1.3 kB/s
+    start = time.monotonic()
+    try:
+        with pytest.raises(VerificationError, match=r"SlowRetrievalError.*too slow"):
+            fetch(zoo, f"http://127.0.0.1:{server.server_address[1]}", tmp_path, patience=patience)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - start < 10
+    assert_nothing_left(tmp_path)
+
+
+def test_replayed_files_and_metadata_are_rejected(zoo: Zoo, tmp_path: Path) -> None:
+    """An attacker who recorded the zoo last week replays what it recorded: the old package's bytes at the new
+    listing's URLs, and last week's timestamp to a client that has seen this week's."""
+    recorded = snapshot_of(zoo, tmp_path / "recorded")
+    newer = export_package(write_run_dir(tmp_path / "run2", seed=7), tmp_path / "newer")
+    zoo.add(newer, "net")
+    replayed = snapshot_of(zoo, tmp_path / "replayed")
+    (old_weights,) = (recorded / "public" / "targets" / "net").glob(f"*.{WEIGHTS}")
+    new_weights = replayed / "public" / "targets" / "net" / f"{file_sha256(newer / WEIGHTS)}.{WEIGHTS}"
+    shutil.copy(old_weights, new_weights)
+    with serve_zoo(replayed) as base, pytest.raises(VerificationError, match=r"LengthOrHashMismatch|hash"):
+        fetch(zoo, base, tmp_path)
+    assert_nothing_left(tmp_path)
+    with serve_zoo(zoo.directory) as base:
+        fetch(zoo, base, tmp_path)
+    shutil.rmtree(tmp_path / "got")
+    shutil.copy(recorded / "public" / "metadata" / "timestamp.json", replayed / "public" / "metadata")
+    with serve_zoo(replayed) as base, pytest.raises(VerificationError, match=r"BadVersionNumber|version"):
+        fetch(zoo, base, tmp_path)
     assert_nothing_left(tmp_path)

@@ -41,8 +41,9 @@ from badnets.experiments._study import StudyRecipe, StudySummary, run_study
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.supply import export_package, generate_keypair, sign_package
+from badnets.supply.fetch import fetch_package, fetch_plain, root_identity
 from badnets.supply.package import WEIGHTS
-from badnets.supply.zoo import Zoo, fetch_package, fetch_plain, root_identity, serve_zoo
+from badnets.supply.zoo import Zoo, serve_zoo
 from badnets.triggers import TriggerSpec
 
 __all__ = ["ATTACKS", "DEFENSES", "SupplyChainSpec", "build_jobs", "run_supply_chain_study"]
@@ -178,7 +179,7 @@ def _history(spec: SupplyChainSpec, world: _World) -> dict[str, Path]:
     and today (the fixed version published)."""
     now = datetime.now(UTC).replace(microsecond=0)
     recalled = _name(spec.recalled)
-    zoo = Zoo.init(world.work / "zoo")
+    zoo = Zoo.init(world.work / "zoo", world.work / "root-keys")
     then = {**world.packages, recalled: world.packages["recalled-v1"]}
     _publish(zoo, spec, then, now - timedelta(days=3))
     states = {"frozen": _clone(zoo.directory, world.work / "states" / "frozen")}
