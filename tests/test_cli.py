@@ -262,3 +262,51 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and not (tmp_path / "bad").exists()
     bad = runner.invoke(app, [*bad_out, "--trigger", "pixel", "--trigger-scale", "0.2"])
     assert bad.exit_code == 2 and "--trigger-size" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_a_stop_signal_ends_a_server_with_0_and_anything_else_with_130() -> None:
+    from badnets._entry import stop_exit_code
+
+    assert stop_exit_code(["zoo", "serve", "myzoo", "--port", "0"]) == 0
+    assert stop_exit_code(["--verbose", "zoo", "serve"]) == 0
+    assert stop_exit_code(["reproduce", "mnist", "--quick"]) == 130
+    assert stop_exit_code(["zoo", "publish", "myzoo"]) == 130
+    assert stop_exit_code([]) == 130
+
+
+def test_a_stopped_study_unwinds_and_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGTERM (or SIGINT, even if inherited as ignored) reaches a long command as StopRequested: its finally
+    blocks run, and the CLI exits 130 with one line on how to resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from badnets._entry import handle_stop_signals, StopRequested\n"
+        "handle_stop_signals()\n"
+        "from badnets import cli\n"
+        "@cli.app.command('nap')\n"
+        "def nap() -> None:\n"
+        "    try:\n"
+        "        print('napping', flush=True); time.sleep(60)\n"
+        "    finally:\n"
+        f"        open({str(tmp_path / 'cleaned')!r}, 'w').close()\n"
+        "sys.argv = ['badnets', 'nap']\n"
+        "cli.main()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert process.stdout is not None and process.stdout.readline() == "napping\n"
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and time.monotonic() - start < 10
+    assert err.strip() == "interrupted; run the same command again to resume"
+    assert (tmp_path / "cleaned").is_file()

@@ -448,12 +448,18 @@ __all__ = ["app", "cli_audit", "cli_supply", "main"]
 
 
 def main() -> None:
+    """Run the CLI (the ``badnets`` command enters through ``badnets._entry.main``, which calls this)."""
+    from badnets._entry import StopRequested, handle_stop_signals, stop_exit_code
+
+    handle_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted; run the same command again to resume")
-        sys.exit(130)
+    except (KeyboardInterrupt, StopRequested):
+        code = stop_exit_code(sys.argv[1:])
+        if code:
+            err_console.print("interrupted; run the same command again to resume")
+        sys.exit(code)
 
 
 if __name__ == "__main__":

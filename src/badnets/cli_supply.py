@@ -305,19 +305,20 @@ def zoo_rotate_key(
 def zoo_serve(
     directory: ZooDir, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8000
 ) -> None:
-    """Serve the zoo's public/ over plain HTTP on 127.0.0.1 until Ctrl-C (TUF makes the channel's security moot)."""
-    import time
+    """Serve the zoo's public/ over plain HTTP on 127.0.0.1 until Ctrl-C, SIGINT or SIGTERM (exit 0; TUF makes
+    the channel's security moot)."""
+    import threading
 
+    from badnets._entry import StopRequested
     from badnets.supply.zoo import serve_zoo
 
-    with serve_zoo(directory, port) as url:
-        out_console.print(url, soft_wrap=True)  # alone on its line, for scripts that start the server
-        err_console.print(f"serving {directory}/public at {url} (Ctrl-C to stop)", soft_wrap=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            out_console.print("stopped")
+    try:
+        with serve_zoo(directory, port) as url:
+            out_console.print(url, soft_wrap=True)  # alone on its line, for scripts that start the server
+            err_console.print(f"serving {directory}/public at {url} (Ctrl-C to stop)", soft_wrap=True)
+            threading.Event().wait()  # until a stop signal raises here
+    except (KeyboardInterrupt, StopRequested):
+        out_console.print("stopped")
 
 
 @app.command()

@@ -257,27 +257,60 @@ def test_respelled_metadata_is_rejected(zoo: Zoo, url: str, tmp_path: Path, resp
         fetch(zoo, url, tmp_path)
 
 
-def test_zoo_serve_command_serves_until_stopped(zoo: Zoo, tmp_path: Path) -> None:
-    """`badnets zoo serve` as a user runs it: a separate process on loopback, stopped with Ctrl-C (SIGINT)."""
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``signum`` (its SigCgt mask, Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads signal masks from /proc (Linux)")
+@pytest.mark.parametrize(
+    ("when", "signame"),
+    [("importing", "SIGINT"), ("binding", "SIGINT"), ("serving", "SIGINT"), ("serving", "SIGTERM")],
+)
+def test_zoo_serve_stops_on_a_signal_even_when_started_with_sigint_ignored(
+    zoo: Zoo, tmp_path: Path, when: str, signame: str
+) -> None:
+    """`badnets zoo serve` as a script or CI runner starts it: a background job, SIGINT inherited as ignored
+    (issue 18). The stop signal lands while the CLI imports, just after, or while it serves; every time the
+    server stops within seconds, prints "stopped" or nothing, and exits 0."""
     import os
     import re
     import signal
     import subprocess
     import sys
 
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "badnets.cli", "zoo", "serve", str(zoo.directory), "--port", "0"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, "-m", "badnets", "zoo", "serve", str(zoo.directory), "--port", "0"]
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ignore_sigint
+    )
+    signum = getattr(signal, signame)
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = re.fullmatch(r"http://127\.0\.0\.1:\d+\n", line)
-        assert match, f"the server printed {line!r}"
-        got = fetch(zoo, line.strip(), tmp_path)
-        assert (got / WEIGHTS).is_file()
+        deadline = time.monotonic() + 30
+        while not _catches(server.pid, signal.SIGINT):  # the handler is the process's first act
+            assert server.poll() is None and time.monotonic() < deadline, "the server never handled SIGINT"
+            time.sleep(0.005)
+        if when == "binding":
+            time.sleep(1.0)
+        if when == "serving":
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+\n", line), f"the server printed {line!r}"
+            assert (fetch(zoo, line.strip(), tmp_path) / WEIGHTS).is_file()
+        server.send_signal(signum)
+        out, err = server.communicate(timeout=60)
     finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0
+        server.kill()
+    assert server.returncode == 0, err
+    assert "Traceback" not in err and "Aborted" not in err
+    if when == "serving":
+        assert out.rstrip().endswith("stopped")
 
 
 def test_trust_is_kept_per_pinned_root_not_per_url_spelling(zoo: Zoo, package: Path, tmp_path: Path) -> None:
