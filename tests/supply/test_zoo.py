@@ -9,6 +9,7 @@ import json
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -343,123 +344,105 @@ def test_a_pinned_root_that_disagrees_with_the_trusted_one_is_an_error(zoo: Zoo,
     assert_nothing_left(tmp_path)
 
 
-class _CutOff(http.server.SimpleHTTPRequestHandler):
-    """Sends the headers of a target file, half of its body, then hangs up."""
+class _Hostile(http.server.SimpleHTTPRequestHandler):
+    """Serves the zoo, except that requests whose path contains ``ATTACKED`` get ``attack``'s response."""
+
+    ATTACKED = "/targets/"
 
     def do_GET(self) -> None:
-        if "/targets/" not in self.path:
+        if self.ATTACKED not in self.path:
             return super().do_GET()
         data = Path(self.translate_path(self.path)).read_bytes()
         self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
-        self.wfile.flush()
+        with contextlib.suppress(OSError):  # the client hangs up on what it refuses
+            self.attack(data)
         self.close_connection = True
         return None
+
+    def attack(self, data: bytes) -> None:
+        raise NotImplementedError
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
-def test_a_cut_off_download_is_one_line_and_leaves_nothing(zoo: Zoo, tmp_path: Path) -> None:
+class _CutOff(_Hostile):
+    """Announces a target file's length, sends half of it, then hangs up."""
+
+    def attack(self, data: bytes) -> None:
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+
+
+class _Endless(_Hostile):
+    """Answers for the timestamp with bytes that never end (no Content-Length)."""
+
+    ATTACKED = "timestamp.json"
+
+    def attack(self, data: bytes) -> None:
+        self.end_headers()
+        while True:
+            self.wfile.write(b" " * 65536)
+
+
+class _EndlessWeights(_Endless):
+    ATTACKED = WEIGHTS
+
+
+class _Drip(_Hostile):
+    """Sends target files a few bytes at a time, each well within any stall timeout (slow retrieval)."""
+
+    def attack(self, data: bytes) -> None:
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        for i in range(0, len(data), 64):
+            self.wfile.write(data[i : i + 64])
+            self.wfile.flush()
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def hostile(handler: type[_Hostile], zoo: Zoo) -> Iterator[str]:
+    """The zoo served on loopback by ``handler``; yields the base URL."""
     import functools
     import threading
 
-    handler = functools.partial(_CutOff, directory=str(zoo.public))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(zoo.public)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_cut_off_download_is_one_line_and_leaves_nothing(zoo: Zoo, tmp_path: Path) -> None:
+    with hostile(_CutOff, zoo) as base:
         with pytest.raises(VerificationError, match=r"download from .* failed|TUF rejected"):
             fetch(zoo, base, tmp_path)
         args = ["fetch", "net", "--zoo", base, "--root", str(zoo.root_json()), "--out", str(tmp_path / "got")]
         result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert_nothing_left(tmp_path)
 
 
-def _serve_with(handler_class: type[http.server.SimpleHTTPRequestHandler], public: Path) -> http.server.HTTPServer:
-    import functools
-    import threading
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler_class, directory=str(public)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-class _Endless(http.server.SimpleHTTPRequestHandler):
-    """Answers requests for ``ENDLESS`` with bytes that never end (no Content-Length); the rest as stored."""
-
-    ENDLESS = "timestamp.json"
-
-    def do_GET(self) -> None:
-        if not self.path.endswith(self.ENDLESS):
-            return super().do_GET()
-        self.send_response(200)
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            while True:
-                self.wfile.write(b" " * 65536)
-        return None
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _EndlessWeights(_Endless):
-    ENDLESS = WEIGHTS
-
-
-class _Drip(http.server.SimpleHTTPRequestHandler):
-    """Sends target files a few bytes at a time, each well within any stall timeout (slow retrieval)."""
-
-    def do_GET(self) -> None:
-        if "/targets/" not in self.path:
-            return super().do_GET()
-        data = Path(self.translate_path(self.path)).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            for i in range(0, len(data), 64):
-                self.wfile.write(data[i : i + 64])
-                self.wfile.flush()
-                time.sleep(0.05)
-        return None
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.mark.parametrize("handler", [_Endless, _EndlessWeights], ids=["metadata", "target"])
-def test_endless_data_is_cut_off(zoo: Zoo, tmp_path: Path, handler: type[_Endless]) -> None:
-    server = _serve_with(handler, zoo.public)
+def test_endless_data_is_cut_off(zoo: Zoo, tmp_path: Path, handler: type[_Hostile]) -> None:
     start = time.monotonic()
-    try:
-        with pytest.raises(VerificationError, match=r"TUF rejected.*(DownloadLengthMismatchError|exceeded)"):
-            fetch(zoo, f"http://127.0.0.1:{server.server_address[1]}", tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
+    rejected = pytest.raises(VerificationError, match=r"TUF rejected.*(DownloadLengthMismatchError|exceeded)")
+    with hostile(handler, zoo) as base, rejected:
+        fetch(zoo, base, tmp_path)
     assert time.monotonic() - start < 30
     assert_nothing_left(tmp_path)
 
 
 def test_slow_retrieval_is_cut_off(zoo: Zoo, tmp_path: Path) -> None:
-    server = _serve_with(_Drip, zoo.public)
     patience = Patience(stall_s=5, grace_s=1.0, min_bytes_per_s=10_000)  # the drip is ~1.3 kB/s
     start = time.monotonic()
-    try:
-        with pytest.raises(VerificationError, match=r"SlowRetrievalError.*too slow"):
-            fetch(zoo, f"http://127.0.0.1:{server.server_address[1]}", tmp_path, patience=patience)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with hostile(_Drip, zoo) as base, pytest.raises(VerificationError, match=r"SlowRetrievalError.*too slow"):
+        fetch(zoo, base, tmp_path, patience=patience)
     assert time.monotonic() - start < 10
     assert_nothing_left(tmp_path)
 
