@@ -265,7 +265,7 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
 
 
 def test_a_stop_signal_ends_a_server_with_0_and_anything_else_with_130() -> None:
-    from badnets._entry import stop_exit_code
+    from badnets._signals import stop_exit_code
 
     assert stop_exit_code(["zoo", "serve", "myzoo", "--port", "0"]) == 0
     assert stop_exit_code(["--verbose", "zoo", "serve"]) == 0
@@ -284,7 +284,7 @@ def test_a_stopped_study_unwinds_and_says_how_to_resume(tmp_path: Path) -> None:
 
     script = (
         "import sys, time\n"
-        "from badnets._entry import handle_stop_signals, StopRequested\n"
+        "from badnets._signals import handle_stop_signals, StopRequested\n"
         "handle_stop_signals()\n"
         "from badnets import cli\n"
         "@cli.app.command('nap')\n"

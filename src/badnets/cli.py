@@ -449,11 +449,11 @@ __all__ = ["app", "cli_audit", "cli_supply", "main"]
 
 def main() -> None:
     """Run the CLI (the ``badnets`` command enters through ``badnets._entry.main``, which calls this)."""
-    from badnets._entry import StopRequested, handle_stop_signals, stop_exit_code
+    from badnets._signals import StopRequested, handle_stop_signals, stop_exit_code
 
-    handle_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        handle_stop_signals()
         app()
     except (KeyboardInterrupt, StopRequested):
         code = stop_exit_code(sys.argv[1:])

@@ -309,7 +309,7 @@ def zoo_serve(
     the channel's security moot)."""
     import threading
 
-    from badnets._entry import StopRequested
+    from badnets._signals import StopRequested
     from badnets.supply.zoo import serve_zoo
 
     try:
