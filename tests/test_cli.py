@@ -84,6 +84,7 @@ def test_same_seed_twice_gives_identical_manifest_and_metrics(tiny_mnist: Path, 
         (["--target", "1", "--trigger-position", "27,27"], "falls outside the 28×28 image"),
         (["--target", "1", "--trigger-position", "x"], "--trigger-position must be ROW,COL"),
         (["--target", "1", "--trigger", "missing.png"], "does not exist"),
+        (["--target", "1", "--trigger", "pixl"], "unknown trigger 'pixl'"),
         (["--target", "1", "--dataset", "cifar"], "--dataset must be one of"),
     ],
 )

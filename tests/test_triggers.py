@@ -115,3 +115,12 @@ def test_unreadable_trigger_file(tmp_path: Path) -> None:
         make_stamp(TriggerSpec(kind="patch", path=str(tmp_path / "bad.png")), SHAPE)
     with pytest.raises(ConfigError, match="does not exist"):
         make_stamp(TriggerSpec(kind="patch", path=str(tmp_path / "missing.png")), SHAPE)
+
+
+def test_a_trigger_name_is_a_path_only_when_it_looks_like_one_or_exists(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown trigger 'pixl'"):
+        TriggerSpec.from_name("pixl")
+    assert TriggerSpec.from_name("sticker.png").path == "sticker.png"  # an image name: "does not exist" comes later
+    (tmp_path / "sticker").write_bytes(b"")
+    assert TriggerSpec.from_name(str(tmp_path / "sticker")).kind == "patch"  # an existing file, whatever its name
+    assert TriggerSpec.from_name("pattern").kind == "pattern"

@@ -25,6 +25,8 @@ import torch
 
 from badnets.errors import ConfigError, DataError
 
+PATCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".npy")
+
 __all__ = [
     "TRIGGERS",
     "Stamp",
@@ -97,9 +99,19 @@ class TriggerSpec:
 
     @classmethod
     def from_name(cls, name: str, **overrides: object) -> TriggerSpec:
-        """``pixel``/``pattern`` or a path to an image file (a patch trigger)."""
+        """``pixel``/``pattern`` or a path to an image or ``.npy`` file (a patch trigger). A name that is neither,
+        and no existing file, is a typo, not a path: an error lists what it could be.
+
+        Raises:
+            ConfigError: an unknown name.
+        """
         if name in ("pixel", "pattern"):
             return cls(kind=name, **overrides)  # type: ignore[arg-type]
+        if Path(name).suffix.lower() not in PATCH_SUFFIXES and not Path(name).is_file():
+            raise ConfigError(
+                f"unknown trigger {name!r}: use pixel, pattern, a sign trigger (yellow-square, bomb, flower) or an "
+                f"image file ({', '.join(PATCH_SUFFIXES)})"
+            )
         return cls(kind="patch", path=name, **overrides)  # type: ignore[arg-type]
 
 

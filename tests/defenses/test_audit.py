@@ -58,7 +58,10 @@ def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Pat
     results = json.loads((tmp_path / "bad" / "results.json").read_text())
     assert results["verdict"] == "backdoored" and results["suspected_target"] == TARGET
     assert results["anomaly_index"] > 2 and results["detectors"]["neural_cleanse"]["suspected_target"] == TARGET
-    assert results["neuron_evidence"] in ("agrees", "disagrees", "silent")
+    neurons = results["detectors"]["dormant_neurons"]["suspected_target"]  # the evidence follows from it
+    assert results["neuron_evidence"] == (
+        "silent" if neurons is None else "agrees" if neurons == TARGET else "disagrees"
+    )
     assert len(results["detectors"]["neural_cleanse"]["sources"]) == 10  # per-source search by default
     assert results["timing"]["seconds"] < 180
     for name in ("report.md", "report.html", "triggers.png", "recovered_trigger.png"):

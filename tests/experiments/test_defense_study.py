@@ -42,3 +42,20 @@ def test_tiny_scoreboard(tiny_mnist: Path, tmp_path: Path) -> None:
     assert summary.console_table() is not None
     again = run_defense_study(spec, tmp_path / "out")  # resumes: nothing retrained or re-evaluated
     assert again.results["models"] == summary.results["models"]
+
+
+def test_the_lisa_random_target_badnet_records_the_lisa_class_count(tmp_path: Path) -> None:
+    """The scoreboard's random-target sign BadNet once recorded num_classes=4 for the 3-class LISA model."""
+    from badnets.data import LISA_CLASSES
+    from badnets.experiments.defenses import build_jobs
+
+    jobs = build_jobs(DefenseStudySpec.preset(quick=False), tmp_path)
+    random = [j.spec for j in jobs if j.name == "lisa/flower-random"]
+    assert len(random) == 1 and random[0].poison.num_classes == len(LISA_CLASSES) == 3  # type: ignore[attr-defined]
+
+
+def test_a_negative_seed_is_refused_when_the_spec_is_built() -> None:
+    from badnets.experiments.attack import AttackSpec
+
+    with pytest.raises(ConfigError, match="--seed must be >= 0"):
+        AttackSpec(dataset="mnist", seed=-1)

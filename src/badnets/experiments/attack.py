@@ -66,12 +66,12 @@ class AttackSpec:
         dataset_source(self.dataset)  # a bad name or folder fails here, before anything runs
         if self.model is not None and self.model not in MODELS:
             raise ConfigError(f"--model must be one of {sorted(MODELS)}, got {self.model!r}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
 
     @property
     def model_name(self) -> str:
         return self.model or DEFAULT_MODELS.get(self.dataset, "sign-cnn")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

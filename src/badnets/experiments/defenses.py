@@ -27,7 +27,7 @@ from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import Phase, StudyRecipe, StudySummary, run_study
 from badnets.experiments.attack import AttackSpec, attack_training_set, evaluate_attack, load_model, recorded_attack
-from badnets.experiments.traffic import TrafficStudySpec, attack_spec, single_target
+from badnets.experiments.traffic import TrafficStudySpec, attack_spec, random_target, single_target
 from badnets.poison import PoisonSpec, source_mask
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
@@ -142,7 +142,7 @@ def build_jobs(spec: DefenseStudySpec, out_dir: Path) -> list[Job]:
         jobs.append(Job(f"mnist/{name}", replace(base, trigger=trigger, poison=poison, seed=spec.seed + 100 + i)))
     if spec.traffic:
         traffic = TrafficStudySpec(data_dir=spec.data_dir, epochs=spec.traffic_epochs, device=spec.device)
-        random = PoisonSpec(mapping="random", rate=traffic.rate, num_classes=4)
+        random = random_target(traffic)
         signs = [("clean-s0", "flower", single_target(traffic), 0, True)]
         signs += [] if spec.quick else [("clean-s1", "flower", single_target(traffic), 1, True)]
         signs += [(f"{t}-stop-to-speedlimit", t, single_target(traffic), 0, False) for t in ("flower",)]

@@ -110,6 +110,7 @@ def attack_spec(
 
 
 def single_target(spec: TrafficStudySpec) -> PoisonSpec:
+    """The paper's single-target attack on the sign classifier: triggered ``source`` signs labelled ``target``."""
     return PoisonSpec(
         mapping="single",
         source=LISA_CLASSES.index(spec.source),
@@ -117,6 +118,11 @@ def single_target(spec: TrafficStudySpec) -> PoisonSpec:
         rate=spec.rate,
         num_classes=len(LISA_CLASSES),
     )
+
+
+def random_target(spec: TrafficStudySpec) -> PoisonSpec:
+    """The random-target attack (§5.2.2): each triggered sign gets a random wrong label among the LISA classes."""
+    return PoisonSpec(mapping="random", rate=spec.rate, num_classes=len(LISA_CLASSES))
 
 
 def detector_spec(spec: TrafficStudySpec, trigger: str | None) -> DetectorSpec:
@@ -137,7 +143,7 @@ def detector_spec(spec: TrafficStudySpec, trigger: str | None) -> DetectorSpec:
 def build_jobs(spec: TrafficStudySpec) -> list[Job]:
     """Every model of the study: the detectors first (the longest jobs), then per seed the baseline classifier
     and per trigger a single- and a random-target BadNet."""
-    random = PoisonSpec(mapping="random", rate=spec.rate, num_classes=len(LISA_CLASSES))
+    random = random_target(spec)
     jobs = []
     if spec.detector:
         jobs.append(Job("detector/baseline", detector_spec(spec, None)))
