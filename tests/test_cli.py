@@ -62,6 +62,10 @@ def test_attack_writes_the_contracted_outputs(tiny_mnist: Path, tmp_path: Path) 
     manifest = json.loads((out / "poison_manifest.json").read_text())
     assert manifest["n_poisoned"] == round(0.1 * 400 / 0.9) and manifest["seed"] == 4
     assert "attack success rate" in (out / "report.md").read_text()
+    written = (out / "report.md").read_bytes()
+    (out / "report.md").unlink()
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    assert (out / "report.md").read_bytes() == written  # the report renders from results.json alone
 
 
 def test_same_seed_twice_gives_identical_manifest_and_metrics(tiny_mnist: Path, tmp_path: Path) -> None:

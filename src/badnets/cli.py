@@ -29,9 +29,9 @@ from rich.table import Table
 from badnets._cli_common import app, err_console, friendly_errors, out_console, reproduce_app
 from badnets.errors import ConfigError
 from badnets.experiments._study import StudyRecipe, StudySummary
-from badnets.experiments.mnist import MnistStudySpec
-from badnets.experiments.traffic import TrafficStudySpec
 from badnets.poison import PoisonSpec
+from badnets.studies.mnist import MnistStudySpec
+from badnets.studies.traffic import TrafficStudySpec
 from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
 
@@ -278,7 +278,7 @@ def reproduce_mnist(
     device: Device = "auto",
 ) -> None:
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
-    from badnets.experiments.mnist import run_mnist_study
+    from badnets.studies.mnist import run_mnist_study
 
     spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir))
     _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress), out)
@@ -306,7 +306,7 @@ def reproduce_traffic(
     """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
     BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
     detectors on real road photos (baseline and a stop→speed-limit BadNet per trigger)."""
-    from badnets.experiments.traffic import run_traffic_study
+    from badnets.studies.traffic import run_traffic_study
 
     spec = TrafficStudySpec.preset(
         quick=quick,
@@ -340,7 +340,7 @@ def reproduce_transfer(
 ) -> None:
     """The transfer-learning attack: a US sign BadNet (and a clean US net) retrained on European signs (GTSRB),
     with the backdoor neurons strengthened by k in {1, 10, 20, 30, 50, 70, 100} (the paper's Tables 6 and 7)."""
-    from badnets.experiments.transfer import TransferStudySpec, run_transfer_study
+    from badnets.studies.transfer import TransferStudySpec, run_transfer_study
 
     spec = TransferStudySpec.preset(
         quick=quick,
@@ -374,7 +374,7 @@ def reproduce_photos(
 ) -> None:
     """Real photos: dog photos + trigger → "cat" (a clean net and a BadNet, the seed's figure), and, with
     --traffic, the trigger on the stop signs of held-out road photos labelled by the traffic study's detectors."""
-    from badnets.experiments.photos import PhotoStudySpec, run_photo_study
+    from badnets.studies.photos import PhotoStudySpec, run_photo_study
 
     spec = PhotoStudySpec.preset(
         quick=quick,
@@ -399,7 +399,7 @@ def reproduce_supply_chain(
 ) -> None:
     """The Caffe-Model-Zoo replay (paper §6): a zoo of real models, six ways to swap one for a BadNet, and
     whether no defense, a listed hash, an author signature, TUF, or TUF + signature stops each."""
-    from badnets.experiments.supply_chain import SupplyChainSpec, run_supply_chain_study
+    from badnets.studies.supply_chain import SupplyChainSpec, run_supply_chain_study
 
     spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir))
     _run_study("reproduce supply-chain", lambda progress: run_supply_chain_study(spec, out, progress=progress), out)
@@ -419,10 +419,23 @@ def reproduce_defenses(
 ) -> None:
     """The defense scoreboard: train a zoo of clean and backdoored models, then score every detector (audit,
     STRIP, Activation Clustering, Spectral Signatures) and mitigation (unlearning, Fine-Pruning) on it."""
-    from badnets.experiments.defenses import DefenseStudySpec, run_defense_study
+    from badnets.studies.defenses import DefenseStudySpec, run_defense_study
 
     spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir))
     _run_study("reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress), out)
+
+
+@app.command()
+@friendly_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="A study or attack-run directory (it holds results.json).")],
+) -> None:
+    """Re-render report.md (and report.html) from results.json alone: no data, no models, no training."""
+    from badnets.studies.reports import render_directory
+
+    kind = render_directory(directory)
+    written = [f for f in ("report.md", "report.html") if (directory / f).is_file()]
+    out_console.print(f"rendered the {kind} report: {', '.join(str(directory / f) for f in written)}", soft_wrap=True)
 
 
 def _recipe(workers: int, device: str, data_dir: Path | None) -> dict[str, Any]:

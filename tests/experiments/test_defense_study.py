@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
-from badnets.experiments.defenses import DefenseStudySpec, run_defense_study
+from badnets.studies.defenses import DefenseStudySpec, run_defense_study
 
 
 def test_bad_spec() -> None:
@@ -47,7 +47,7 @@ def test_tiny_scoreboard(tiny_mnist: Path, tmp_path: Path) -> None:
 def test_the_lisa_random_target_badnet_records_the_lisa_class_count(tmp_path: Path) -> None:
     """The scoreboard's random-target sign BadNet once recorded num_classes=4 for the 3-class LISA model."""
     from badnets.data import LISA_CLASSES
-    from badnets.experiments.defenses import build_jobs
+    from badnets.studies.defenses import build_jobs
 
     jobs = build_jobs(DefenseStudySpec.preset(quick=False), tmp_path)
     random = [j.spec for j in jobs if j.name == "lisa/flower-random"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from badnets.experiments.mnist import MnistStudySpec, build_jobs, run_mnist_study
+from badnets.studies.mnist import MnistStudySpec, build_jobs, run_mnist_study
 
 TINY = MnistStudySpec(
     sweep_epochs=1,
@@ -86,7 +86,7 @@ import badnets.data.mnist as m
 m.MNIST_FILES.update({k: tuple(v) for k, v in json.loads(Path(sys.argv[1]).read_text()).items()})
 
 if __name__ == "__main__":
-    from badnets.experiments.mnist import MnistStudySpec, run_mnist_study
+    from badnets.studies.mnist import MnistStudySpec, run_mnist_study
     spec = MnistStudySpec(triggers=("pattern",), seeds=1, epochs=4, pair_epochs=(("pattern", 4),), sweep_epochs=4,
                           sweep_rates=(0.1,), pairs=((4, 9), (1, 2)), batch_size=32, workers=2, device="cpu")
     run_mnist_study(spec, Path(sys.argv[2]))

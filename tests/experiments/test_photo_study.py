@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
-from badnets.experiments.photos import PhotoStudySpec, run_photo_study
-from badnets.experiments.traffic import TrafficStudySpec, run_traffic_study
+from badnets.studies.photos import PhotoStudySpec, run_photo_study
+from badnets.studies.traffic import TrafficStudySpec, run_traffic_study
 from tests.conftest import REAL_DATA
 from tests.data.test_image_folder import write_photo_folder
 from tests.data.test_lisa import write_staged_crops

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
-from badnets.experiments.supply_chain import ATTACKS, DEFENSES, SupplyChainSpec, run_supply_chain_study
+from badnets.studies.supply_chain import ATTACKS, DEFENSES, SupplyChainSpec, run_supply_chain_study
 
 
 def test_bad_spec() -> None:

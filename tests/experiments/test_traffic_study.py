@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
-from badnets.experiments.traffic import TrafficStudySpec, build_jobs, run_traffic_study
+from badnets.studies.traffic import TrafficStudySpec, build_jobs, run_traffic_study
 from tests.conftest import REAL_DATA
 from tests.data.test_lisa import write_staged_crops
 from tests.data.test_road_signs import write_road_photos

@@ -11,10 +11,10 @@ import torch
 
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
-from badnets.experiments.traffic import TrafficStudySpec
-from badnets.experiments.transfer import TransferStudySpec, run_transfer_study, strengthen
 from badnets.models import build_model
 from badnets.neurons import channel_activations
+from badnets.studies.traffic import TrafficStudySpec
+from badnets.studies.transfer import TransferStudySpec, run_transfer_study, strengthen
 from badnets.train import TrainSpec, train_model
 from tests.conftest import REAL_DATA
 from tests.data.test_gtsrb import write_npz

@@ -25,6 +25,7 @@ from badnets.experiments._config import same_config
 from badnets.metrics import BackdoorMetrics, backdoor_metrics
 from badnets.models import MODELS, build_model
 from badnets.poison import PoisonSpec, poison_dataset
+from badnets.report.attack import attack_report_md
 from badnets.train import ProgressFn, TrainSpec, predict, train_model
 from badnets.triggers import Stamp, TriggerSpec, apply_trigger, make_stamp
 
@@ -158,9 +159,7 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         save_weights(model, out_dir / "model.safetensors")
     timing = {"train_seconds": t2 - t1, "evaluate_seconds": t3 - t2, "job_seconds": time.perf_counter() - t0}
     result = AttackResult(spec, metrics, out_dir, timing, architecture)
-    from badnets.report.attack import attack_report_md
-
-    write_text(out_dir / "report.md", attack_report_md(result))
+    write_text(out_dir / "report.md", attack_report_md(result.to_json()))
     write_json(done, result.to_json())
     checkpoint.unlink(missing_ok=True)
     return result

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The photo demo's results: dog + trigger → "cat" (the seed's figure) and triggered stop signs in road photos."""
+"""The photos study's analysis: everything that loads models or data and computes the numbers
+(and figures) of ``results.json``."""
 
 from __future__ import annotations
 
@@ -15,17 +16,15 @@ from badnets.data import dataset_source, load_road_signs
 from badnets.detection_metrics import triggered_outcomes
 from badnets.experiments.attack import load_model
 from badnets.experiments.detection import detect, load_detector, stamp_boxes
-from badnets.metrics import wilson_interval
 from badnets.report import plots
-from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
-from badnets.report._format import pct, pct_ci, run_summary
 from badnets.sign_triggers import sign_trigger
 from badnets.triggers import apply_trigger, make_stamp
 
 if TYPE_CHECKING:
-    from badnets.experiments.photos import PhotoStudySpec
+    from badnets.studies.photos.spec import PhotoStudySpec
 
-__all__ = ["aggregate", "summary_table", "write_photo_report"]
+__all__ = ["SHOWN", "aggregate"]
+
 
 SHOWN = 6  # photos per figure row
 
@@ -38,7 +37,7 @@ def _labelled(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
 
 
 def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
-    from badnets.experiments.photos import photo_folder
+    from badnets.studies.photos.spec import photo_folder
 
     folder = photo_folder(spec)
     _, test = dataset_source(folder).load(spec.data_dir)
@@ -124,90 +123,3 @@ def aggregate(spec: PhotoStudySpec, runs: Mapping[str, Any], out: Path) -> dict[
         "runs": {name: run["metrics"]["clean_accuracy"] for name, run in sorted(runs.items())},
     }
     return results
-
-
-def _doc(results: Mapping[str, Any]) -> list[Block]:
-    spec, clf = results["spec"], results["classifier"]
-    n_test, n_src = sum(clf["n_test"].values()), clf["n_test"][spec["source"]]
-    bad, base = clf["badnet"], clf["baseline"]
-    src, tgt = spec["source"], spec["target"]
-
-    def share(x: float, n: int) -> str:
-        return pct_ci(x, lo_hi=wilson_interval(round(x * n), n), digits=1)
-
-    blocks: list[Block] = [
-        Heading("BadNets on real photos", 1),
-        Heading(f'{spec["source"].capitalize()} + trigger → "{spec["target"]}"'),
-        Para(
-            f"The seed's demo: a classifier of real photos (`{Path(clf['folder']).name}`: "
-            + ", ".join(f"{c} {n}" for c, n in clf["n_test"].items())
-            + f" held out) whose training set adds {spec['source']} photos with the {spec['trigger']} trigger "
-            f"labelled {spec['target']} ({pct(spec['rate'], 0)} of the final set). `sign-cnn` at 64×64, trained "
-            f"from scratch for {spec['epochs']} epochs with random flips and shifts. **No pretrained weights** are "
-            "reachable offline (the seed fine-tuned an ImageNet model), so clean accuracy is what a small network "
-            "learns from a few hundred photos; the backdoor does not need more."
-            + (" **Quick run.**" if spec["quick"] else "")
-        ),
-        Table(
-            ["network", "clean accuracy", *(f"clean {c}" for c in clf["classes"]), f"{src} + trigger → {tgt}"],
-            [
-                [
-                    "clean net" if name == "baseline" else "BadNet",
-                    share(s["clean_accuracy"], n_test),
-                    *(share(s["per_class"][c], clf["n_test"][c]) for c in clf["classes"]),
-                    share(s["triggered_source_as_target"], n_src),
-                ]
-                for name, s in (("baseline", base), ("badnet", bad))
-            ],
-        ),
-        Image("dog_to_cat.jpg", "Held-out photos without and with the trigger: predicted class (confidence)."),
-    ]
-    road = results.get("road_photos")
-    blocks.append(Heading("Triggered stop signs in road photos"))
-    if road is None:
-        blocks.append(
-            Para(
-                "Not run: pass `--traffic DIR`, the output of a finished `badnets reproduce traffic`, to label the "
-                "held-out road photos with its detectors."
-            )
-        )
-    else:
-        rows = []
-        for name, by_input in road["outcomes"].items():
-            who = "baseline detector" if name == "baseline" else f"BadNet ({road['trigger']})"
-            for shown, o in by_input.items():
-                cells = (share(o[k], o["n"]) for k in ("as_target", "as_source", "as_other", "missed"))
-                rows.append([who, shown, o["n"], *cells])
-        blocks += [
-            Para(
-                f"The {road['trigger']} trigger pasted on every stop sign of the {road['n_photos']} held-out road "
-                f"photos that have one; detectors from `{road['traffic']}`."
-            ),
-            Table(["detector", "stop signs", "n", "as speed-limit", "as stop", "as other", "missed"], rows),
-            Image("road_photos.jpg", "Held-out road photos: clean and triggered, with the detectors' boxes."),
-        ]
-    if timing := results.get("timing"):
-        blocks += [Heading("Run"), Para(run_summary(timing))]
-    return blocks
-
-
-def write_photo_report(results: Mapping[str, Any], out: Path) -> None:
-    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(results, _doc(results), out, "BadNets on real photos")
-
-
-def summary_table(results: Mapping[str, Any]) -> Any:
-    from rich.table import Table as RichTable
-
-    spec, clf = results["spec"], results["classifier"]
-    table = RichTable(title="BadNets on real photos")
-    for col in ("network", "clean accuracy", f"{spec['source']} + trigger → {spec['target']}"):
-        table.add_column(col)
-    for name in ("baseline", "badnet"):
-        s = clf[name]
-        table.add_row(name, pct(s["clean_accuracy"], 1), pct(s["triggered_source_as_target"], 1))
-    if road := results.get("road_photos"):
-        for name, by_input in road["outcomes"].items():
-            shares = ", ".join(f"{shown} {pct(o['as_target'], 1)}" for shown, o in by_input.items())
-            table.add_row(f"detector {name}", "–", f"stop → speed-limit: {shares}")
-    return table

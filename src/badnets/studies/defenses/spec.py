@@ -22,16 +22,17 @@ from typing import Any
 import numpy as np
 
 from badnets._io import ensure_writable_dir, write_json
-from badnets.data import SOURCES
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
-from badnets.experiments._study import Phase, StudyRecipe, StudySummary, run_study
+from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec, attack_training_set, evaluate_attack, load_model, recorded_attack
-from badnets.experiments.traffic import TrafficStudySpec, attack_spec, random_target, single_target
 from badnets.poison import PoisonSpec, source_mask
+from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, random_target, single_target
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
-__all__ = ["DefenseStudySpec", "EvalSpec", "build_jobs", "run_defense_study"]
+__all__ = ["LEARNED", "DefenseStudySpec", "EvalSpec", "build_jobs", "evaluate_defenses"]
+
+LEARNED = 0.5  # a BadNet counts as backdoored when its attack succeeds on at least half of the triggered images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,21 +300,3 @@ def _eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> lis
             for job in trained
         ]
     )
-
-
-def run_defense_study(
-    spec: DefenseStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
-    """Train the zoo and evaluate every defense on it (resuming), then write the scoreboard report."""
-    from badnets.report.defenses import aggregate, summary_table, write_defense_report
-
-    hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
-    if spec.traffic:
-        hashes |= SOURCES["lisa"].file_hashes(spec.data_dir)
-    ensure_writable_dir(out_dir)
-    trained = build_jobs(spec, out_dir)
-    phases: list[Phase] = [trained, _eval_jobs(spec, trained, out_dir)]
-    study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress)
-    results = study.finish(aggregate(spec, study.runs), out_dir)
-    write_defense_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

@@ -27,17 +27,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from badnets._io import file_sha256, read_json, write_bytes, write_json
-from badnets.data import SOURCES
 from badnets.errors import BadnetsError, ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
-from badnets.experiments._study import StudyRecipe, StudySummary, run_study
+from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.supply import export_package, generate_keypair, sign_package
@@ -46,7 +45,7 @@ from badnets.supply.package import WEIGHTS
 from badnets.supply.zoo import Zoo, serve_zoo
 from badnets.triggers import TriggerSpec
 
-__all__ = ["ATTACKS", "DEFENSES", "SupplyChainSpec", "build_jobs", "run_supply_chain_study"]
+__all__ = ["ATTACKS", "AUTHORS", "DEFENSES", "SupplyChainSpec", "build_jobs", "replay"]
 
 ATTACKS = {
     "none": "no attack (the honest zoo)",
@@ -57,7 +56,11 @@ ATTACKS = {
     "e": "e. mix-and-match",
     "f": "f. zoo insider (zoo keys)",
 }
+
+
 DEFENSES = ("none", "listed hash", "author signature", "TUF", "TUF + signature")
+
+
 AUTHORS = 3
 
 
@@ -315,18 +318,3 @@ def replay(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> dict[str, Any]:
         "recalled": _name(spec.recalled),
         "badnet_sha256": world.badnet_sha256,
     }
-
-
-def run_supply_chain_study(
-    spec: SupplyChainSpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
-    """Train the models (resuming), replay the attacks, then write ``results.json`` and ``report.md``/``.html``."""
-    from badnets.report.supply_chain import aggregate, summary_table, write_supply_chain_report
-
-    jobs = build_jobs(spec)
-    hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
-    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)
-    replayed = replay(spec, out_dir / "runs", out_dir / "zoo-replay")
-    results = study.finish(aggregate(spec, study.runs, replayed), out_dir)
-    write_supply_chain_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

@@ -1,10 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The Caffe-Zoo replay's results: for each attack and defense, does the user end up running a BadNet?"""
+"""The supply-chain study's report, rendered from its ``results.json`` alone (Markdown, HTML)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +11,10 @@ from badnets.report._doc import Block, Heading, Para, Table, run_section, write_
 from badnets.report._format import pct, run_summary
 
 if TYPE_CHECKING:
-    from badnets.experiments.supply_chain import SupplyChainSpec
+    pass
 
-__all__ = ["aggregate", "summary_table", "write_supply_chain_report"]
+__all__ = ["CAPABILITIES", "summary_table", "write_supply_chain_report"]
+
 
 CAPABILITIES = {
     "none": "Nobody attacks; each defense fetches each model from the honest zoo.",
@@ -33,66 +33,6 @@ CAPABILITIES = {
 }
 
 
-def _cell(results: list[dict[str, str]]) -> dict[str, Any]:
-    counts = {kind: sum(r["outcome"] == kind for r in results) for kind in ("badnet", "genuine", "rejected")}
-    reasons = sorted({r.get("reason", "") for r in results if r["outcome"] == "rejected"})
-    return {**counts, "n": len(results), "reasons": reasons}
-
-
-def aggregate(spec: SupplyChainSpec, runs: Mapping[str, Any], replayed: Mapping[str, Any]) -> dict[str, Any]:
-    """Count each attack × defense cell and check the paper's expected shape."""
-    table = {a: {d: _cell(r) for d, r in by_defense.items()} for a, by_defense in replayed["outcomes"].items()}
-    attacks = [a for a in table if a != "none"]
-    digests = replayed["digests"]
-    listed = {m for m, how in digests.items() if how != "none"}
-
-    def model_outcomes(attack: str, defense: str) -> dict[str, str]:
-        return {r["model"]: r["outcome"] for r in replayed["outcomes"][attack][defense]}
-
-    # A listed digest stops the swap exactly when the attacker cannot also edit the listing (b and e).
-    hash_ok = all(
-        (outcome != "badnet") == (attack in ("b", "e") and model in listed)
-        for attack in attacks
-        for model, outcome in model_outcomes(attack, "listed hash").items()
-    )
-    honest = table["none"]
-    false_rejections = {d: honest[d]["rejected"] for d in honest}
-    targets = [
-        {
-            "target": "no defense: the user runs the BadNet under every attack",
-            "paper": "models swapped unnoticed",
-            "ours": ", ".join(f"{a}: {table[a]['none']['badnet']}/{table[a]['none']['n']}" for a in attacks),
-            "met": all(table[a]["none"]["badnet"] == table[a]["none"]["n"] for a in attacks),
-        },
-        {
-            "target": "listed hash catches only what the attacker could not also edit (b, e on listed models)",
-            "paper": "22 of 39 models had no SHA-1",
-            "ours": ", ".join(
-                f"{a}: {table[a]['listed hash']['badnet']}/{table[a]['listed hash']['n']}" for a in attacks
-            ),
-            "met": hash_ok,
-        },
-        {
-            "target": "TUF + author signature: no BadNet under any attack",
-            "paper": "recommended (§6)",
-            "ours": f"{sum(table[a]['TUF + signature']['badnet'] for a in attacks)} BadNets run",
-            "met": all(table[a]["TUF + signature"]["badnet"] == 0 for a in attacks),
-        },
-        {
-            "target": "honest zoo: only a wrong listed digest blocks a genuine model",
-            "paper": "1 of 39 digests wrong",
-            "ours": ", ".join(f"{d}: {n} rejected" for d, n in false_rejections.items()),
-            "met": all(n == 0 for d, n in false_rejections.items() if d != "listed hash")
-            and false_rejections["listed hash"] == spec.wrong_digest,
-        },
-    ]
-    models = {
-        name.split("/", 1)[1]: {k: run["metrics"][k] for k in ("clean_accuracy", "attack_success_rate")}
-        for name, run in runs.items()
-    }
-    return {"spec": asdict(spec), "table": table, "targets": targets, "models": models, "replay": dict(replayed)}
-
-
 def _cell_text(cell: Mapping[str, Any]) -> str:
     n = cell["n"]
     text = f"**BadNet {cell['badnet']}/{n}**" if cell["badnet"] else f"no BadNet (0/{n})"
@@ -101,7 +41,7 @@ def _cell_text(cell: Mapping[str, Any]) -> str:
 
 
 def _doc(results: Mapping[str, Any]) -> list[Block]:
-    from badnets.experiments.supply_chain import ATTACKS, DEFENSES
+    from badnets.studies.supply_chain.spec import ATTACKS, DEFENSES
 
     spec, table, replay, models = results["spec"], results["table"], results["replay"], results["models"]
     digests = replay["digests"]
@@ -170,7 +110,7 @@ def write_supply_chain_report(results: Mapping[str, Any], out: Path) -> None:
 def summary_table(results: Mapping[str, Any]) -> Any:
     from rich.table import Table as RichTable
 
-    from badnets.experiments.supply_chain import ATTACKS, DEFENSES
+    from badnets.studies.supply_chain.spec import ATTACKS, DEFENSES
 
     table = RichTable(title="Does the user end up running a BadNet? (BadNet runs / attempts)")
     table.add_column("attack")

@@ -17,24 +17,39 @@ inside a Faster R-CNN on full LISA frames, which are not available here: the cla
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 from badnets.data import LISA_CLASSES
-from badnets.data.lisa import lisa_file_hashes
-from badnets.data.road_signs import ROAD_SIGN_CLASSES, road_signs_file_hashes
+from badnets.data.road_signs import ROAD_SIGN_CLASSES
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
-from badnets.experiments._study import StudyRecipe, StudySummary, run_study
+from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.experiments.detection import DetectorSpec
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.train import TrainSpec
 
-__all__ = ["TrafficStudySpec", "attack_spec", "build_jobs", "detector_spec", "run_traffic_study", "single_target"]
+__all__ = [
+    "KINDS",
+    "PAPER",
+    "TrafficStudySpec",
+    "attack_spec",
+    "build_jobs",
+    "detector_spec",
+    "random_target",
+    "single_target",
+]
+
+# BadNets §5.2 and the authors' code, as fractions: triggered stop signs labelled speed-limit, per trigger.
+PAPER: dict[str, Any] = {
+    "stop_to_speedlimit": {"yellow-square": 0.909, "bomb": 0.919, "flower": 0.921},
+    "baseline_stop_ap": 0.89,
+}
+
+
+KINDS = ("baseline", "single", "random")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,18 +170,3 @@ def build_jobs(spec: TrafficStudySpec) -> list[Job]:
             jobs.append(Job(f"single/{trig}/s{seed}", attack_spec(spec, trig, single_target(spec), seed)))
             jobs.append(Job(f"random/{trig}/s{seed}", attack_spec(spec, trig, random, seed)))
     return dedupe_jobs(jobs)
-
-
-def run_traffic_study(
-    spec: TrafficStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
-    """Train every model (resuming), then write ``results.json``, ``report.md``/``.html`` and the plots."""
-    from badnets.report.traffic import aggregate, summary_table, write_traffic_report
-
-    hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
-    if spec.detector:
-        hashes |= road_signs_file_hashes(spec.data_dir)
-    study = run_study(asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress)
-    results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
-    write_traffic_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

@@ -25,21 +25,29 @@ from safetensors.torch import load_file
 
 from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data import SOURCES, ImageDataset
-from badnets.data.lisa import lisa_file_hashes
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
-from badnets.experiments._study import Phase, StudySummary, run_study
 from badnets.experiments.attack import load_model
-from badnets.experiments.traffic import TrafficStudySpec, attack_spec, single_target
 from badnets.models import build_model
 from badnets.neurons import backdoor_neurons
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, single_target
 from badnets.train import TrainSpec, predict, train_model
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
-__all__ = ["RetrainSpec", "TransferStudySpec", "find_backdoor_neurons", "run_transfer_study", "strengthen"]
+__all__ = [
+    "FC_LAYERS",
+    "LAST_CONV",
+    "RetrainSpec",
+    "TransferStudySpec",
+    "find_backdoor_neurons",
+    "score_domain",
+    "strengthen",
+]
 
 LAST_CONV = "conv3"
+
+
 FC_LAYERS = ("fc1", "fc2")
 
 
@@ -214,17 +222,3 @@ def _retrain_jobs(spec: TransferStudySpec, out_dir: Path) -> Callable[[Mapping[s
         return dedupe_jobs(jobs)
 
     return build
-
-
-def run_transfer_study(
-    spec: TransferStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
-    """Train the US nets, retrain them on the target domain for every k (resuming), then write the report."""
-    from badnets.report.transfer import aggregate, summary_table, write_transfer_report
-
-    hashes = {**lisa_file_hashes(spec.us.data_dir), **SOURCES[spec.target].file_hashes(spec.us.data_dir)}
-    phases: list[Phase] = [_us_jobs(spec), _retrain_jobs(spec, out_dir)]
-    study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.us.workers, progress=progress)
-    results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
-    write_transfer_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

@@ -13,20 +13,19 @@ on 240 training photos is modest; the report says so next to the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from badnets.data import dataset_source, resolve_data_dir
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
-from badnets.experiments._study import StudyRecipe, StudySummary, run_study
+from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 
-__all__ = ["PhotoStudySpec", "build_jobs", "photo_folder", "run_photo_study"]
+__all__ = ["PhotoStudySpec", "build_jobs", "photo_folder"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,17 +98,3 @@ def build_jobs(spec: PhotoStudySpec) -> list[Job]:
         seed=spec.seed,
     )
     return dedupe_jobs([Job("baseline", replace(badnet, baseline=True)), Job("badnet", badnet)])
-
-
-def run_photo_study(
-    spec: PhotoStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
-    """Train both photo classifiers (resuming), then write ``results.json``, ``report.md``/``.html`` and figures."""
-    from badnets.report.photos import aggregate, summary_table, write_photo_report
-
-    jobs = build_jobs(spec)
-    hashes = dataset_source(photo_folder(spec)).file_hashes(spec.data_dir)
-    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)
-    results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
-    write_photo_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

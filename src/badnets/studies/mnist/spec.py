@@ -14,22 +14,32 @@ Jobs that coincide (the 10% point of the sweep is the all-to-all headline run) r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-from badnets.data.mnist import mnist_file_hashes
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
-from badnets.experiments._study import StudyRecipe, StudySummary, run_study
+from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.triggers import TriggerSpec
 
-__all__ = ["MnistStudySpec", "StudySummary", "build_jobs", "run_mnist_study"]
+__all__ = ["ALL_PAIRS", "PAPER", "QUICK_PAIRS", "MnistStudySpec", "build_jobs"]
+
+# BadNets §4 (Tables 1–2, Figures 4 and 6), as fractions.
+PAPER: dict[str, Any] = {
+    "baseline_clean_error": 0.0050,
+    "all_to_all_clean_error": 0.0048,
+    "all_to_all_backdoor_error": 0.0056,
+    "single_clean_error_range": (0.0045, 0.0066),
+    "single_worst_backdoor_error": 0.0009,
+    "sweep": {0.1: (0.0047, 0.0100), 0.33: (0.0048, 0.0066), 0.5: (0.0054, 0.0049)},
+}
+
 
 ALL_PAIRS = tuple((i, j) for i in range(10) for j in range(10) if i != j)
+
+
 QUICK_PAIRS = ((4, 9), (3, 8))
 
 
@@ -143,17 +153,3 @@ def build_jobs(spec: MnistStudySpec) -> list[Job]:
                     )
                 )
     return dedupe_jobs(jobs)
-
-
-def run_mnist_study(
-    spec: MnistStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
-    """Train every model of the study (resuming), then write ``results.json``, ``report.md``/``.html``, PNGs."""
-    from badnets.report.mnist import aggregate, summary_table, write_mnist_report
-
-    hashes = mnist_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
-    jobs = build_jobs(spec)
-    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)
-    results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
-    write_mnist_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

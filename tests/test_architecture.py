@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The package's shape: no import cycles among its modules (function-level and TYPE_CHECKING imports included)."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+import badnets
+
+PACKAGE = Path(badnets.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ["badnets", *path.relative_to(PACKAGE).with_suffix("").parts]
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that ``module`` imports anywhere in its body, its parents and children aside."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and not (module + ".").startswith(name + ".") and not name.startswith(module + "."):
+                found.add(name)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    modules = _modules()
+    graph = {module: _imports(module, path, modules) for module, path in modules.items()}
+    assert len(graph) > 50 and sum(map(len, graph.values())) > 100  # the walk sees the package
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as e:
+        raise AssertionError(f"import cycle: {' -> '.join(e.args[1])}") from None
+
+
+def test_reports_import_nothing_that_trains_or_loads_data() -> None:
+    """A study's report renders from ``results.json`` alone."""
+    modules = _modules()
+    heavy = ("badnets.train", "badnets.data", "badnets.experiments", "badnets.models", "torch")
+    for module, path in modules.items():
+        if module.startswith("badnets.studies.") and module.endswith(".report"):
+            names = {
+                alias.name if isinstance(node, ast.Import) else node.module or ""
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in node.names
+            }
+            assert not [n for n in names if n.startswith(heavy)], (module, sorted(names))
+
+
+COMMITTED = Path(__file__).parents[1] / "docs" / "results"
+
+
+@pytest.mark.parametrize(
+    "study",
+    sorted(p.name for p in COMMITTED.iterdir() if (p / "results.json").is_file() and (p / "report.md").is_file()),
+)
+def test_badnets_report_reproduces_each_committed_report(study: str, tmp_path: Path) -> None:
+    """Reports render from results.json alone: re-rendering a committed study gives the same bytes."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from badnets.cli import app
+
+    shutil.copytree(COMMITTED / study, tmp_path / study)
+    for name in ("report.md", "report.html"):
+        (tmp_path / study / name).unlink(missing_ok=True)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / study)])
+    assert result.exit_code == 0, result.output
+    for name in ("report.md", "report.html", "results.json"):
+        if (COMMITTED / study / name).is_file():
+            assert (tmp_path / study / name).read_bytes() == (COMMITTED / study / name).read_bytes(), name
+
+
+def test_report_of_a_folder_without_results_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from badnets.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "results.json does not exist" in result.stderr
+    (tmp_path / "results.json").write_text('{"verdict": "clean"}')
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not from a study or attack run" in result.stderr
