@@ -48,7 +48,8 @@ def test_short_badnet_training_on_real_mnist(real_mnist: Path, tmp_path: Path) -
 def test_quick_reproduction_shows_the_attack(real_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "quick"
     result = CliRunner().invoke(
-        app, ["reproduce", "mnist", "--quick", "--data-dir", str(real_mnist), "--out", str(out)]
+        app,  # --allow-dirty: a developer runs this with uncommitted changes too (the refusal has its own test)
+        ["reproduce", "mnist", "--quick", "--data-dir", str(real_mnist), "--out", str(out), "--allow-dirty"],
     )
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())

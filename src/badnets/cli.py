@@ -73,6 +73,10 @@ Device = Annotated[str, typer.Option(help="auto (CUDA if available, else CPU), c
 StudyOut = Annotated[Path, typer.Option(help="Output directory (re-run the same command to resume).")]
 Seeds = Annotated[int | None, typer.Option(help="Seeds per configuration (default 3; quick 1).")]
 Workers = Annotated[int, typer.Option(help="Models trained in parallel (CPU: one thread each).")]
+AllowDirty = Annotated[
+    bool,
+    typer.Option(help="Run from a source tree with uncommitted changes (recorded; results then name no clean commit)."),
+]
 WORKERS = _default(StudyRecipe, "workers")
 
 
@@ -276,11 +280,12 @@ def reproduce_mnist(
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
+    allow_dirty: AllowDirty = False,
 ) -> None:
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
     from badnets.studies.mnist import run_mnist_study
 
-    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir))
+    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir, allow_dirty))
     _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress), out)
 
 
@@ -302,6 +307,7 @@ def reproduce_traffic(
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
+    allow_dirty: AllowDirty = False,
 ) -> None:
     """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
     BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
@@ -311,7 +317,7 @@ def reproduce_traffic(
     spec = TrafficStudySpec.preset(
         quick=quick,
         seeds=seeds,
-        **_recipe(workers, device, data_dir),
+        **_recipe(workers, device, data_dir, allow_dirty),
         detector=detector,
         pretrained=pretrained,
     )
@@ -337,6 +343,7 @@ def reproduce_transfer(
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
+    allow_dirty: AllowDirty = False,
 ) -> None:
     """The transfer-learning attack: a US sign BadNet (and a clean US net) retrained on European signs (GTSRB),
     with the backdoor neurons strengthened by k in {1, 10, 20, 30, 50, 70, 100} (the paper's Tables 6 and 7)."""
@@ -348,7 +355,7 @@ def reproduce_transfer(
         seeds=seeds,
         retrain_epochs=retrain_epochs,
         target=target_domain,
-        **_recipe(workers, device, data_dir),
+        **_recipe(workers, device, data_dir, allow_dirty),
     )
     _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)
 
@@ -371,6 +378,7 @@ def reproduce_photos(
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
+    allow_dirty: AllowDirty = False,
 ) -> None:
     """Real photos: dog photos + trigger → "cat" (a clean net and a BadNet, the seed's figure), and, with
     --traffic, the trigger on the stop signs of held-out road photos labelled by the traffic study's detectors."""
@@ -383,7 +391,7 @@ def reproduce_photos(
         trigger=trigger,
         source=source,
         target=target,
-        **_recipe(workers, device, data_dir),
+        **_recipe(workers, device, data_dir, allow_dirty),
     )
     _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress), out)
 
@@ -396,12 +404,13 @@ def reproduce_supply_chain(
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
+    allow_dirty: AllowDirty = False,
 ) -> None:
     """The Caffe-Model-Zoo replay (paper §6): a zoo of real models, six ways to swap one for a BadNet, and
     whether no defense, a listed hash, an author signature, TUF, or TUF + signature stops each."""
     from badnets.studies.supply_chain import SupplyChainSpec, run_supply_chain_study
 
-    spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir))
+    spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir, allow_dirty))
     _run_study("reproduce supply-chain", lambda progress: run_supply_chain_study(spec, out, progress=progress), out)
 
 
@@ -416,12 +425,13 @@ def reproduce_defenses(
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
+    allow_dirty: AllowDirty = False,
 ) -> None:
     """The defense scoreboard: train a zoo of clean and backdoored models, then score every detector (audit,
     STRIP, Activation Clustering, Spectral Signatures) and mitigation (unlearning, Fine-Pruning) on it."""
     from badnets.studies.defenses import DefenseStudySpec, run_defense_study
 
-    spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir))
+    spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir, allow_dirty))
     _run_study("reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress), out)
 
 
@@ -438,9 +448,18 @@ def report(
     out_console.print(f"rendered the {kind} report: {', '.join(str(directory / f) for f in written)}", soft_wrap=True)
 
 
-def _recipe(workers: int, device: str, data_dir: Path | None) -> dict[str, Any]:
-    """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields."""
-    return {"workers": workers, "device": device, "data_dir": str(data_dir) if data_dir else None}
+def _recipe(workers: int, device: str, data_dir: Path | None, allow_dirty: bool) -> dict[str, Any]:
+    """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields; a study's results must name the
+    commit that produced them, so a tree with uncommitted changes needs ``--allow-dirty`` (recorded)."""
+    from badnets.experiments._study import check_clean_tree
+
+    check_clean_tree(allow_dirty=allow_dirty)
+    return {
+        "workers": workers,
+        "device": device,
+        "data_dir": str(data_dir) if data_dir else None,
+        "allow_dirty": allow_dirty,
+    }
 
 
 def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary], out: Path) -> None:

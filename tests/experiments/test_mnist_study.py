@@ -159,3 +159,26 @@ def test_a_failing_job_stops_the_study_at_once(real_mnist: Path, tmp_path: Path)
         run_jobs(jobs, tmp_path / "runs", workers=2)
     assert time.monotonic() - started < 90, "30-epoch jobs take many minutes; the failure must not wait for them"
     assert not list((tmp_path / "runs").glob("*/results.json"))
+
+
+def test_a_study_refuses_a_dirty_tree_unless_allowed_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import asdict
+
+    from typer.testing import CliRunner
+
+    from badnets.cli import app
+    from badnets.errors import ConfigError
+    from badnets.experiments import _study
+
+    monkeypatch.setattr(_study, "git_commit", lambda: "0123abc-dirty")
+    result = CliRunner().invoke(app, ["reproduce", "mnist", "--quick", "--out", str(tmp_path / "study")])
+    assert result.exit_code == 2 and "uncommitted changes (0123abc-dirty)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "study").exists()
+    with pytest.raises(ConfigError, match="--allow-dirty"):
+        _study.check_clean_tree(allow_dirty=False)
+    _study.check_clean_tree(allow_dirty=True)
+    assert asdict(MnistStudySpec.preset(quick=True, allow_dirty=True))["allow_dirty"] is True
+    monkeypatch.setattr(_study, "git_commit", lambda: None)  # an installed wheel: no tree to be dirty
+    _study.check_clean_tree(allow_dirty=False)

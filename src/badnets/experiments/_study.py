@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
+from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest, write_json
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, run_jobs
 from badnets.train import TrainSpec
 
-__all__ = ["Phase", "StudyRecipe", "StudyRuns", "StudySummary", "run_study"]
+__all__ = ["Phase", "StudyRecipe", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -32,6 +32,7 @@ class StudyRecipe:
     Attributes:
         workers: models trained in parallel (on CPU, one thread each).
         quick: a reduced demonstration run (reports say so and do not grade it against the targets).
+        allow_dirty: the study was started from a source tree with uncommitted changes, knowingly.
     """
 
     batch_size: int = 128
@@ -41,6 +42,7 @@ class StudyRecipe:
     device: str = "auto"
     data_dir: str | None = None
     quick: bool = False
+    allow_dirty: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -53,6 +55,20 @@ class StudyRecipe:
             lr=self.lr,
             label_smoothing=self.label_smoothing,
             device=self.device,
+        )
+
+
+def check_clean_tree(*, allow_dirty: bool) -> None:
+    """Refuse to start a study whose results would name a commit with uncommitted changes (``-dirty``).
+
+    Raises:
+        ConfigError: the badnets source tree is dirty and ``allow_dirty`` is False.
+    """
+    commit = git_commit()
+    if commit is not None and commit.endswith("-dirty") and not allow_dirty:
+        raise ConfigError(
+            f"the badnets source tree has uncommitted changes ({commit}), so the results could not be repeated "
+            "from a commit; commit them first, or pass --allow-dirty (recorded in the results)"
         )
 
 
