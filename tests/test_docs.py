@@ -58,3 +58,17 @@ def test_every_documented_command_and_option_exists() -> None:
         for word in words:
             if word.startswith("--"):
                 assert word.split("=")[0] in known, f"{doc}: {command.name} has no option {word}"
+
+
+def test_the_readme_mnist_table_is_rendered_from_the_committed_results() -> None:
+    import json
+
+    from badnets.studies.mnist.report import target_rows
+
+    root = Path(__file__).parents[1]
+    results = json.loads((root / "docs" / "results" / "mnist" / "results.json").read_text())
+    readme = (root / "README.md").read_text()
+    start = readme.index("| target | paper | our limit")
+    lines = readme[start : readme.index("\n\n", start)].splitlines()[2:]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    assert cells == target_rows(results, ("yes", "**no**"))
