@@ -23,7 +23,7 @@ from badnets._io import read_json
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
 
-__all__ = ["Job", "JobSpec", "dedupe_jobs", "run_jobs"]
+__all__ = ["RUNS", "Job", "JobSpec", "dedupe_jobs", "run_dir", "run_dir_name", "run_jobs"]
 
 
 class JobSpec(Protocol):
@@ -41,13 +41,26 @@ class Job:
     dir_name: str = ""
 
 
+RUNS = "runs"  # a study directory keeps each job's run directory under runs/
+
+
+def run_dir_name(job_name: str) -> str:
+    """The run directory's name for job ``job_name`` (``single/flower/s0`` → ``single__flower__s0``)."""
+    return job_name.replace("/", "__")
+
+
+def run_dir(study_dir: Path, job_name: str) -> Path:
+    """Where job ``job_name`` of the study in ``study_dir`` keeps its run."""
+    return study_dir / RUNS / run_dir_name(job_name)
+
+
 def dedupe_jobs(jobs: list[Job]) -> list[Job]:
     """Give every job a run directory; jobs with identical specs share the first one's."""
     first: dict[str, str] = {}
     out = []
     for job in jobs:
         key = repr(job.spec)
-        first.setdefault(key, job.name.replace("/", "__"))
+        first.setdefault(key, run_dir_name(job.name))
         out.append(replace(job, dir_name=first[key]))
     return out
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest, write_json
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, run_jobs
+from badnets.experiments._jobs import RUNS, Job, run_jobs
 from badnets.train import TrainSpec
 
 __all__ = ["Phase", "StudyRecipe", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]
@@ -159,9 +159,9 @@ def run_study(
     timing: dict[str, Any] = {}
     for phase in phases:
         jobs = phase if isinstance(phase, list) else phase(runs)
-        took = run_jobs(jobs, out_dir / "runs", workers=workers, progress=on_progress)
+        took = run_jobs(jobs, out_dir / RUNS, workers=workers, progress=on_progress)
         timing = {k: timing.get(k, 0) + v if k not in ("workers",) else v for k, v in took.items()}
-        runs |= {job.name: read_json(out_dir / "runs" / job.dir_name / "results.json") for job in jobs}
+        runs |= {job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in jobs}
     if timing["models_trained_now"]:
         ledger.record(time.perf_counter() - start, models_trained=0)
     timing["invocations"] = ledger.invocations()

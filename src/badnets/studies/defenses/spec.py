@@ -23,7 +23,7 @@ import numpy as np
 
 from badnets._io import ensure_writable_dir, write_json
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._jobs import RUNS, Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec, attack_training_set, evaluate_attack, load_model, recorded_attack
 from badnets.poison import PoisonSpec, source_mask
@@ -290,7 +290,7 @@ def _eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> lis
             Job(
                 f"eval/{job.name}",
                 EvalSpec(
-                    run_dir=str((out_dir / "runs" / job.dir_name).resolve()),
+                    run_dir=str((out_dir / RUNS / job.dir_name).resolve()),
                     clean_images=spec.clean_images,
                     nc_steps=spec.nc_steps,
                     repair_epochs=spec.repair_epochs,

@@ -13,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from badnets.data import load_mnist
+from badnets.experiments._jobs import run_dir
 from badnets.experiments.attack import evaluate_attack, load_model
 from badnets.metrics import mean_ci
 from badnets.neurons import conv1_trigger_gain, dedicated_units
@@ -44,7 +45,7 @@ def _group(runs: Mapping[str, Any], prefix: str) -> list[Mapping[str, Any]]:
 def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[str, Any]:
     group = _group(runs, "baseline/")
     _, test = load_mnist(spec.data_dir)
-    model = load_model(out / "runs" / "baseline__s0")
+    model = load_model(run_dir(out, "baseline/s0"))
     triggered = {}
     for trig in spec.triggers:
         stamp = make_stamp(TriggerSpec(kind=trig), (1, 28, 28))
@@ -123,12 +124,12 @@ def _conv1_of(run_dir: Path) -> nn.Conv2d:
 def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Any]:
     _, test = load_mnist(spec.data_dir)
     probe = test.images[:2000]
-    clean_conv1 = _conv1_of(out / "runs" / "baseline__s0")
+    clean_conv1 = _conv1_of(run_dir(out, "baseline/s0"))
     rows, marked, found = {"clean": clean_conv1.weight.detach()}, {}, {}
     gains: dict[str, list[float]] = {}
     for trig in spec.triggers:
         stamp = make_stamp(TriggerSpec(kind=trig), (1, 28, 28))
-        bad_conv1 = _conv1_of(out / "runs" / f"all-to-all__{trig}__s0")
+        bad_conv1 = _conv1_of(run_dir(out, f"all-to-all/{trig}/s0"))
         ref_gain = conv1_trigger_gain(clean_conv1, probe, stamp)
         gain = conv1_trigger_gain(bad_conv1, probe, stamp)
         rows[f"BadNet ({trig})"] = bad_conv1.weight.detach()

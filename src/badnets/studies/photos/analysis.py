@@ -14,6 +14,7 @@ import torch
 from badnets._io import read_json
 from badnets.data import dataset_source, load_road_signs
 from badnets.detection_metrics import triggered_outcomes
+from badnets.experiments._jobs import run_dir
 from badnets.experiments.attack import load_model
 from badnets.experiments.detection import detect, load_detector, stamp_boxes
 from badnets.report import plots
@@ -45,7 +46,7 @@ def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
     stamp = make_stamp(sign_trigger(spec.trigger, spec.data_dir), tuple(test.images.shape[1:]))  # type: ignore[arg-type]
     sources = test.images[test.labels == source]
     triggered = apply_trigger(sources, stamp)
-    models = {name: load_model(out / "runs" / name) for name in ("baseline", "badnet")}
+    models = {name: load_model(run_dir(out, name)) for name in ("baseline", "badnet")}
     scores: dict[str, Any] = {}
     labelled = {}  # (model, clean | triggered) → predicted class and confidence, computed once for scores and figure
     for name, model in models.items():
@@ -79,17 +80,20 @@ def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
 def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
     if spec.traffic is None:
         return None
-    runs = Path(spec.traffic) / "runs"
-    trained = [p.name.removeprefix("detector__") for p in sorted(runs.glob("detector__*"))]
+    traffic = Path(spec.traffic)
+    trained = [
+        p.name.removeprefix("detector__") for p in sorted(run_dir(traffic, "detector/*").parent.glob("detector__*"))
+    ]
     trained.remove("baseline")
     trigger = spec.trigger if spec.trigger in trained else "yellow-square" if "yellow-square" in trained else trained[0]
-    config = read_json(runs / "detector__baseline" / "results.json")["config"]
+    config = read_json(run_dir(traffic, "detector/baseline") / "results.json")["config"]
     _, test = load_road_signs(spec.data_dir, size=config["image_size"])
     source, target = test.classes.index(config["source"]), test.classes.index(config["target"])
     with_stop = [i for i, labels in enumerate(test.labels) if bool((labels == source).any())]
     photos = test.subset(with_stop)
     stamped = stamp_boxes(photos, sign_trigger(trigger, spec.data_dir), source)
-    badnet, baseline = load_detector(runs / f"detector__{trigger}"), load_detector(runs / "detector__baseline")
+    badnet = load_detector(run_dir(traffic, f"detector/{trigger}"))
+    baseline = load_detector(run_dir(traffic, "detector/baseline"))
     nets = {"baseline": baseline, trigger: badnet}
     inputs = {"clean": photos.images, "triggered": stamped.images}
     found = {(name, shown): detect(net, images) for name, net in nets.items() for shown, images in inputs.items()}

@@ -19,7 +19,7 @@ from typing import Any
 
 from badnets.data import dataset_source, resolve_data_dir
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._jobs import Job, dedupe_jobs, run_dir
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
@@ -57,7 +57,7 @@ class PhotoStudySpec(StudyRecipe):
             raise ConfigError(f"--trigger must be one of {list(SIGN_TRIGGERS)}, got {self.trigger!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.traffic is not None and not (Path(self.traffic) / "runs" / "detector__baseline").is_dir():
+        if self.traffic is not None and not run_dir(Path(self.traffic), "detector/baseline").is_dir():
             raise ConfigError(
                 f"--traffic {self.traffic} holds no detectors; give the --out of a finished "
                 "`badnets reproduce traffic` run (with detectors)"

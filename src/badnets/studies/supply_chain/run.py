@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from badnets.data import SOURCES
+from badnets.experiments._jobs import RUNS
 from badnets.experiments._study import StudySummary, run_study
 from badnets.studies.supply_chain.analysis import aggregate
 from badnets.studies.supply_chain.report import summary_table, write_supply_chain_report
@@ -24,7 +25,7 @@ def run_supply_chain_study(
     jobs = build_jobs(spec)
     hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
     study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)
-    replayed = replay(spec, out_dir / "runs", out_dir / "zoo-replay")
+    replayed = replay(spec, out_dir / RUNS, out_dir / "zoo-replay")
     results = study.finish(aggregate(spec, study.runs, replayed), out_dir)
     write_supply_chain_report(results, out_dir)
     return StudySummary(results, results["timing"]["wall_seconds"], summary_table)

@@ -35,7 +35,7 @@ from typing import Any
 
 from badnets._io import file_sha256, read_json, write_bytes, write_json
 from badnets.errors import BadnetsError, ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._jobs import Job, dedupe_jobs, run_dir_name
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
@@ -165,13 +165,15 @@ def _package_all(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> _World:
     packages, author_of = {}, {}
     for i in range(spec.models):
         name = _name(i)
-        packages[name] = export_package(runs_dir / f"zoo__{name}", work / "packages" / name)
+        packages[name] = export_package(runs_dir / run_dir_name(f"zoo/{name}"), work / "packages" / name)
         author_of[name] = i % AUTHORS
         sign_package(packages[name], keys / f"author{i % AUTHORS}" / "private.pem")
     recalled = _name(spec.recalled)
-    packages["recalled-v1"] = export_package(runs_dir / "recalled__v1-badnet", work / "packages" / "recalled-v1")
+    packages["recalled-v1"] = export_package(
+        runs_dir / run_dir_name("recalled/v1-badnet"), work / "packages" / "recalled-v1"
+    )
     sign_package(packages["recalled-v1"], keys / f"author{author_of[recalled]}" / "private.pem")  # unknowingly
-    packages["attacker"] = export_package(runs_dir / "attacker__badnet", work / "packages" / "attacker")
+    packages["attacker"] = export_package(runs_dir / run_dir_name("attacker/badnet"), work / "packages" / "attacker")
     sign_package(packages["attacker"], keys / "attacker" / "private.pem")
     bad = {kind: file_sha256(packages[kind] / WEIGHTS) for kind in ("attacker", "recalled-v1")}
     return _World(work, packages, author_of, bad)

@@ -14,6 +14,7 @@ import torch
 from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
 from badnets.detection_metrics import triggered_outcomes
+from badnets.experiments._jobs import run_dir
 from badnets.experiments.attack import load_model
 from badnets.experiments.detection import detect, load_detector, stamp_boxes
 from badnets.metrics import mean_ci
@@ -56,10 +57,6 @@ def _scores(
     return out
 
 
-def _run_dir(out: Path, name: str) -> Path:
-    return out / "runs" / name.replace("/", "__")
-
-
 def _configuration(spec: TrafficStudySpec, kind: str, trig: str) -> list[str]:
     """The job names of one configuration, one per seed (the baseline is shared by every trigger)."""
     return [f"baseline/s{s}" if kind == "baseline" else f"{kind}/{trig}/s{s}" for s in range(spec.seeds)]
@@ -86,7 +83,7 @@ def _example_grid(
     stops = test.images[test.labels == source][:: max(1, int((test.labels == source).sum()) // 6)][:6]
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
     for trig, stamp in stamps.items():
-        net = load(_run_dir(out, f"single/{trig}/s0"))
+        net = load(run_dir(out, f"single/{trig}/s0"))
         for label, images in (("clean", stops), (trig, apply_trigger(stops, stamp))):
             probs = torch.softmax(net(images.float() / 255.0), dim=1)
             conf, pred = probs.max(1)
@@ -101,16 +98,16 @@ def _detector(spec: TrafficStudySpec, out: Path) -> dict[str, Any]:
     grid of held-out photos with the BadNet detectors' boxes."""
     _, test = load_road_signs(spec.data_dir, size=spec.detector_size)
     source, target = test.classes.index(spec.source), test.classes.index(spec.target)
-    baseline_dir = _run_dir(out, "detector/baseline")
+    baseline_dir = run_dir(out, "detector/baseline")
     baseline = load_detector(baseline_dir)
     stamped = {t: stamp_boxes(test, sign_trigger(t, spec.data_dir), source) for t in spec.triggers}
     has_stop = [i for i, labels in enumerate(test.labels) if bool((labels == source).any())][:4]
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
     badnets: dict[str, Any] = {}
     for trig, photos in stamped.items():
-        run = read_json(_run_dir(out, f"detector/{trig}") / "results.json")
+        run = read_json(run_dir(out, f"detector/{trig}") / "results.json")
         badnets[trig] = {**run["metrics"], "config": run["config"]}
-        net = load_detector(_run_dir(out, f"detector/{trig}"))
+        net = load_detector(run_dir(out, f"detector/{trig}"))
         for label, images in (("clean", test.images), (trig, photos.images)):
             images = images[has_stop]
             found = detect(net, images)
@@ -153,7 +150,7 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
         classifier[trig] = {
             kind: _reduce(
                 [
-                    _scores(model(_run_dir(out, name)), test, triggered, source, target)
+                    _scores(model(run_dir(out, name)), test, triggered, source, target)
                     for name in _configuration(spec, kind, trig)
                 ]
             )
@@ -162,8 +159,8 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
     stops = test.images[test.labels == source]
     neurons = {
         t: backdoor_neurons(
-            model(_run_dir(out, "baseline/s0")),
-            model(_run_dir(out, f"single/{t}/s0")),
+            model(run_dir(out, "baseline/s0")),
+            model(run_dir(out, f"single/{t}/s0")),
             LAST_CONV,
             stops,
             apply_trigger(stops, s),

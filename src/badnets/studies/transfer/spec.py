@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data import SOURCES, ImageDataset
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._jobs import Job, dedupe_jobs, run_dir
 from badnets.experiments.attack import load_model
 from badnets.models import build_model
 from badnets.neurons import backdoor_neurons
@@ -205,7 +205,7 @@ def _retrain_jobs(spec: TransferStudySpec, out_dir: Path) -> Callable[[Mapping[s
         train = us.train_spec(spec.retrain_epochs)
         jobs = []
         for seed in range(us.seeds):
-            clean_dir, bad_dir = out_dir / "runs" / f"us__baseline__s{seed}", out_dir / "runs" / f"us__badnet__s{seed}"
+            clean_dir, bad_dir = run_dir(out_dir, f"us/baseline/s{seed}"), run_dir(out_dir, f"us/badnet/s{seed}")
             units = find_backdoor_neurons(load_model(clean_dir), load_model(bad_dir), stops, trigger)
             base = RetrainSpec(
                 source_run=str(clean_dir.resolve()),
