@@ -17,6 +17,7 @@ def test_bad_spec() -> None:
         DefenseStudySpec(clean_seeds=0)
 
 
+@pytest.mark.slow  # 204 s in a suite run that shared the 2 cores
 def test_tiny_scoreboard(tiny_mnist: Path, tmp_path: Path) -> None:
     spec = DefenseStudySpec(
         quick=True,

@@ -93,6 +93,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # 100 s in a suite run that shared the 2 cores
 def test_kill_9_during_reproduce_then_rerun_gives_the_uninterrupted_results(tmp_path: Path) -> None:
     import os
     import subprocess
