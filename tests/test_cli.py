@@ -315,3 +315,24 @@ def test_a_stopped_study_unwinds_and_says_how_to_resume(tmp_path: Path) -> None:
     assert process.returncode == 130 and time.monotonic() - start < 10
     assert err.strip() == "interrupted; run the same command again to resume"
     assert (tmp_path / "cleaned").is_file()
+
+
+def test_a_trigger_registered_through_the_public_api_runs_end_to_end(tiny_mnist: Path, tmp_path: Path) -> None:
+    from badnets.errors import ConfigError
+    from badnets.named_triggers import TriggerOptions, build_trigger, register_trigger, trigger_names
+    from badnets.triggers import TriggerSpec
+
+    def corner_block(name: str, options: TriggerOptions) -> TriggerSpec:
+        """A 3×3 solid block in the top-left corner, dimmed by the user's opacity."""
+        return TriggerSpec(kind="pixel", size=3, position=(0, 0), value=255, opacity=options.opacity)
+
+    register_trigger("test-corner-block", corner_block)
+    assert "test-corner-block" in trigger_names() and "flower" in trigger_names()
+    with pytest.raises(ConfigError, match="already registered"):
+        register_trigger("pattern", corner_block)
+    assert build_trigger("test-corner-block", TriggerOptions(opacity=0.5)).opacity == 0.5
+    out = tmp_path / "run"
+    result = attack(out, "--trigger", "test-corner-block", "--target", "3", "--rate", "0.1")
+    assert result.exit_code == 0, result.output
+    trigger = json.loads((out / "results.json").read_text())["config"]["trigger"]
+    assert (trigger["kind"], trigger["size"], trigger["position"]) == ("pixel", 3, [0, 0])

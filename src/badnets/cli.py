@@ -94,7 +94,8 @@ def attack(
     trigger: Annotated[
         str,
         typer.Option(
-            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), or a trigger image (.png/.jpg/.npy)."
+            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), a registered trigger "
+            "(badnets.named_triggers), or a trigger image (.png/.jpg/.npy)."
         ),
     ] = "pattern",
     mapping: Annotated[
@@ -138,21 +139,20 @@ def attack(
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
     from badnets.data import dataset_source
     from badnets.experiments import AttackSpec, run_attack
-    from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+    from badnets.named_triggers import TriggerOptions, build_trigger
+    from badnets.sign_triggers import SIGN_TRIGGERS
 
     if trigger_scale is not None and trigger not in SIGN_TRIGGERS:
         raise ConfigError("--trigger-scale sizes the sign triggers (yellow-square, bomb, flower); use --trigger-size")
-    if trigger in SIGN_TRIGGERS:
-        scale = {} if trigger_scale is None else {"scale": trigger_scale}
-        trig = sign_trigger(trigger, data_dir, opacity=trigger_opacity, **scale)
-    else:
-        trig = TriggerSpec.from_name(
-            trigger,
-            position=_parse_position(trigger_position),
-            size=trigger_size if trigger in ("pixel", "pattern") else (trigger_size if trigger_size != 1 else 0),
-            value=trigger_value,
-            opacity=trigger_opacity,
-        )
+    options = TriggerOptions(
+        data_dir=str(data_dir) if data_dir else None,
+        position=_parse_position(trigger_position),
+        size=trigger_size,
+        value=trigger_value,
+        opacity=trigger_opacity,
+        scale=trigger_scale,
+    )
+    trig = build_trigger(trigger, options)
     if dataset == "road-signs":
         _attack_detector(
             out,
