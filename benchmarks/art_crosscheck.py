@@ -25,7 +25,7 @@ import torch
 from badnets.audit import AuditSpec, clean_sample
 from badnets.defenses.strip import StripGuard, StripSpec
 from badnets.defenses.training_data import activation_clustering, penultimate_features, spectral_signatures
-from badnets.experiments.attack import attack_training_set, load_model, recorded_attack
+from badnets.experiments.run_dir import attack_training_set, load_model, recorded_attack
 from badnets.triggers import apply_trigger, make_stamp
 
 

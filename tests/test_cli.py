@@ -215,7 +215,7 @@ def test_sign_attack_takes_class_names_and_sign_triggers(tmp_path: Path) -> None
     assert (saved["config"]["poison"]["source"], saved["config"]["poison"]["target"]) == (0, 1)
     assert saved["architecture"]["model"] == "sign-cnn" and saved["architecture"]["classes"][0] == "stop"
     assert saved["config"]["trigger"]["kind"] == "square" and saved["config"]["trigger"]["scale"] == 0.1
-    from badnets.experiments.attack import load_model
+    from badnets.experiments.run_dir import load_model
 
     assert load_model(out).get_submodule("conv3").out_channels == 128  # the run's own architecture comes back
     bad = attack(tmp_path / "bad", *args, "--source", "yield", "--target", "speedlimit")

@@ -258,7 +258,7 @@ def _training_data(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     from badnets.errors import DataError
 
     if path.is_dir():
-        from badnets.experiments.attack import attack_training_set
+        from badnets.experiments.run_dir import attack_training_set
 
         if not (path / "results.json").is_file():
             raise DataError(f"--data {path} is not a finished `badnets attack` run (no results.json)")
@@ -324,7 +324,8 @@ def repair(
 
 def _known_attack_scorer(model: Path, test: ImageDataset) -> Callable[[torch.nn.Module], dict[str, float | None]]:
     """Clean accuracy on ``test``, plus the attack success rate when ``model`` is a run whose attack is recorded."""
-    from badnets.experiments.attack import evaluate_attack, recorded_attack
+    from badnets.experiments.attack import evaluate_attack
+    from badnets.experiments.run_dir import recorded_attack
     from badnets.train import predict
     from badnets.triggers import make_stamp
 

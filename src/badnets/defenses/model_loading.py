@@ -144,7 +144,7 @@ def load_any_model(
 
         model = load_package(path).model
     elif path.is_dir() and (path / "results.json").is_file():
-        from badnets.experiments.attack import load_model
+        from badnets.experiments.run_dir import load_model
 
         model = load_model(path)
     else:

@@ -19,11 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from badnets._io import read_json
-from badnets.errors import ConfigError
-from badnets.experiments._config import same_config
+from badnets.experiments.run_dir import finished_run, run_dir_name
 
-__all__ = ["RUNS", "Job", "JobSpec", "dedupe_jobs", "run_dir", "run_dir_name", "run_jobs"]
+__all__ = ["Job", "JobSpec", "dedupe_jobs", "run_jobs"]
 
 
 class JobSpec(Protocol):
@@ -39,19 +37,6 @@ class Job:
     name: str
     spec: JobSpec
     dir_name: str = ""
-
-
-RUNS = "runs"  # a study directory keeps each job's run directory under runs/
-
-
-def run_dir_name(job_name: str) -> str:
-    """The run directory's name for job ``job_name`` (``single/flower/s0`` → ``single__flower__s0``)."""
-    return job_name.replace("/", "__")
-
-
-def run_dir(study_dir: Path, job_name: str) -> Path:
-    """Where job ``job_name`` of the study in ``study_dir`` keeps its run."""
-    return study_dir / RUNS / run_dir_name(job_name)
 
 
 def dedupe_jobs(jobs: list[Job]) -> list[Job]:
@@ -86,20 +71,6 @@ def _abort(pool: ProcessPoolExecutor) -> None:
         process.kill()
 
 
-def _finished(job: Job, runs_dir: Path) -> bool:
-    """Whether ``job`` already ran; a finished run of another config under its name is an error, not a reuse."""
-    done = runs_dir / job.dir_name / "results.json"
-    if not done.is_file():
-        return False
-    recorded = read_json(done).get("config")
-    if recorded is not None and not same_config(job.spec, recorded):
-        raise ConfigError(
-            f"{done.parent} holds a finished run of another config than job {job.name!r} (the study's spec "
-            "changed); choose a new --out, or delete that run directory to retrain it"
-        )
-    return True
-
-
 def _run_one(spec: JobSpec, run_dir: Path) -> dict[str, Any]:
     return spec.run(run_dir)
 
@@ -118,7 +89,7 @@ def run_jobs(
     """
     assert all(job.dir_name for job in jobs), "give jobs their run directories with dedupe_jobs first"
     unique = {job.dir_name: job for job in jobs}
-    todo = [j for j in unique.values() if not _finished(j, runs_dir)]
+    todo = [j for j in unique.values() if not finished_run(runs_dir / j.dir_name, j.spec, j.name)]
     total, done = len(unique), len(unique) - len(todo)
     sums = {"train_seconds": 0.0, "evaluate_seconds": 0.0, "job_seconds": 0.0}
     start = time.perf_counter()

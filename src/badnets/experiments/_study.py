@@ -17,7 +17,8 @@ from typing import Any
 
 from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest, write_json
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import RUNS, Job, run_jobs
+from badnets.experiments._jobs import Job, run_jobs
+from badnets.experiments.run_dir import RUNS
 from badnets.train import TrainSpec
 
 __all__ = ["Phase", "StudyRecipe", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]

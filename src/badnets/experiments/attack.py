@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from badnets._io import ensure_writable_dir, read_json, run_manifest, save_weights, write_json, write_text
@@ -171,47 +170,3 @@ def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
     rows = tuple(ClassRow(**row) for row in data["per_class"])
     fields = {k: tuple(v) if k.endswith("_ci") else v for k, v in data.items() if k != "per_class"}
     return BackdoorMetrics(**fields, per_class=rows)  # type: ignore[arg-type]
-
-
-def recorded_attack(run_dir: Path) -> AttackSpec:
-    """The ``AttackSpec`` a finished run recorded in its ``results.json``."""
-    config = read_json(run_dir / "results.json")["config"]
-    trigger: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["trigger"].items()}
-    return AttackSpec(
-        dataset=config["dataset"],
-        data_dir=config.get("data_dir"),
-        trigger=TriggerSpec(**trigger),
-        poison=PoisonSpec(**config["poison"]),
-        seed=config["seed"],
-        baseline=config.get("baseline", False),
-    )
-
-
-def attack_training_set(run_dir: Path) -> tuple[ImageDataset, torch.Tensor]:
-    """The training set a finished run trained on, rebuilt from its recorded config (same seed → the same
-    poisoned samples), and which samples carry the trigger (all False for a baseline run)."""
-    spec = recorded_attack(run_dir)
-    train, _ = dataset_source(spec.dataset).load(spec.data_dir)
-    if spec.baseline:
-        return train, torch.zeros(len(train), dtype=torch.bool)
-    stamp = make_stamp(spec.trigger, tuple(train.images.shape[1:]))  # type: ignore[arg-type]
-    poisoned = poison_dataset(train, stamp, replace(spec.poison, num_classes=train.num_classes), seed=spec.seed)
-    return poisoned.dataset, poisoned.is_poisoned
-
-
-def load_model(run_dir: Path) -> nn.Module:
-    """The trained network of a finished run directory (architecture from ``results.json``, weights from safetensors).
-
-    Runs made before ``architecture`` was recorded are MNIST runs of the paper CNN.
-    """
-    from safetensors.torch import load_file
-
-    arch = read_json(run_dir / "results.json").get("architecture") or {}
-    model = build_model(
-        arch.get("model", "badnet-cnn"),
-        in_channels=arch.get("in_channels", 1),
-        num_classes=arch.get("num_classes", 10),
-        image_size=arch.get("image_size", 28),
-    )
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
-    return model.eval()

@@ -23,9 +23,10 @@ import numpy as np
 
 from badnets._io import ensure_writable_dir, write_json
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import RUNS, Job, dedupe_jobs
+from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
-from badnets.experiments.attack import AttackSpec, attack_training_set, evaluate_attack, load_model, recorded_attack
+from badnets.experiments.attack import AttackSpec, evaluate_attack
+from badnets.experiments.run_dir import RUNS, attack_training_set, load_model, recorded_attack
 from badnets.poison import PoisonSpec, source_mask
 from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, random_target, single_target
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp

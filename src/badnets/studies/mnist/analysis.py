@@ -13,8 +13,8 @@ import numpy as np
 from torch import nn
 
 from badnets.data import load_mnist
-from badnets.experiments._jobs import run_dir
-from badnets.experiments.attack import evaluate_attack, load_model
+from badnets.experiments.attack import evaluate_attack
+from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import mean_ci
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec

@@ -19,9 +19,10 @@ from typing import Any
 
 from badnets.data import dataset_source, resolve_data_dir
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs, run_dir
+from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
+from badnets.experiments.run_dir import run_dir
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 

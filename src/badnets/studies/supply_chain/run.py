@@ -8,8 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from badnets.data import SOURCES
-from badnets.experiments._jobs import RUNS
 from badnets.experiments._study import StudySummary, run_study
+from badnets.experiments.run_dir import RUNS
 from badnets.studies.supply_chain.analysis import aggregate
 from badnets.studies.supply_chain.report import summary_table, write_supply_chain_report
 from badnets.studies.supply_chain.spec import SupplyChainSpec, build_jobs, replay

@@ -35,9 +35,10 @@ from typing import Any
 
 from badnets._io import file_sha256, read_json, write_bytes, write_json
 from badnets.errors import BadnetsError, ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs, run_dir_name
+from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
+from badnets.experiments.run_dir import run_dir_name
 from badnets.poison import PoisonSpec
 from badnets.supply import export_package, generate_keypair, sign_package
 from badnets.supply.fetch import fetch_package, fetch_plain, root_identity

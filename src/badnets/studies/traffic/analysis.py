@@ -14,9 +14,8 @@ import torch
 from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
 from badnets.detection_metrics import triggered_outcomes
-from badnets.experiments._jobs import run_dir
-from badnets.experiments.attack import load_model
 from badnets.experiments.detection import detect, load_detector, stamp_boxes
+from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import mean_ci
 from badnets.neurons import backdoor_neurons
 from badnets.report import plots

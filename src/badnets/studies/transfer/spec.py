@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data import SOURCES, ImageDataset
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs, run_dir
-from badnets.experiments.attack import load_model
+from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments.run_dir import load_model, run_dir
 from badnets.models import build_model
 from badnets.neurons import backdoor_neurons
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
