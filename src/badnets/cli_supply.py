@@ -38,8 +38,8 @@ def export(
 
     package = export_package(run_dir, out)
     loaded = load_package(package)
-    out_console.print(f"wrote {package} ({', '.join(sorted(loaded.sha256))})", highlight=False)
-    out_console.print(f"sign it with: badnets sign {package} --key PRIVATE.pem")
+    out_console.print(escape(f"wrote {package} ({', '.join(sorted(loaded.sha256))})"), highlight=False)
+    out_console.print(escape(f"sign it with: badnets sign {package} --key PRIVATE.pem"))
 
 
 @app.command()
@@ -87,7 +87,7 @@ def keygen(out: Annotated[Path, typer.Option(help="Directory for private.pem and
     from badnets.supply import generate_keypair
 
     private, public = generate_keypair(out)
-    out_console.print(f"wrote {private} (secret, mode 0600) and {public} (publish this)")
+    out_console.print(escape(f"wrote {private} (secret, mode 0600) and {public} (publish this)"))
 
 
 @app.command()
@@ -104,7 +104,7 @@ def sign(
     from badnets.supply import sign_package
 
     path = sign_package(package, key, signature=signature, sigstore=sigstore)
-    out_console.print(f"signed {package}: {path}")
+    out_console.print(escape(f"signed {package}: {path}"))
 
 
 @app.command()
@@ -162,7 +162,7 @@ def scan(
             table.add_row(escape(f.path), escape(f.format), f"[{style[f.verdict]}]{f.verdict}[/]", escape(f.detail))
         out_console.print(table)
     if findings:
-        err_console.print(f"{len(findings)} of {len(files)} file(s) must not be loaded")
+        err_console.print(escape(f"{len(findings)} of {len(files)} file(s) must not be loaded"))
         raise typer.Exit(1)
 
 
@@ -190,10 +190,11 @@ def zoo_init(
 
     zoo = Zoo.init(directory, root_keys_dir, root_keys=root_keys, root_threshold=root_threshold)
     out_console.print(
-        f"zoo at {zoo.directory}; users pin {zoo.root_json()} (give it to them out of band)", soft_wrap=True
+        escape(f"zoo at {zoo.directory}; users pin {zoo.root_json()} (give it to them out of band)"), soft_wrap=True
     )
     err_console.print(
-        f"root keys are in {root_keys_dir}: move them offline; add and publish never need them", soft_wrap=True
+        escape(f"root keys are in {root_keys_dir}: move them offline; add and publish never need them"),
+        soft_wrap=True,
     )
 
 
@@ -226,7 +227,7 @@ def zoo_add(
         author=author,
         author_key=author_key,
     )
-    out_console.print(f"published {len(targets)} files: {', '.join(targets)}", soft_wrap=True)
+    out_console.print(escape(f"published {len(targets)} files: {', '.join(targets)}"), soft_wrap=True)
 
 
 @zoo_app.command("add-author")
@@ -240,7 +241,7 @@ def zoo_add_author(
     from badnets.supply.zoo import Zoo
 
     keyid = Zoo(directory).add_author(author, pub)
-    out_console.print(f"{author}/* is signed by key {keyid[:16]}… from now on", soft_wrap=True)
+    out_console.print(escape(f"{author}/* is signed by key {keyid[:16]}… from now on"), soft_wrap=True)
 
 
 def _print_warnings(warnings: list[str]) -> None:
@@ -256,7 +257,7 @@ def zoo_publish(directory: ZooDir) -> None:
     from badnets.supply.zoo import Zoo
 
     _print_warnings(Zoo(directory).publish())
-    out_console.print(f"fresh timestamp for {directory}", soft_wrap=True)
+    out_console.print(escape(f"fresh timestamp for {directory}"), soft_wrap=True)
 
 
 @zoo_app.command("rotate-root")
@@ -278,7 +279,7 @@ def zoo_rotate_root(
         root_keys_dir, new_root_keys_dir=new_root_keys_dir, root_keys=root_keys, root_threshold=root_threshold
     )
     replaced = f"; new root keys in {new_root_keys_dir}: move them offline" if new_root_keys_dir else ""
-    out_console.print(f"root version {version} published{replaced}", soft_wrap=True)
+    out_console.print(escape(f"root version {version} published{replaced}"), soft_wrap=True)
 
 
 @zoo_app.command("rotate-key")
@@ -296,7 +297,8 @@ def zoo_rotate_key(
 
     version = Zoo(directory).rotate(root_keys_dir, online_roles=roles)
     out_console.print(
-        f"root version {version} published; new keys for {', '.join(roles)} in {directory}/keys", soft_wrap=True
+        escape(f"root version {version} published; new keys for {', '.join(roles)} in {directory}/keys"),
+        soft_wrap=True,
     )
 
 
@@ -315,7 +317,7 @@ def zoo_serve(
     try:
         with serve_zoo(directory, port) as url:
             out_console.print(url, soft_wrap=True)  # alone on its line, for scripts that start the server
-            err_console.print(f"serving {directory}/public at {url} (Ctrl-C to stop)", soft_wrap=True)
+            err_console.print(escape(f"serving {directory}/public at {url} (Ctrl-C to stop)"), soft_wrap=True)
             threading.Event().wait()  # until a stop signal raises here
     except (KeyboardInterrupt, StopRequested):
         out_console.print("stopped")
@@ -354,10 +356,12 @@ def fetch(
         path = fetch_package(name, zoo, out, root=root, cache_dir=cache_dir, public_key=pub)
         checks = "TUF metadata signed by the pinned root's keys"
     signed = ", the author's signature" if pub else ""
-    out_console.print(f"fetched {path}: checked {checks}{signed} and the package manifest")
+    out_console.print(escape(f"fetched {path}: checked {checks}{signed} and the package manifest"))
     if pub is None and (path / "model.sig").is_file():
         err_console.print(
-            f"note: {name} carries an author signature that was not checked; pass --pub AUTHOR.pem to check it "
-            "(the zoo alone does not stop someone who holds the zoo's keys)",
+            escape(
+                f"note: {name} carries an author signature that was not checked; pass --pub AUTHOR.pem to check "
+                "it (the zoo alone does not stop someone who holds the zoo's keys)"
+            ),
             soft_wrap=True,
         )

@@ -241,3 +241,11 @@ def test_cli_offline_root_rotation_and_authors(package: Path, tmp_path: Path) ->
     assert bad.exit_code == 2 and "the online roles are" in bad.stderr
     missing = runner.invoke(app, ["zoo", "init", str(tmp_path / "z2")])
     assert missing.exit_code == 2 and "--root-keys-dir" in missing.output
+
+
+def test_cli_prints_paths_as_they_are(tmp_path: Path) -> None:
+    """A folder named like Rich markup is printed, not interpreted."""
+    result = CliRunner().invoke(
+        app, ["zoo", "init", str(tmp_path / "[bold]zoo"), "--root-keys-dir", str(tmp_path / "k")]
+    )
+    assert result.exit_code == 0 and "[bold]zoo" in result.output.replace("\n", "")
