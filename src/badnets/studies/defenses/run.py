@@ -21,7 +21,6 @@ def run_defense_study(
     spec: DefenseStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train the zoo and evaluate every defense on it (resuming), then write the scoreboard report."""
-
     hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
     if spec.traffic:
         hashes |= SOURCES["lisa"].file_hashes(spec.data_dir)

@@ -20,7 +20,6 @@ def run_mnist_study(
     spec: MnistStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train every model of the study (resuming), then write ``results.json``, ``report.md``/``.html``, PNGs."""
-
     hashes = mnist_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
     jobs = build_jobs(spec)
     study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)

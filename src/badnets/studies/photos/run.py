@@ -20,7 +20,6 @@ def run_photo_study(
     spec: PhotoStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train both photo classifiers (resuming), then write ``results.json``, ``report.md``/``.html`` and figures."""
-
     jobs = build_jobs(spec)
     hashes = dataset_source(photo_folder(spec)).file_hashes(spec.data_dir)
     study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)

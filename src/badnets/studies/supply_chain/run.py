@@ -21,7 +21,6 @@ def run_supply_chain_study(
     spec: SupplyChainSpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train the models (resuming), replay the attacks, then write ``results.json`` and ``report.md``/``.html``."""
-
     jobs = build_jobs(spec)
     hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
     study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)

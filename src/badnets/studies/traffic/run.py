@@ -21,7 +21,6 @@ def run_traffic_study(
     spec: TrafficStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train every model (resuming), then write ``results.json``, ``report.md``/``.html`` and the plots."""
-
     hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
     if spec.detector:
         hashes |= road_signs_file_hashes(spec.data_dir)

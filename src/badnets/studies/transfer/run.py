@@ -21,7 +21,6 @@ def run_transfer_study(
     spec: TransferStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
 ) -> StudySummary:
     """Train the US nets, retrain them on the target domain for every k (resuming), then write the report."""
-
     hashes = {**lisa_file_hashes(spec.us.data_dir), **SOURCES[spec.target].file_hashes(spec.us.data_dir)}
     phases: list[Phase] = [_us_jobs(spec), _retrain_jobs(spec, out_dir)]
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.us.workers, progress=progress)
