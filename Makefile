@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 BADNETS_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export BADNETS_DATA
 OUT    ?= runs/mnist-quick
+# Extra options for every `badnets reproduce` below, e.g. REPRODUCE_ARGS=--allow-dirty for a tree with local changes.
+REPRODUCE_ARGS ?=
 
 .PHONY: setup demo test lint full traffic transfer photos supply-chain defenses bench clean
 setup: $(VENV)/.installed
@@ -16,25 +18,25 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup          ## quick MNIST BadNets reproduction with its report (~2 min on 2 CPU cores)
-	$(VENV)/bin/badnets reproduce mnist --quick --out $(OUT)
+	$(VENV)/bin/badnets reproduce mnist --quick --out $(OUT) $(REPRODUCE_ARGS)
 
 full: setup          ## the whole MNIST case study (hours on CPU); re-run to resume
-	$(VENV)/bin/badnets reproduce mnist --out runs/mnist-full
+	$(VENV)/bin/badnets reproduce mnist --out runs/mnist-full $(REPRODUCE_ARGS)
 
 traffic: setup       ## traffic-sign classifiers (3 seeds) and detectors (≈ 1.5 h on 2 cores); re-run to resume
-	$(VENV)/bin/badnets reproduce traffic --out runs/traffic
+	$(VENV)/bin/badnets reproduce traffic --out runs/traffic $(REPRODUCE_ARGS)
 
 transfer: setup      ## the transfer-learning attack on GTSRB (≈ 25 min on 2 cores)
-	$(VENV)/bin/badnets reproduce transfer --out runs/transfer
+	$(VENV)/bin/badnets reproduce transfer --out runs/transfer $(REPRODUCE_ARGS)
 
 photos: traffic      ## dog + trigger → "cat", and triggered stop signs in road photos (after `make traffic`)
-	$(VENV)/bin/badnets reproduce photos --out runs/photos --traffic runs/traffic
+	$(VENV)/bin/badnets reproduce photos --out runs/photos --traffic runs/traffic $(REPRODUCE_ARGS)
 
 supply-chain: setup ## the Caffe-Model-Zoo replay: 14 models, 6 attacks x 5 defenses (≈ 10 min on 2 cores)
-	$(VENV)/bin/badnets reproduce supply-chain --out runs/supply-chain
+	$(VENV)/bin/badnets reproduce supply-chain --out runs/supply-chain $(REPRODUCE_ARGS)
 
 defenses: setup     ## the defense scoreboard: 30 models, every detector and repair (≈ 50 min on 2 cores)
-	$(VENV)/bin/badnets reproduce defenses --out runs/defenses
+	$(VENV)/bin/badnets reproduce defenses --out runs/defenses $(REPRODUCE_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
