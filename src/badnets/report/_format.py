@@ -63,14 +63,18 @@ def run_summary(timing: Mapping[str, Any]) -> str:
 
 
 def targets_table(results: Mapping[str, Any], title: str, digits: int = 2) -> Any:
-    """The study's targets as a rich table for the terminal (a quick run is shown but not graded)."""
+    """The study's targets as a rich table for the terminal (a quick run is shown but not graded); "our limit"
+    is shown when the study records one ("met" means ours is within it)."""
     from rich.table import Table as RichTable
 
     quick = results["spec"]["quick"]
     table = RichTable(title=title + (" (quick run; the targets are for the full study)" if quick else " vs the paper"))
-    for col in ("target", "paper", "ours", "met"):
+    limits = any(t.get("limit") is not None for t in results["targets"])
+    for col in ("target", "paper", *(["our limit"] if limits else []), "ours", "met"):
         table.add_column(col)
     for t in results["targets"]:
         ours = t["ours"] if isinstance(t["ours"], str) else pct(t["ours"], digits)
-        table.add_row(t["target"], t["paper"], ours, "–" if quick else ("[green]yes[/]" if t["met"] else "[red]no[/]"))
+        limit = [] if not limits else ["" if t.get("limit") is None else pct(t["limit"], digits)]
+        met = "–" if quick else ("[green]yes[/]" if t["met"] else "[red]no[/]")
+        table.add_row(t["target"], t["paper"], *limit, ours, met)
     return table
