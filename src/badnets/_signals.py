@@ -16,7 +16,7 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "StopRequested", "handle_stop_signals", "stop_exit_code", "stop_was_requested"]
+__all__ = ["STOP_SIGNALS", "StopRequested", "handle_stop_signals", "stop_exit_code"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SERVERS = (("zoo", "serve"),)  # commands that run until asked to stop
@@ -32,11 +32,6 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
     _requested.set()
     if _armed.is_set():
         raise StopRequested(signal.Signals(signum).name)
-
-
-def stop_was_requested() -> bool:
-    """Whether a stop signal has arrived since the handler was installed."""
-    return _requested.is_set()
 
 
 def handle_stop_signals(*, armed: bool = True) -> None:

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from badnets.data.image_folder import IMAGE_SUFFIXES
 from badnets.errors import ConfigError, DataError
 
-PATCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".npy")
+PATCH_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")  # what a patch trigger may be read from
 
 __all__ = [
     "TRIGGERS",

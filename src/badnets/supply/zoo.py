@@ -136,10 +136,10 @@ def _generate_keys(directory: Path, prefix: str, count: int) -> list[Any]:
     return signers
 
 
-def _role_signers(role: Any, keys: Sequence[Any], where: str, *, need: int | None = None) -> list[Any]:
-    """The signers among ``keys`` that hold ``role``'s keys; at least ``need`` (default: its threshold)."""
+def _role_signers(role: Any, keys: Sequence[Any], where: str) -> list[Any]:
+    """The signers among ``keys`` that hold ``role``'s keys; at least its threshold of them."""
     held = [s for s in keys if s.public_key.keyid in role.keyids]
-    need = role.threshold if need is None else need
+    need = role.threshold
     if len(held) < need:
         raise ConfigError(f"{where} holds {len(held)} of this role's keys, {need} must sign; pass the right keys")
     return held
