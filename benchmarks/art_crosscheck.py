@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from badnets.audit import AuditSpec, clean_sample
+from badnets.defenses.activation_clustering import activation_clustering
+from badnets.defenses.representations import penultimate_features
+from badnets.defenses.spectral_signatures import spectral_signatures
 from badnets.defenses.strip import StripGuard, StripSpec
-from badnets.defenses.training_data import activation_clustering, penultimate_features, spectral_signatures
 from badnets.experiments.run_dir import attack_training_set, load_model, recorded_attack
 from badnets.triggers import apply_trigger, make_stamp
 

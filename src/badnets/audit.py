@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``badnets audit``: is there a backdoor in this model? The model-level detectors on a small clean sample.
+"""``badnets audit``: is there a backdoor in this model? The model detectors on a small clean sample.
 
-The defender has the model and clean validation images, never the trigger or the training data. Two detectors
-run: Neural Cleanse (the smallest trigger per class, MAD outlier test) and trigger-selective neurons (the paper's
-dormant-neuron idea, by stimulation). The verdict is Neural Cleanse's, whose outlier test has a stated false-alarm
-rate; the selective neurons are reported as evidence beside it (they have no such test, and on clean MNIST models
-one unit in eight models sent ≥ 90% of images to one class).
+The defender has the model and clean validation images, never the trigger or the training data. The registered
+model detectors run (``badnets.defenses.registry``; by default Neural Cleanse, the smallest trigger per class with
+a MAD outlier test, and trigger-selective neurons, the paper's dormant-neuron idea by stimulation). The first one
+decides the verdict: Neural Cleanse by default, whose outlier test has a stated false-alarm rate; the others are
+reported as evidence beside it (the selective neurons have no such test, and on clean MNIST models one unit in
+eight models sent ≥ 90% of images to one class).
 """
 
 from __future__ import annotations
@@ -19,21 +20,25 @@ import torch
 
 from badnets._io import ensure_writable_dir, run_manifest
 from badnets.data import ImageDataset, dataset_source
-from badnets.defenses.dormant_neurons import DormantNeuronsResult, DormantNeuronsSpec, dormant_neurons
-from badnets.defenses.model_loading import check_code_trusted, check_fits, load_any_model
-from badnets.defenses.neural_cleanse import NeuralCleanseResult, NeuralCleanseSpec, neural_cleanse
+from badnets.defenses.interface import CleanData, DefenseOptions, ModelFinding, finding_summary
+from badnets.defenses.neural_cleanse import NeuralCleanseResult
+from badnets.defenses.registry import model_detector
 from badnets.errors import ConfigError
+from badnets.models.loading import check_code_trusted, check_fits, load_any_model
 from badnets.train import resolve_device
 
 __all__ = [
+    "DEFAULT_DETECTORS",
     "AuditSpec",
     "CleanSample",
-    "audit_verdict",
     "clean_sample",
     "defender_setup",
-    "neuron_evidence",
+    "evidence",
     "run_audit",
 ]
+
+
+DEFAULT_DETECTORS = ("neural_cleanse", "dormant_neurons")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,12 +46,14 @@ class AuditSpec:
     """One audit.
 
     Attributes:
-        model, weights: what to audit (see ``badnets.defenses.model_loading``).
+        model, weights: what to audit (see ``badnets.models.loading``).
         dataset: the model's input domain: shape, classes and the clean images (its test split).
         clean_images: how many clean images the defender uses (a seeded sample of the test split).
         mean, std: per-channel normalisation the model expects (it then receives [0, 1] input).
         trust_code: allow a ``model`` that names Python code to import and run (``FILE.py:Class``,
             ``package.module:factory``); without it such a model is refused before anything of it runs.
+        detectors: registered model detectors to run; the first decides the verdict, the others are evidence.
+        options: what the detectors take (seed, trigger-search steps, per-source search).
     """
 
     model: str
@@ -59,12 +66,16 @@ class AuditSpec:
     seed: int = 0
     device: str = "auto"
     trust_code: bool = False
-    neural_cleanse: NeuralCleanseSpec = field(default_factory=NeuralCleanseSpec)
-    dormant: DormantNeuronsSpec = field(default_factory=DormantNeuronsSpec)
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS
+    options: DefenseOptions = field(default_factory=DefenseOptions)
 
     def __post_init__(self) -> None:
         if self.clean_images < 10:
-            raise ConfigError(f"--clean-images must be >= 10, got {self.clean_images}")
+            raise ConfigError(f"an audit needs at least 10 clean images, got {self.clean_images}")
+        if not self.detectors or len(set(self.detectors)) != len(self.detectors):
+            raise ConfigError(f"name one or more different model detectors, got {list(self.detectors)}")
+        for name in self.detectors:
+            model_detector(name, self.options)  # an unknown name fails here, before anything loads
         check_code_trusted(self.model, self.trust_code)
 
 
@@ -81,6 +92,11 @@ class CleanSample:
     def shape(self) -> tuple[int, int, int]:
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
+
+    @property
+    def clean(self) -> CleanData:
+        """The sample as every defense takes it."""
+        return CleanData(self.images, self.labels, len(self.classes))
 
 
 def clean_sample(spec: AuditSpec) -> CleanSample:
@@ -118,45 +134,45 @@ def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
     return sample, model
 
 
-def audit_verdict(cleanse: NeuralCleanseResult) -> tuple[bool, int | None]:
-    """Backdoored when Neural Cleanse flags a class; that class is the suspected target."""
-    target = cleanse.suspected_target
-    return target is not None, target
-
-
-def neuron_evidence(cleanse: NeuralCleanseResult, neurons: DormantNeuronsResult) -> str:
-    """How the selective-neuron test bears on the verdict: ``agrees`` (flags Neural Cleanse's target),
-    ``disagrees`` (flags another class, or flags a model Neural Cleanse passes), ``silent`` (flags nothing)."""
-    if neurons.suspected_target is None:
+def evidence(deciding: ModelFinding, other: ModelFinding) -> str:
+    """How another detector bears on the verdict: ``agrees`` (flags the deciding detector's target),
+    ``disagrees`` (flags another class, or flags a model the deciding detector passes), ``silent`` (flags
+    nothing)."""
+    if other.suspected_target is None:
         return "silent"
-    return "agrees" if neurons.suspected_target == cleanse.suspected_target else "disagrees"
+    return "agrees" if other.suspected_target == deciding.suspected_target else "disagrees"
 
 
 def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
-    """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and the recovered triggers to
-    ``out_dir``; return the results."""
+    """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and (with Neural Cleanse) the
+    recovered triggers to ``out_dir``; return the results."""
     from badnets.report.audit import write_audit_report
 
     start = time.perf_counter()
     sample, model = defender_setup(spec)
-    images, classes, shape = sample.images, sample.classes, str(sample.shape)
+    classes = sample.classes
     ensure_writable_dir(out_dir)
     model.to(resolve_device(spec.device))
-    cleanse = neural_cleanse(model, images, len(classes), spec.neural_cleanse, sample.labels)
-    selective = dormant_neurons(model, images, len(classes), spec.dormant)
-    flagged, target = audit_verdict(cleanse)
+    findings = {name: model_detector(name, spec.options).detect(model, sample.clean) for name in spec.detectors}
+    decided_by = spec.detectors[0]
+    deciding = findings[decided_by]
+    target = deciding.suspected_target
     results = {
-        "verdict": "backdoored" if flagged else "clean",
+        "verdict": "clean" if target is None else "backdoored",
         "suspected_target": target,
         "suspected_target_name": None if target is None else classes[target],
-        "anomaly_index": float(cleanse.anomaly_index.max()),
-        "neuron_evidence": neuron_evidence(cleanse, selective),
-        "detectors": {"neural_cleanse": cleanse.to_json(), "dormant_neurons": selective.to_json()},
-        "model": {"spec": spec.model, "weights": spec.weights, "input": shape, "classes": list(classes)},
-        "clean_images": len(images),
+        "decided_by": decided_by,
+        "evidence": {name: evidence(deciding, f) for name, f in findings.items() if name != decided_by},
+        "detectors": {
+            name: {**finding_summary(f), "score_name": f.score_name, "details": f.to_json()}
+            for name, f in findings.items()
+        },
+        "model": {"spec": spec.model, "weights": spec.weights, "input": str(sample.shape), "classes": list(classes)},
+        "clean_images": len(sample.images),
         "config": asdict(spec),
         "timing": {"seconds": time.perf_counter() - start},
         "manifest": run_manifest(asdict(spec), spec.seed, dataset_source(spec.dataset).file_hashes(spec.data_dir)),
     }
-    write_audit_report(results, cleanse, images, out_dir)
+    cleanse = findings.get("neural_cleanse")
+    write_audit_report(results, cleanse if isinstance(cleanse, NeuralCleanseResult) else None, sample.images, out_dir)
     return results

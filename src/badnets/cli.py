@@ -221,7 +221,7 @@ def _attack_detector(
 ) -> None:
     """``attack --dataset road-signs``: the paper's detector attack (triggered source boxes relabelled target)."""
     from badnets.data.road_signs import ROAD_SIGN_CLASSES
-    from badnets.experiments.detection import DetectorSpec
+    from badnets.experiments.object_detection import DetectorSpec
 
     if mapping != "single":
         raise ConfigError(

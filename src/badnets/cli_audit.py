@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from badnets._cli_common import app, err_console, friendly_errors, out_console
-from badnets.audit import AuditSpec, defender_setup
-from badnets.data import ImageDataset
+from badnets.audit import DEFAULT_DETECTORS, AuditSpec
+from badnets.defenses.interface import DefenseOptions
 from badnets.errors import ConfigError
 
 __all__ = ["audit", "guard", "inspect_data", "repair"]
@@ -93,6 +92,13 @@ def audit(
         ),
     ] = True,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and the trigger search.")] = 0,
+    detectors: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated model detectors (badnets.defenses.registry); the first decides the verdict, the "
+            "others are evidence."
+        ),
+    ] = ",".join(DEFAULT_DETECTORS),
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -100,25 +106,23 @@ def audit(
     """Is there a backdoor in this model? Neural Cleanse decides, on clean images only; trigger-selective neurons
     are reported as evidence."""
     from badnets.audit import run_audit
-    from badnets.defenses.neural_cleanse import FEW_CLASSES, NeuralCleanseSpec
+    from badnets.defenses.neural_cleanse import FEW_CLASSES
 
     spec = replace(
         _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std),
         device=device,
-        neural_cleanse=NeuralCleanseSpec(seed=seed, per_source=per_source),
+        detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()),
+        options=DefenseOptions(seed=seed, per_source=per_source),
     )
-    with err_console.status("auditing (Neural Cleanse, then neuron stimulation)"):
+    with err_console.status(f"auditing ({', '.join(spec.detectors)})"):
         results = run_audit(spec, out)
-    table = Table(title=f"audit of {model}", show_header=False)
+    table = Table(title=f"audit of {escape(model)}", show_header=False)
     colour = "red" if results["verdict"] == "backdoored" else "green"
-    table.add_row("verdict", f"[bold {colour}]{results['verdict']}[/]")
-    table.add_row("suspected target", str(results["suspected_target_name"]))
-    table.add_row("anomaly index (Neural Cleanse)", f"{results['anomaly_index']:.2f} (flag > 2)")
-    score = results["detectors"]["dormant_neurons"]["score"]
-    table.add_row(
-        "strongest selective neuron (evidence)",
-        f"{100 * score:.0f}% of clean images to one class ({results['neuron_evidence']})",
-    )
+    table.add_row("verdict", f"[bold {colour}]{results['verdict']}[/] (decided by {results['decided_by']})")
+    table.add_row("suspected target", escape(str(results["suspected_target_name"])))
+    for name, found in results["detectors"].items():
+        role = "" if name == results["decided_by"] else f", evidence: {results['evidence'][name]}"
+        table.add_row(f"{name} {found['score_name']}", f"{found[found['score_name']]:.2f}{role}")
     table.add_row("time", f"{results['timing']['seconds']:.0f} s")
     out_console.print(table)
     if len(results["model"]["classes"]) < FEW_CLASSES:
@@ -126,7 +130,7 @@ def audit(
             f"note: {len(results['model']['classes'])} classes are too few for the outlier test to single one out; "
             "a clean verdict is weak evidence (see the report's per-class trigger norms)"
         )
-    out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    out_console.print(f"report: {escape(str(out / 'report.md'))} and {escape(str(out / 'report.html'))}")
     if strict and results["verdict"] == "backdoored":
         raise typer.Exit(3)
 
@@ -149,6 +153,7 @@ def guard(
         str, typer.Option(help="The model's input domain; its test split gives the clean images.")
     ] = "mnist",
     frr: Annotated[float, typer.Option(help="False-rejection rate on clean inputs that sets the threshold.")] = 0.01,
+    screen: Annotated[str, typer.Option(help="The input screen (badnets.defenses.registry).")] = "strip",
     clean_images: Annotated[int, typer.Option(help="Clean images for the overlays and the threshold.")] = 1000,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean the model expects.")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std the model expects.")] = None,
@@ -157,38 +162,15 @@ def guard(
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
 ) -> None:
     """Screen inputs for triggers with STRIP: flag those whose predictions barely change under superimposition."""
-    import csv
-    import io
+    from badnets.defender import guard_inputs
 
-    from badnets._io import ensure_writable_dir, write_json, write_text
-    from badnets.defenses.inputs import read_inputs
-    from badnets.defenses.strip import StripGuard, StripSpec
-    from badnets.train import predict
-
-    sample, net = defender_setup(
-        _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
-    )
-    clean, classes = sample.images, sample.classes
-    inputs, names = read_inputs(images, sample.shape)
-    strip = StripGuard.fit(net, clean, StripSpec(frr=frr, seed=seed))
-    entropy, flagged = strip.flags(inputs)
-    predicted = predict(net, inputs)
-    rows = [
-        {"input": n, "entropy": float(e), "flagged": bool(f), "predicted": classes[int(p)]}
-        for n, e, f, p in zip(names, entropy, flagged, predicted, strict=True)
-    ]
-    ensure_writable_dir(out)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / "scores.csv", buffer.getvalue())
-    write_json(
-        out / "results.json", {"strip": strip.to_json(), "flagged": int(flagged.sum()), "n": len(rows), "inputs": rows}
-    )
+    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
+    found = guard_inputs(spec, images, out, screen=screen, frr=frr)
+    below = "<" if found.suspicious_when == "low" else ">"
     out_console.print(
-        f"{int(flagged.sum())} of {len(rows)} inputs flagged as likely triggered (STRIP, entropy < "
-        f"{strip.threshold:.3f}, {100 * frr:g}% FRR on clean inputs); scores in {out / 'scores.csv'}"
+        f"{found.flagged} of {found.n} inputs flagged as likely triggered ({found.screen}, {found.score_name} "
+        f"{below} {found.threshold:.3f}, {100 * found.frr:g}% FRR on clean inputs); scores in "
+        f"{escape(str(out / 'scores.csv'))}"
     )
 
 
@@ -215,64 +197,20 @@ def inspect_data(
 ) -> None:
     """Which training samples carry a backdoor? Activation Clustering and Spectral Signatures, scored against the
     poison manifest when it is known."""
-    from badnets._io import ensure_writable_dir, write_json, write_text
-    from badnets.defenses.training_data import (
-        ClusteringSpec,
-        activation_clustering,
-        penultimate_features,
-        spectral_signatures,
-    )
+    from badnets.defender import screen_training_set
 
-    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code))
-    train_images, train_labels, truth = _training_data(data)
-    if tuple(train_images.shape[1:]) != sample.shape:
-        raise ConfigError(f"--data images are {tuple(train_images.shape[1:])}, --dataset's are {sample.shape}")
-    features, reference = penultimate_features(net, train_images), penultimate_features(net, sample.images)
-    found = [
-        activation_clustering(features, train_labels, reference, sample.labels, ClusteringSpec(seed=seed)),
-        spectral_signatures(features, train_labels, reference, sample.labels),
-    ]
-    detectors: dict[str, object] = {}
-    table = Table(title=f"training-data inspection of {data}")
+    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code)
+    found = screen_training_set(spec, data, out)
+    table = Table(title=f"training-data inspection of {escape(str(data))}")
     for col in ("detector", "flagged", "precision", "recall", "false positives", "time"):
         table.add_column(col)
-    for flags in found:
-        entry: dict[str, object] = flags.to_json()
-        scored = flags.scored_against(truth) if truth is not None else {}
-        if scored:
-            entry["against_manifest"] = scored
-        detectors[flags.detector] = entry
+    for screen in found.screens:
+        scored = screen.against_manifest
         shown = [f"{100 * scored[k]:.1f}%" if scored else "–" for k in ("precision", "recall", "false_positive_rate")]
+        flags = screen.flags
         table.add_row(flags.detector, str(int(flags.flagged.sum())), *shown, f"{flags.seconds:.1f} s")
-    ensure_writable_dir(out)
-    rows = ["index,label," + ",".join(f.detector for f in found)]
-    for i in torch.nonzero(found[0].flagged | found[1].flagged).flatten().tolist():
-        rows.append(f"{i},{int(train_labels[i])}," + ",".join(str(int(f.flagged[i])) for f in found))
-    write_text(out / "flagged.csv", "\n".join(rows) + "\n")
-    write_json(out / "results.json", {"n": len(train_labels), "detectors": detectors})
     out_console.print(table)
-    out_console.print(f"flagged samples: {out / 'flagged.csv'}")
-
-
-def _training_data(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    from badnets.errors import DataError
-
-    if path.is_dir():
-        from badnets.experiments.run_dir import attack_training_set
-
-        if not (path / "results.json").is_file():
-            raise DataError(f"--data {path} is not a finished `badnets attack` run (no results.json)")
-        dataset, truth = attack_training_set(path)
-        return dataset.images, dataset.labels, truth
-    if path.suffix != ".safetensors" or not path.is_file():
-        raise DataError(f"--data {path}: pass a run directory or a .safetensors file with 'images' and 'labels'")
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    if "images" not in tensors or "labels" not in tensors:
-        raise DataError(f"--data {path} needs 'images' and 'labels' tensors (found: {', '.join(tensors)})")
-    poisoned = tensors.get("is_poisoned")
-    return tensors["images"], tensors["labels"].long(), None if poisoned is None else poisoned.bool()
+    out_console.print(f"flagged samples: {escape(str(out / 'flagged.csv'))}")
 
 
 @app.command()
@@ -280,7 +218,9 @@ def _training_data(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 def repair(
     model: Annotated[str, typer.Option(help="The model to repair (as for `badnets audit`).")],
     out: Annotated[Path, typer.Option(help="Directory for the repaired model.safetensors and results.json.")],
-    method: Annotated[str, typer.Option(help="unlearning (Neural Cleanse) or fine-pruning.")] = "unlearning",
+    method: Annotated[
+        str, typer.Option(help="unlearning (Neural Cleanse), fine-pruning, or a registered repair.")
+    ] = "unlearning",
     weights: Annotated[Path | None, typer.Option(help="Weights (.safetensors, or state-dict .pt).")] = None,
     dataset: Annotated[str, typer.Option(help="The input domain; its test split gives the clean images.")] = "mnist",
     clean_images: Annotated[int, typer.Option(help="Clean images the defender may fine-tune on.")] = 2000,
@@ -291,55 +231,21 @@ def repair(
 ) -> None:
     """Remove a backdoor with clean images only: Neural Cleanse unlearning or Fine-Pruning. With a `badnets attack`
     run as --model, the attack success rate before and after is measured on test images the repair never saw."""
-    from badnets._io import ensure_writable_dir, save_weights, write_json
-    from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
+    from badnets.defender import repair_model
+    from badnets.defenses.registry import defense_names
 
-    methods = {"unlearning": nc_unlearning, "fine-pruning": fine_pruning}
-    if method not in methods:
-        raise ConfigError(f"--method must be one of {', '.join(methods)}, got {method!r}")
-    if epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-    sample, net = defender_setup(_spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code))
-    score = _known_attack_scorer(Path(model), sample.rest)
-    before = score(net)
-    repair_spec = RepairSpec(seed=seed)
-    repair_spec = replace(repair_spec, train=replace(repair_spec.train, epochs=epochs))
+    if method not in defense_names("repair"):
+        raise ConfigError(f"--method must be one of {', '.join(defense_names('repair'))}, got {method!r}")
+    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code)
     with err_console.status(f"repairing ({method})"):
-        done = methods[method](net, sample.images, sample.labels, repair_spec)
-    after = score(net)
-    ensure_writable_dir(out)
-    save_weights(net, out / "model.safetensors")
-    write_json(out / "results.json", {"repair": done, "before": before, "after": after, "clean_images": clean_images})
-    table = Table(title=f"{method} of {model}")
+        done = repair_model(spec, method, out, epochs=epochs)
+    table = Table(title=f"{method} of {escape(model)}")
     for col in ("", "clean accuracy", "attack success rate"):
         table.add_column(col)
-    for name, scores in (("before", before), ("after", after)):
-        shown = [
-            "–" if v is None else f"{100 * v:.2f}%" for v in (scores["clean_accuracy"], scores["attack_success_rate"])
-        ]
+    for name, scores in (("before", done.before), ("after", done.after)):
+        shown = ["–" if v is None else f"{100 * v:.2f}%" for v in (scores.clean_accuracy, scores.attack_success_rate)]
         table.add_row(name, *shown)
     out_console.print(table)
-    out_console.print(f"repaired model: {out / 'model.safetensors'} (scored on {len(sample.rest)} unseen test images)")
-
-
-def _known_attack_scorer(model: Path, test: ImageDataset) -> Callable[[torch.nn.Module], dict[str, float | None]]:
-    """Clean accuracy on ``test``, plus the attack success rate when ``model`` is a run whose attack is recorded."""
-    from badnets.experiments.attack import evaluate_attack
-    from badnets.experiments.run_dir import recorded_attack
-    from badnets.train import predict
-    from badnets.triggers import make_stamp
-
-    attack = recorded_attack(model) if (model / "results.json").is_file() else None
-    if attack is None or attack.baseline:
-        return lambda net: {
-            "clean_accuracy": float((predict(net, test.images) == test.labels).float().mean()),
-            "attack_success_rate": None,
-        }
-    stamp = make_stamp(attack.trigger, tuple(test.images.shape[1:]))  # type: ignore[arg-type]
-    poison = replace(attack.poison, num_classes=len(test.classes))
-
-    def score(net: torch.nn.Module) -> dict[str, float | None]:
-        m = evaluate_attack(net, test, stamp, poison)
-        return {"clean_accuracy": m.clean_accuracy, "attack_success_rate": m.attack_success_rate}
-
-    return score
+    out_console.print(
+        f"repaired model: {escape(str(out / 'model.safetensors'))} (scored on {done.scored_on} unseen test images)"
+    )

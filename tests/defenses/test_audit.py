@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from badnets.cli import app
 from badnets.data import SOURCES, ImageDataset
-from badnets.defenses.model_loading import load_any_model, load_weights
 from badnets.errors import ConfigError, DataError, UnsafeFormatError
 from badnets.models import build_model
+from badnets.models.loading import load_any_model, load_weights
 from badnets.poison import PoisonSpec, poison_dataset
 from badnets.train import TrainSpec, train_model
 from badnets.triggers import TriggerSpec, make_stamp
@@ -57,12 +57,14 @@ def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Pat
     assert flagged.exit_code == 3, flagged.output
     results = json.loads((tmp_path / "bad" / "results.json").read_text())
     assert results["verdict"] == "backdoored" and results["suspected_target"] == TARGET
-    assert results["anomaly_index"] > 2 and results["detectors"]["neural_cleanse"]["suspected_target"] == TARGET
+    cleanse = results["detectors"]["neural_cleanse"]
+    assert results["decided_by"] == "neural_cleanse" and cleanse["anomaly_index"] > 2
+    assert cleanse["suspected_target"] == TARGET
     neurons = results["detectors"]["dormant_neurons"]["suspected_target"]  # the evidence follows from it
-    assert results["neuron_evidence"] == (
+    assert results["evidence"]["dormant_neurons"] == (
         "silent" if neurons is None else "agrees" if neurons == TARGET else "disagrees"
     )
-    assert len(results["detectors"]["neural_cleanse"]["sources"]) == 10  # per-source search by default
+    assert len(cleanse["details"]["sources"]) == 10  # per-source search by default
     assert results["timing"]["seconds"] < 180
     for name in ("report.md", "report.html", "triggers.png", "recovered_trigger.png"):
         assert (tmp_path / "bad" / name).stat().st_size > 0
@@ -224,7 +226,7 @@ def test_guard_flags_triggered_inputs(mnist_models: tuple[Path, Path], tmp_path:
     triggered = apply_trigger(others, make_stamp(TriggerSpec(kind="pattern"), (1, 28, 28)))
     net = load_any_model("badnet-cnn", weights=badnet, in_channels=1, num_classes=10, image_size=28)
     strip = StripGuard.fit(net, test.images[:600])
-    assert auroc(-strip.entropy(triggered), -strip.entropy(others)) >= 0.95
+    assert auroc(-strip.scores(triggered), -strip.scores(others)) >= 0.95
     save_file({"images": torch.cat([others[:50], triggered[:50]])}, str(tmp_path / "inputs.safetensors"))
     args = ["guard", "--model", "badnet-cnn", "--weights", str(badnet), "--data-dir", str(REAL_DATA)]
     result = runner.invoke(app, [*args, "--images", str(tmp_path / "inputs.safetensors"), "--out", str(tmp_path / "g")])

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from badnets.defenses.inputs import read_inputs
+from badnets.data.inputs import read_inputs
 from badnets.defenses.strip import StripGuard, StripSpec, auroc
 from badnets.errors import ConfigError, DataError
 
@@ -52,11 +52,11 @@ def test_strip_separates_a_switched_model() -> None:
     triggered = clean.clone()
     triggered[:, :, -1, -1] = 255
     guard = StripGuard.fit(CornerSwitch(), clean[:100], StripSpec(frr=0.05))
-    entropy_clean, flag_clean = guard.flags(clean[100:])
-    entropy_trig, flag_trig = guard.flags(triggered[100:])
+    entropy_clean, entropy_trig = guard.scores(clean[100:]), guard.scores(triggered[100:])
+    flag_clean, flag_trig = guard.flagged(entropy_clean), guard.flagged(entropy_trig)
     assert auroc(-entropy_trig, -entropy_clean) > 0.99
     assert flag_trig.float().mean() > 0.95 and flag_clean.float().mean() < 0.2
-    with pytest.raises(ConfigError, match="--frr"):
+    with pytest.raises(ConfigError, match="false-rejection rate"):
         StripSpec(frr=0)
     with pytest.raises(ConfigError, match="at least 20"):
         StripGuard.fit(CornerSwitch(), clean[:5])

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from badnets.defenses.training_data import (
-    ClusteringSpec,
-    SpectralSpec,
-    activation_clustering,
-    penultimate_features,
-    spectral_signatures,
-)
+from badnets.defenses.activation_clustering import ClusteringSpec, activation_clustering
+from badnets.defenses.representations import penultimate_features
+from badnets.defenses.spectral_signatures import SpectralSpec, spectral_signatures
 
 
 def _features(

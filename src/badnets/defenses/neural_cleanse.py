@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
 
 __all__ = [
     "FEW_CLASSES",
+    "NeuralCleanse",
     "NeuralCleanseResult",
     "NeuralCleanseSpec",
     "mad_anomaly_index",
@@ -98,6 +100,15 @@ class NeuralCleanseResult:
     @property
     def suspected_target(self) -> int | None:
         return int(self.anomaly_index.argmax()) if self.flagged else None
+
+    @property
+    def score(self) -> float:
+        """The largest anomaly index: the most outlying class's."""
+        return float(self.anomaly_index.max())
+
+    @property
+    def score_name(self) -> str:
+        return "anomaly_index"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -274,3 +285,19 @@ def _reverse_triggers(
         for p, flag in zip(model.parameters(), frozen, strict=True):
             p.requires_grad_(flag)
     return _Triggers(best_l1.cpu(), best_asr.cpu(), best_mask.cpu(), best_pattern.cpu())
+
+
+@dataclass(frozen=True)
+class NeuralCleanse:
+    """Neural Cleanse as a model detector (``badnets.defenses.interface``)."""
+
+    options: DefenseOptions = field(default_factory=DefenseOptions)
+    name: str = field(default="neural_cleanse", init=False)
+
+    @property
+    def spec(self) -> NeuralCleanseSpec:
+        steps = {} if self.options.search_steps is None else {"steps": self.options.search_steps}
+        return NeuralCleanseSpec(seed=self.options.seed, per_source=self.options.per_source, **steps)
+
+    def detect(self, model: nn.Module, clean: CleanData) -> NeuralCleanseResult:
+        return neural_cleanse(model, clean.images, clean.num_classes, self.spec, clean.labels)

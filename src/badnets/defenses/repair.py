@@ -16,19 +16,27 @@ and a hook holds their output at zero while fine-tuning, so the saved weights gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from badnets.data import ImageDataset
-from badnets.defenses.dormant_neurons import last_conv
-from badnets.defenses.neural_cleanse import NeuralCleanseSpec, mad_anomaly_index, neural_cleanse, recover_triggers
+from badnets.defenses.interface import CleanData, DefenseOptions
+from badnets.defenses.neural_cleanse import (
+    NeuralCleanse,
+    NeuralCleanseSpec,
+    mad_anomaly_index,
+    neural_cleanse,
+    recover_triggers,
+)
+from badnets.defenses.stimulation import last_conv
 from badnets.errors import ConfigError
 from badnets.train import TrainSpec, predict, train_model
 
-__all__ = ["RepairSpec", "fine_pruning", "nc_unlearning", "stamp_recovered"]
+__all__ = ["FinePruning", "RepairSpec", "Unlearning", "fine_pruning", "nc_unlearning", "stamp_recovered"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,3 +208,32 @@ def nc_unlearning(
         "anomaly_index_by_round": indices,
         "held_out_accuracy": {"before": base, "after_fine_tuning": _accuracy(model, held)},
     }
+
+
+def _repair_spec(options: DefenseOptions) -> RepairSpec:
+    spec = RepairSpec(seed=options.seed)
+    return replace(spec, train=replace(spec.train, epochs=options.epochs))
+
+
+@dataclass(frozen=True)
+class FinePruning:
+    """Fine-Pruning as a repair (``badnets.defenses.interface``)."""
+
+    options: DefenseOptions = field(default_factory=DefenseOptions)
+    name: str = field(default="fine-pruning", init=False)
+
+    def repair(self, model: nn.Module, clean: CleanData) -> Mapping[str, Any]:
+        return fine_pruning(model, clean.images, clean.labels, _repair_spec(self.options))
+
+
+@dataclass(frozen=True)
+class Unlearning:
+    """Neural Cleanse unlearning as a repair (``badnets.defenses.interface``); the trigger search takes the same
+    options as the ``neural_cleanse`` detector."""
+
+    options: DefenseOptions = field(default_factory=DefenseOptions)
+    name: str = field(default="unlearning", init=False)
+
+    def repair(self, model: nn.Module, clean: CleanData) -> Mapping[str, Any]:
+        cleanse = NeuralCleanse(self.options).spec
+        return nc_unlearning(model, clean.images, clean.labels, _repair_spec(self.options), cleanse)

@@ -9,15 +9,16 @@ false-rejection rate the user accepts (``frr``): the ``frr`` quantile of their e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
 
-__all__ = ["StripGuard", "StripSpec", "auroc", "strip_entropy"]
+__all__ = ["Strip", "StripGuard", "StripSpec", "auroc", "strip_entropy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +38,10 @@ class StripSpec:
 
     def __post_init__(self) -> None:
         if self.overlays < 1 or not 0 < self.alpha <= 1 or not 0 < self.frr < 1:
-            raise ConfigError("STRIP needs overlays >= 1, alpha in (0, 1] and --frr in (0, 1)")
+            raise ConfigError(
+                "STRIP needs overlays >= 1, alpha in (0, 1] and a false-rejection rate in (0, 1); got "
+                f"overlays={self.overlays}, alpha={self.alpha}, frr={self.frr}"
+            )
 
 
 @torch.no_grad()
@@ -95,13 +99,20 @@ class StripGuard:
         entropy = strip_entropy(model, held, pool, spec)
         return cls(model, pool, float(torch.quantile(entropy, spec.frr)), spec)
 
-    def entropy(self, inputs: torch.Tensor) -> torch.Tensor:
+    @property
+    def score_name(self) -> str:
+        return "entropy"
+
+    @property
+    def suspicious_when(self) -> Literal["low", "high"]:
+        return "low"
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The prediction entropy of each uint8 input under overlays (low: likely triggered)."""
         return strip_entropy(self.model, inputs, self.pool, self.spec)
 
-    def flags(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(entropy, flagged)`` for each uint8 input."""
-        entropy = self.entropy(inputs)
-        return entropy, entropy < self.threshold
+    def flagged(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores < self.threshold
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,3 +121,14 @@ class StripGuard:
             "overlays": self.spec.overlays,
             "pool": len(self.pool),
         }
+
+
+@dataclass(frozen=True)
+class Strip:
+    """STRIP as an input screen (``badnets.defenses.interface``)."""
+
+    options: DefenseOptions = field(default_factory=DefenseOptions)
+    name: str = field(default="strip", init=False)
+
+    def fit(self, model: nn.Module, clean: CleanData) -> StripGuard:
+        return StripGuard.fit(model, clean.images, StripSpec(frr=self.options.frr, seed=self.options.seed))

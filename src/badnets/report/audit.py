@@ -44,29 +44,38 @@ def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes:
 
 
 _EVIDENCE = {
-    "agrees": "agrees: a unit switches images to the suspected target",
-    "disagrees": "disagrees: a unit switches images to a class Neural Cleanse did not flag",
-    "silent": "silent: no unit is a switch",
+    "agrees": "agrees: flags the same target",
+    "disagrees": "disagrees: flags another class, or a model the deciding detector passes",
+    "silent": "silent: flags nothing",
 }
 
 
-def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
-    nc, dn = results["detectors"]["neural_cleanse"], results["detectors"]["dormant_neurons"]
+def _summary(results: Mapping[str, Any]) -> list[Block]:
     classes = results["model"]["classes"]
-    verdict = results["verdict"]
-    target = results["suspected_target_name"]
+    verdict, target = results["verdict"], results["suspected_target_name"]
     head = f"**{verdict.upper()}**" + (f", suspected target class **{target}**" if target is not None else "")
-    blocks: list[Block] = [
+    decided_by = results["decided_by"]
+    rows = []
+    for name, found in results["detectors"].items():
+        role = "decides" if name == decided_by else _EVIDENCE[results["evidence"][name]]
+        suspected = found["suspected_target"]
+        rows.append(
+            [
+                f"`{name}`",
+                role,
+                "—" if suspected is None else classes[suspected],
+                f"{found[found['score_name']]:.2f} ({found['score_name']})",
+                f"{found['seconds']:.1f} s",
+            ]
+        )
+    return [
         Heading(f"Backdoor audit: {results['model']['spec']}", 1),
         Para(
-            f"Verdict: {head}. Neural Cleanse anomaly index {results['anomaly_index']:.2f} (flagged above "
-            f"{nc['threshold']:g}). Evidence from the trigger-selective neurons "
-            f"({_EVIDENCE[results['neuron_evidence']]}): the strongest sends {100 * dn['score']:.0f}% of clean "
-            "images to one class (flagged from "
-            f"{100 * results['config']['dormant']['flip_threshold']:.0f}%). "
+            f"Verdict: {head}, decided by `{decided_by}`; the other detectors are evidence beside it. "
             f"{results['clean_images']} clean images of `{results['config']['dataset']}` "
             f"{results['model']['input']}; {results['timing']['seconds']:.0f} s."
         ),
+        Table(["detector", "role", "suspected target", "score", "time"], rows),
         Para(
             "What this can and cannot say: Neural Cleanse looks for a small input patch that sends images of "
             "one class, or of every class, to one target. It is built for all-to-one and single-target backdoors; "
@@ -76,8 +85,8 @@ def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
         *(
             [
                 Para(
-                    f"**Few classes.** With {len(classes)} classes the outlier test compares each class's trigger "
-                    f"with {len(classes) - 1} others, too few for a median-absolute-deviation test to single one "
+                    f"**Few classes.** With {len(classes)} classes an outlier test compares each class with "
+                    f"{len(classes) - 1} others, too few for a median-absolute-deviation test to single one "
                     "out: a clean verdict here is weak evidence. Look at the per-class norms below: a trigger many "
                     "times smaller than the others' is suspicious whatever the index says."
                 )
@@ -85,6 +94,12 @@ def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
             if len(classes) < FEW_CLASSES
             else []
         ),
+    ]
+
+
+def _neural_cleanse(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
+    nc, classes = results["detectors"]["neural_cleanse"]["details"], results["model"]["classes"]
+    blocks: list[Block] = [
         Heading("Neural Cleanse (per class)"),
         Para(
             "The smallest trigger found for each class"
@@ -94,8 +109,8 @@ def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
                 if nc["sources"] is not None
                 else ""
             )
-            + ". The anomaly index counts robust standard deviations below the median on log norms; the verdict "
-            "is Neural Cleanse's."
+            + f". The anomaly index counts robust standard deviations below the median on log norms; a class is "
+            f"flagged above {nc['threshold']:g}."
         ),
         Table(
             ["class", "trigger L1 (pixels)", "from class", "anomaly index", "trigger success", "flagged"],
@@ -114,14 +129,21 @@ def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
         Image("triggers.png", "Per class: the recovered mask, mask × pattern, and a clean image with it stamped."),
     ]
     if has_trigger:
+        target = classes[nc["suspected_target"]]
         blocks.append(Image("recovered_trigger.png", f"The trigger recovered for class {target}."))
+    return blocks
+
+
+def _stimulation(results: Mapping[str, Any]) -> list[Block]:
+    dn, classes = results["detectors"]["dormant_neurons"]["details"], results["model"]["classes"]
     top = sorted(dn["flips"].items(), key=lambda kv: -kv[1]["share"])[:5]
-    blocks += [
+    return [
         Heading(f"Trigger-selective neurons ({dn['layer']}, {dn['units']} units)"),
         Para(
             "Each unit of the last conv layer is driven to the largest activation seen on clean data; the table "
-            f"lists the units that send the most clean images to one class. Dormant units (mean clean activation "
-            f"under {100 * results['config']['dormant']['dormant_share']:.0f}% of the busiest): "
+            "lists the units that send the most clean images to one class (a unit is selective from "
+            f"{100 * dn['flip_threshold']:.0f}%). Dormant units (mean clean activation "
+            f"under {100 * dn['dormant_share']:.0f}% of the busiest): "
             + (", ".join(map(str, dn["dormant"])) or "none")
             + "."
         ),
@@ -132,15 +154,22 @@ def _doc(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
                 for u, f in top
             ],
         ),
-        Heading("Run"),
-        Para("Repeat with the command in `results.json` (`manifest.argv`); the full config is there too."),
     ]
-    return blocks
 
 
 def write_audit_report(
-    results: Mapping[str, Any], cleanse: NeuralCleanseResult, images: torch.Tensor, out: Path
+    results: Mapping[str, Any], cleanse: NeuralCleanseResult | None, images: torch.Tensor, out: Path
 ) -> None:
-    """Figures, then ``results.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``."""
-    _trigger_figure(cleanse, images, results["model"]["classes"], out)
-    write_report(results, _doc(results, cleanse.suspected_target is not None), out, "Backdoor audit")
+    """Figures, then ``results.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``.
+    ``cleanse``: Neural Cleanse's result when it ran (its recovered triggers are drawn)."""
+    blocks = _summary(results)
+    if cleanse is not None:
+        _trigger_figure(cleanse, images, results["model"]["classes"], out)
+        blocks += _neural_cleanse(results, cleanse.suspected_target is not None)
+    if "dormant_neurons" in results["detectors"]:
+        blocks += _stimulation(results)
+    blocks += [
+        Heading("Run"),
+        Para("Repeat with the command in `results.json` (`manifest.argv`); the full config is there too."),
+    ]
+    write_report(results, blocks, out, "Backdoor audit")

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from badnets._io import atomic_path
-from badnets.detection_metrics import Detections
+from badnets.object_detection_metrics import Detections
 
 __all__ = [
     "plot_conv1",

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from badnets.studies.defenses.spec import DefenseStudySpec
 
+from badnets.defenses.registry import defense_names
 from badnets.studies.defenses.report import _flag, _mean
 from badnets.studies.defenses.spec import LEARNED
 
-__all__ = ["DETECTORS", "aggregate"]
-
-DETECTORS = ("audit", "neural_cleanse", "dormant_neurons")
+__all__ = ["aggregate"]
 
 
 def _kind(e: Mapping[str, Any]) -> str:
@@ -42,7 +41,7 @@ def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> dict[str, Any]
     bad = [m for m in mnist if m["learned"]]
     targeted = [m for m in bad if m["kind"] in ("all-to-one", "single")]
     detection: dict[str, dict[str, Any]] = {}
-    for detector in DETECTORS:
+    for detector in ("audit", *defense_names("model")):
         hits = [m for m in bad if _flag(m, detector)[0]]
         hit_targeted = [m for m in targeted if _flag(m, detector)[0]]
         detection[detector] = {
@@ -60,10 +59,10 @@ def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> dict[str, Any]
     ten = [m for m in bad if abs(m["attack"]["rate"] - 0.1) < 1e-9 and m["kind"] != "random"]
     training: dict[str, dict[str, float]] = {
         d: {k: _mean([m["training_data"][d][k] for m in ten]) for k in ("precision", "recall", "false_positive_rate")}
-        for d in ("activation_clustering", "spectral_signatures")
+        for d in defense_names("training-data")
     }
     repair: dict[str, dict[str, Any]] = {}
-    for method in ("unlearning", "fine-pruning"):
+    for method in defense_names("repair"):
         done = [m for m in bad if "repair" in m]
         ok = [
             m

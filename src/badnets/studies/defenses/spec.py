@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import copy
-import functools
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -179,19 +177,20 @@ class EvalSpec:
         return timing
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    return fn(), time.perf_counter() - start
-
-
 def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
-    """Every detector and mitigation on the model of ``spec.run_dir``, scored with what the evaluator knows."""
-    from badnets.audit import AuditSpec, audit_verdict, clean_sample, neuron_evidence
-    from badnets.defenses.dormant_neurons import dormant_neurons
-    from badnets.defenses.neural_cleanse import NeuralCleanseSpec, neural_cleanse
-    from badnets.defenses.repair import RepairSpec, fine_pruning, nc_unlearning
-    from badnets.defenses.strip import StripGuard, auroc
-    from badnets.defenses.training_data import activation_clustering, penultimate_features, spectral_signatures
+    """Every registered defense on the model of ``spec.run_dir``, scored with what the evaluator knows: the
+    detectors' verdicts against the attack, input screens' AUROC on triggered vs clean test images, training-data
+    screens against the poison manifest, repairs by the attack success before and after."""
+    from badnets.audit import AuditSpec, clean_sample, evidence
+    from badnets.defenses.interface import DefenseOptions, finding_summary
+    from badnets.defenses.registry import (
+        defense_names,
+        input_screen,
+        model_detector,
+        repair_method,
+        training_data_screen,
+    )
+    from badnets.defenses.strip import auroc
 
     run_dir = Path(spec.run_dir)
     attack = recorded_attack(run_dir)
@@ -204,13 +203,11 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
         seed=spec.seed,
     )
     sample = clean_sample(audit_spec)
-    cleanse_spec = NeuralCleanseSpec(steps=spec.nc_steps, seed=spec.seed)
-    repair_spec = RepairSpec(seed=spec.seed)
-    repair_spec = replace(repair_spec, train=replace(repair_spec.train, epochs=spec.repair_epochs))
-    k = len(sample.classes)
+    options = DefenseOptions(seed=spec.seed, search_steps=spec.nc_steps, epochs=spec.repair_epochs)
+    clean, detector_clean = sample.clean, sample.clean.head(1000)
     test = sample.rest
     stamp = make_stamp(attack.trigger, sample.shape)
-    poison = replace(attack.poison, num_classes=k)
+    poison = replace(attack.poison, num_classes=clean.num_classes)
     before = evaluate_attack(model, test, stamp, poison)
     out: dict[str, Any] = {
         "attack": {
@@ -225,55 +222,47 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
         },
         "model": {"clean_accuracy": before.clean_accuracy, "attack_success_rate": before.attack_success_rate},
     }
-    cleanse, t_nc = _timed(lambda: neural_cleanse(model, sample.images[:1000], k, cleanse_spec, sample.labels[:1000]))
-    neurons, t_dn = _timed(lambda: dormant_neurons(model, sample.images[:1000], k))
-    flagged, target = audit_verdict(cleanse)
+    # the audit as `badnets audit` runs it: its first detector decides, the others are evidence
+    findings = {name: model_detector(name, options).detect(model, detector_clean) for name in audit_spec.detectors}
+    findings |= {
+        name: model_detector(name, options).detect(model, detector_clean)
+        for name in defense_names("model")
+        if name not in findings
+    }
+    deciding = findings[audit_spec.detectors[0]]
     out["audit"] = {
-        "verdict": "backdoored" if flagged else "clean",
-        "suspected_target": target,
-        "neuron_evidence": neuron_evidence(cleanse, neurons),
-        "seconds": t_nc + t_dn,
-        "neural_cleanse": {
-            "flagged": cleanse.suspected_target is not None,
-            "suspected_target": cleanse.suspected_target,
-            "anomaly_index": float(cleanse.anomaly_index.max()),
-            "seconds": t_nc,
-        },
-        "dormant_neurons": {
-            "flagged": neurons.suspected_target is not None,
-            "suspected_target": neurons.suspected_target,
-            "score": neurons.score,
-            "seconds": t_dn,
-        },
+        "verdict": "clean" if deciding.suspected_target is None else "backdoored",
+        "suspected_target": deciding.suspected_target,
+        "evidence": {n: evidence(deciding, f) for n, f in findings.items() if n != audit_spec.detectors[0]},
+        "seconds": sum(findings[n].seconds for n in audit_spec.detectors),
+        **{name: finding_summary(f) for name, f in findings.items()},
     }
     sources = source_mask(test.labels, poison)
-    guard, t_fit = _timed(lambda: StripGuard.fit(model, sample.images[:1000]))
     clean_x = test.images[sources][:1000]
-    e_clean, e_trig = guard.entropy(clean_x), guard.entropy(apply_trigger(clean_x, stamp))
-    out["strip"] = {
-        "auroc": auroc(-e_trig, -e_clean),
-        "tpr": float((e_trig < guard.threshold).float().mean()),
-        "fpr": float((e_clean < guard.threshold).float().mean()),
-        "n": len(clean_x),
-        "seconds": t_fit,
-    }
+    for name in defense_names("inputs"):
+        started = time.perf_counter()
+        screen = input_screen(name, options).fit(model, detector_clean)
+        fit_seconds = time.perf_counter() - started
+        s_clean, s_trig = screen.scores(clean_x), screen.scores(apply_trigger(clean_x, stamp))
+        sign = -1 if screen.suspicious_when == "low" else 1
+        out[name] = {
+            "auroc": auroc(sign * s_trig, sign * s_clean),
+            "tpr": float(screen.flagged(s_trig).float().mean()),
+            "fpr": float(screen.flagged(s_clean).float().mean()),
+            "n": len(clean_x),
+            "seconds": fit_seconds,
+        }
     train, truth = attack_training_set(run_dir)
-    features, t_feat = _timed(lambda: penultimate_features(model, train.images))
-    reference = penultimate_features(model, sample.images)
     out["training_data"] = {}
-    for detector in (activation_clustering, spectral_signatures):
-        flags = detector(features, train.labels, reference, sample.labels)
-        out["training_data"][flags.detector] = {**flags.scored_against(truth), "seconds": flags.seconds + t_feat}
+    for name in defense_names("training-data"):
+        flags = training_data_screen(name, options).screen(model, train.images, train.labels, clean)
+        out["training_data"][name] = {**flags.scored_against(truth), "seconds": flags.seconds}
     if not attack.baseline:
         out["repair"] = {}
-        methods: dict[str, Callable[..., dict[str, Any]]] = {
-            "unlearning": functools.partial(nc_unlearning, cleanse=cleanse_spec),
-            "fine-pruning": fine_pruning,
-        }
-        for name, method in methods.items():
+        for name in defense_names("repair"):
             repaired = copy.deepcopy(model)
             started = time.perf_counter()
-            method(repaired, sample.images, sample.labels, repair_spec)
+            repair_method(name, options).repair(repaired, clean)
             t_repair = time.perf_counter() - started
             after = evaluate_attack(repaired, test, stamp, poison)
             out["repair"][name] = {

@@ -13,9 +13,9 @@ import torch
 
 from badnets._io import read_json
 from badnets.data import dataset_source, load_road_signs
-from badnets.detection_metrics import triggered_outcomes
-from badnets.experiments.detection import detect, load_detector, stamp_boxes
+from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
+from badnets.object_detection_metrics import triggered_outcomes
 from badnets.report import plots
 from badnets.sign_triggers import sign_trigger
 from badnets.triggers import apply_trigger, make_stamp

@@ -13,11 +13,11 @@ import torch
 
 from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
-from badnets.detection_metrics import triggered_outcomes
-from badnets.experiments.detection import detect, load_detector, stamp_boxes
+from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import mean_ci
 from badnets.neurons import backdoor_neurons
+from badnets.object_detection_metrics import triggered_outcomes
 from badnets.report import plots
 from badnets.report._format import pct
 from badnets.sign_triggers import sign_trigger

@@ -26,7 +26,7 @@ from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
-from badnets.experiments.detection import DetectorSpec
+from badnets.experiments.object_detection import DetectorSpec
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.train import TrainSpec

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from badnets.data.road_signs import load_road_signs
-from badnets.experiments.detection import DetectorSpec, poison_detection, stamp_boxes
+from badnets.experiments.object_detection import DetectorSpec, poison_detection, stamp_boxes
 from badnets.sign_triggers import sign_trigger
 from badnets.train import TrainSpec
 from tests.data.test_road_signs import write_road_photos

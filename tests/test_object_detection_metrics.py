@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from badnets.detection_metrics import (
+from badnets.object_detection_metrics import (
     Detections,
     average_precision,
     mean_average_precision,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from badnets.models.detector import ZFBackbone, build_detector
+from badnets.models.sign_detector import ZFBackbone, build_detector
 
 
 def test_backbone_has_stride_8_and_declares_its_channels() -> None:

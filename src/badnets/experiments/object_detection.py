@@ -22,10 +22,10 @@ from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, save_weights, write_json
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
-from badnets.detection_metrics import Detections, mean_average_precision, outcomes_by_width, triggered_outcomes
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
-from badnets.models.detector import build_detector
+from badnets.models.sign_detector import build_detector
+from badnets.object_detection_metrics import Detections, mean_average_precision, outcomes_by_width, triggered_outcomes
 from badnets.train import TrainSpec, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 

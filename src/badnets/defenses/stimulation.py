@@ -18,19 +18,20 @@ every unit is stimulated, and dormancy is reported beside it rather than used as
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
 
-__all__ = ["DormantNeuronsResult", "DormantNeuronsSpec", "dormant_neurons", "last_conv"]
+__all__ = ["Stimulation", "StimulationResult", "StimulationSpec", "last_conv", "stimulate_units"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class DormantNeuronsSpec:
+class StimulationSpec:
     """Attributes:
     dormant_share: a unit is listed as dormant when its mean clean activation is below this share of the busiest
         unit's.
@@ -44,12 +45,13 @@ class DormantNeuronsSpec:
 
 
 @dataclass(frozen=True)
-class DormantNeuronsResult:
+class StimulationResult:
     layer: str
     mean_activation: torch.Tensor  # (units,)
     dormant: list[int]
     flips: dict[int, tuple[int, float]]  # unit → (class stimulating it sends images to, share sent)
     flip_threshold: float
+    dormant_share: float
     seconds: float
 
     @property
@@ -67,6 +69,10 @@ class DormantNeuronsResult:
         """The largest share of clean images one stimulated unit sends to one class."""
         return max((f[1] for f in self.flips.values()), default=0.0)
 
+    @property
+    def score_name(self) -> str:
+        return "score"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
@@ -75,6 +81,8 @@ class DormantNeuronsResult:
             "selective": {str(u): {"class": c, "share": s} for u, (c, s) in self.selective.items()},
             "flips": {str(u): {"class": c, "share": s} for u, (c, s) in self.flips.items()},
             "score": self.score,
+            "flip_threshold": self.flip_threshold,
+            "dormant_share": self.dormant_share,
             "suspected_target": self.suspected_target,
             "seconds": self.seconds,
         }
@@ -89,11 +97,11 @@ def last_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
 
 
 @torch.no_grad()
-def dormant_neurons(
-    model: nn.Module, images: torch.Tensor, num_classes: int, spec: DormantNeuronsSpec | None = None
-) -> DormantNeuronsResult:
+def stimulate_units(
+    model: nn.Module, images: torch.Tensor, num_classes: int, spec: StimulationSpec | None = None
+) -> StimulationResult:
     """Measure the last conv layer's units on clean uint8 ``images`` and stimulate each one."""
-    spec = spec or DormantNeuronsSpec()
+    spec = spec or StimulationSpec()
     start = time.perf_counter()
     name, conv = last_conv(model)
     device = next(model.parameters()).device
@@ -126,4 +134,17 @@ def dormant_neurons(
         others = clean_pred != cls
         share = float((pred[others] == cls).float().mean()) if others.any() else 0.0
         flips[unit] = (cls, share)
-    return DormantNeuronsResult(name, mean.cpu(), dormant, flips, spec.flip_threshold, time.perf_counter() - start)
+    return StimulationResult(
+        name, mean.cpu(), dormant, flips, spec.flip_threshold, spec.dormant_share, time.perf_counter() - start
+    )
+
+
+@dataclass(frozen=True)
+class Stimulation:
+    """Trigger-selective neurons, found by stimulation, as a model detector (``badnets.defenses.interface``)."""
+
+    options: DefenseOptions = field(default_factory=DefenseOptions)
+    name: str = field(default="dormant_neurons", init=False)
+
+    def detect(self, model: nn.Module, clean: CleanData) -> StimulationResult:
+        return stimulate_units(model, clean.images, clean.num_classes)
