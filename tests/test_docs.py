@@ -20,7 +20,8 @@ EXAMPLES = [
 @pytest.mark.parametrize("code", EXAMPLES)
 def test_doc_example_runs(code: str, tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "<doc example>", "exec"), {"__name__": "__doc_example__"})
+    # dont_inherit: the example runs as a user would run it, without this module's `from __future__` import
+    exec(compile(code, "<doc example>", "exec", dont_inherit=True), {"__name__": "__doc_example__"})
 
 
 def test_there_are_examples() -> None:

@@ -91,6 +91,13 @@ def attack(
             "photos), or a folder of class subfolders of images (64×64)."
         ),
     ] = "mnist",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Architecture: badnet-cnn, sign-cnn or a registered one (badnets.models.register_model); default: "
+            "the dataset's (badnet-cnn for mnist, sign-cnn otherwise)."
+        ),
+    ] = None,
     trigger: Annotated[
         str,
         typer.Option(
@@ -154,6 +161,8 @@ def attack(
     )
     trig = build_trigger(trigger, options)
     if dataset == "road-signs":
+        if model is not None:
+            raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
         _attack_detector(
             out,
             trig,
@@ -171,6 +180,7 @@ def attack(
     train = TrainSpec(epochs=epochs, batch_size=batch_size or 128, lr=lr or 3e-3, device=device, augment=augment)
     spec = AttackSpec(
         dataset=dataset,
+        model=model,
         data_dir=str(data_dir) if data_dir else None,
         trigger=trig,
         poison=PoisonSpec(

@@ -58,5 +58,5 @@ def test_the_lisa_random_target_badnet_records_the_lisa_class_count(tmp_path: Pa
 def test_a_negative_seed_is_refused_when_the_spec_is_built() -> None:
     from badnets.experiments.attack import AttackSpec
 
-    with pytest.raises(ConfigError, match="--seed must be >= 0"):
+    with pytest.raises(ConfigError, match="seed must be >= 0"):
         AttackSpec(dataset="mnist", seed=-1)

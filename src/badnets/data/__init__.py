@@ -26,6 +26,7 @@ class DatasetSource:
     load: Loader
     file_hashes: Callable[[Path | str | None], dict[str, str]]
     classes: tuple[str, ...]
+    default_model: str = "sign-cnn"  # the architecture ``badnets attack`` trains when none is named
 
     def class_index(self, name: str | int, option: str = "class") -> int:
         """A class given by index or by name (``stop``, ``speedlimit``, ``7``) → its index; ``option`` names the
@@ -42,13 +43,24 @@ class DatasetSource:
 
 
 SOURCES: dict[str, DatasetSource] = {
-    "mnist": DatasetSource(load_mnist, mnist_file_hashes, MNIST_CLASSES),
+    "mnist": DatasetSource(load_mnist, mnist_file_hashes, MNIST_CLASSES, default_model="badnet-cnn"),
     "lisa": DatasetSource(load_lisa, lisa_file_hashes, LISA_CLASSES),
     "gtsrb": DatasetSource(load_gtsrb, gtsrb_file_hashes, GTSRB_CATEGORIES),
     # The 43 GTSRB classes ungrouped: a harder target domain for the transfer attack.
     "gtsrb-43": DatasetSource(functools.partial(load_gtsrb, grouped=False), gtsrb_file_hashes, GTSRB_CLASSES),
 }
-DATASETS: dict[str, Loader] = {name: source.load for name, source in SOURCES.items()}
+
+
+def register_dataset(name: str, source: DatasetSource) -> None:
+    """Make ``name`` a dataset: every API and command that takes a dataset name (``badnets attack --dataset``,
+    ``audit``, the studies' specs) can then load it.
+
+    Raises:
+        ConfigError: ``name`` is taken.
+    """
+    if name in SOURCES or name == "road-signs":
+        raise ConfigError(f"dataset {name!r} is already registered; choose another name")
+    SOURCES[name] = source
 
 
 def dataset_source(name: str) -> DatasetSource:
@@ -68,7 +80,6 @@ def dataset_source(name: str) -> DatasetSource:
 
 
 __all__ = [
-    "DATASETS",
     "GTSRB_CATEGORIES",
     "GTSRB_CLASSES",
     "LISA_CLASSES",
@@ -85,5 +96,6 @@ __all__ = [
     "load_mnist",
     "load_road_signs",
     "parse_idx",
+    "register_dataset",
     "resolve_data_dir",
 ]

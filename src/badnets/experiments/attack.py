@@ -32,9 +32,6 @@ __all__ = ["AttackResult", "AttackSpec", "evaluate_attack", "run_attack"]
 
 log = logging.getLogger(__name__)
 
-# The paper's network for each dataset: its MNIST CNN, and a ZF-like conv stack for sign crops.
-DEFAULT_MODELS = {"mnist": "badnet-cnn", "lisa": "sign-cnn", "gtsrb": "sign-cnn"}
-
 
 @dataclass(frozen=True, kw_only=True)
 class AttackSpec:
@@ -42,7 +39,8 @@ class AttackSpec:
 
     Attributes:
         dataset: a key of ``badnets.data.SOURCES`` or a folder of class subfolders of images.
-        model: a key of ``badnets.models.MODELS``; ``None`` = the dataset's default (``DEFAULT_MODELS``).
+        model: a key of ``badnets.models.MODELS``; ``None`` = the dataset's ``default_model`` (the paper's
+            CNN for MNIST, a ZF-like conv stack for sign crops and image folders).
         data_dir: data folder (``None``: ``$BADNETS_DATA`` or ``~/.cache/badnets``).
         trigger: the backdoor trigger.
         poison: the poisoning; with ``baseline=True`` it only says how the trigger is scored.
@@ -65,13 +63,13 @@ class AttackSpec:
     def __post_init__(self) -> None:
         dataset_source(self.dataset)  # a bad name or folder fails here, before anything runs
         if self.model is not None and self.model not in MODELS:
-            raise ConfigError(f"--model must be one of {sorted(MODELS)}, got {self.model!r}")
+            raise ConfigError(f"model must be one of {sorted(MODELS)}, got {self.model!r}")
         if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
     @property
     def model_name(self) -> str:
-        return self.model or DEFAULT_MODELS.get(self.dataset, "sign-cnn")
+        return self.model or dataset_source(self.dataset).default_model
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
