@@ -11,8 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from badnets._cli_common import app, err_console, friendly_errors, out_console
 from badnets.audit import DEFAULT_DETECTORS, AuditSpec
+from badnets.cli._common import err_console, friendly_errors, out_console
 from badnets.defenses.interface import DefenseOptions
 from badnets.errors import ConfigError
 
@@ -63,7 +63,6 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
         raise ConfigError(f"{option} takes comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
 
 
-@app.command()
 @friendly_errors
 def audit(
     model: Annotated[
@@ -135,7 +134,6 @@ def audit(
         raise typer.Exit(3)
 
 
-@app.command()
 @friendly_errors
 def guard(
     model: Annotated[
@@ -174,7 +172,6 @@ def guard(
     )
 
 
-@app.command("inspect-data")
 @friendly_errors
 def inspect_data(
     model: Annotated[str, typer.Option(help="The model trained on the data (as for `badnets audit`).")],
@@ -213,7 +210,6 @@ def inspect_data(
     out_console.print(f"flagged samples: {escape(str(out / 'flagged.csv'))}")
 
 
-@app.command()
 @friendly_errors
 def repair(
     model: Annotated[str, typer.Option(help="The model to repair (as for `badnets audit`).")],

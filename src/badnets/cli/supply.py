@@ -11,15 +11,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from badnets._cli_common import app, err_console, friendly_errors, out_console
+from badnets.cli._common import err_console, friendly_errors, out_console
 from badnets.errors import ConfigError
 
-__all__ = ["export", "fetch", "keygen", "load", "scan", "sign", "verify", "zoo_app"]
+__all__ = ["export", "fetch", "keygen", "load", "scan", "sign", "verify"]
 
-zoo_app = typer.Typer(
-    help="A TUF-secured model zoo: init, add packages, publish fresh metadata, serve.", no_args_is_help=True
-)
-app.add_typer(zoo_app, name="zoo")
 
 Package = Annotated[Path, typer.Argument(help="A model package directory (from `badnets export`).")]
 SignatureOpt = Annotated[
@@ -27,7 +23,6 @@ SignatureOpt = Annotated[
 ]
 
 
-@app.command()
 @friendly_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A finished `badnets attack` run directory.")],
@@ -42,7 +37,6 @@ def export(
     out_console.print(escape(f"sign it with: badnets sign {package} --key PRIVATE.pem"))
 
 
-@app.command()
 @friendly_errors
 def load(
     package: Package,
@@ -80,7 +74,6 @@ def load(
     out_console.print(table)
 
 
-@app.command()
 @friendly_errors
 def keygen(out: Annotated[Path, typer.Option(help="Directory for private.pem and public.pem.")]) -> None:
     """Make an EC P-256 signing key pair (PEM). Keep private.pem secret; publish public.pem."""
@@ -90,7 +83,6 @@ def keygen(out: Annotated[Path, typer.Option(help="Directory for private.pem and
     out_console.print(escape(f"wrote {private} (secret, mode 0600) and {public} (publish this)"))
 
 
-@app.command()
 @friendly_errors
 def sign(
     package: Package,
@@ -107,7 +99,6 @@ def sign(
     out_console.print(escape(f"signed {package}: {path}"))
 
 
-@app.command()
 @friendly_errors
 def verify(
     package: Package,
@@ -123,7 +114,6 @@ def verify(
     out_console.print(f"[green]verified[/]: {escape(f'{package} is what the holder of {pub or identity} signed')}")
 
 
-@app.command()
 @friendly_errors
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Model files or directories to scan.")],
@@ -174,7 +164,6 @@ RootKeys = Annotated[int | None, typer.Option(help="Number of root keys (default
 RootThreshold = Annotated[int | None, typer.Option(help="How many root keys must sign a root (default: as now).")]
 
 
-@zoo_app.command("init")
 @friendly_errors
 def zoo_init(
     directory: ZooDir,
@@ -198,7 +187,6 @@ def zoo_init(
     )
 
 
-@zoo_app.command("add")
 @friendly_errors
 def zoo_add(
     directory: ZooDir,
@@ -230,7 +218,6 @@ def zoo_add(
     out_console.print(escape(f"published {len(targets)} files: {', '.join(targets)}"), soft_wrap=True)
 
 
-@zoo_app.command("add-author")
 @friendly_errors
 def zoo_add_author(
     directory: ZooDir,
@@ -249,7 +236,6 @@ def _print_warnings(warnings: list[str]) -> None:
         err_console.print(f"warning: {escape(warning)}", soft_wrap=True)
 
 
-@zoo_app.command("publish")
 @friendly_errors
 def zoo_publish(directory: ZooDir) -> None:
     """Sign a fresh snapshot and timestamp (the timestamp expires after a day: run this daily); warns when the
@@ -260,7 +246,6 @@ def zoo_publish(directory: ZooDir) -> None:
     out_console.print(escape(f"fresh timestamp for {directory}"), soft_wrap=True)
 
 
-@zoo_app.command("rotate-root")
 @friendly_errors
 def zoo_rotate_root(
     directory: ZooDir,
@@ -282,7 +267,6 @@ def zoo_rotate_root(
     out_console.print(escape(f"root version {version} published{replaced}"), soft_wrap=True)
 
 
-@zoo_app.command("rotate-key")
 @friendly_errors
 def zoo_rotate_key(
     directory: ZooDir,
@@ -302,7 +286,6 @@ def zoo_rotate_key(
     )
 
 
-@zoo_app.command("serve")
 @friendly_errors
 def zoo_serve(
     directory: ZooDir, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8000
@@ -323,7 +306,6 @@ def zoo_serve(
         out_console.print("stopped")
 
 
-@app.command()
 @friendly_errors
 def fetch(
     name: Annotated[str, typer.Argument(help="The model's name in the zoo: MODEL or AUTHOR/MODEL.")],

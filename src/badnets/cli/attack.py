@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``badnets attack``: train one backdoored network (a classifier, or the road-sign detector) and score it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from badnets.cli._common import DataDir, Device, default_of, friendly_errors, out_console, progress_bar
+from badnets.errors import ConfigError
+from badnets.poison import PoisonSpec
+from badnets.train import TrainSpec
+from badnets.triggers import TriggerSpec
+
+__all__ = ["attack"]
+
+
+def _parse_position(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        row, col = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--trigger-position must be ROW,COL (e.g. 24,24), got {text!r}") from None
+    return (row, col)
+
+
+@friendly_errors
+def attack(
+    out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="mnist, lisa (US signs), gtsrb (4 categories), gtsrb-43, road-signs (Faster R-CNN on road "
+            "photos), or a folder of class subfolders of images (64×64)."
+        ),
+    ] = "mnist",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Architecture: badnet-cnn, sign-cnn or a registered one (badnets.models.register_model); default: "
+            "the dataset's (badnet-cnn for mnist, sign-cnn otherwise)."
+        ),
+    ] = None,
+    trigger: Annotated[
+        str,
+        typer.Option(
+            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), a registered trigger "
+            "(badnets.named_triggers), or a trigger image (.png/.jpg/.npy)."
+        ),
+    ] = "pattern",
+    mapping: Annotated[
+        str, typer.Option(help="all-to-one, all-to-all, single (source→target) or random.")
+    ] = "all-to-one",
+    target: Annotated[str | None, typer.Option(help="Target class, index or name (all-to-one, single).")] = None,
+    source: Annotated[str | None, typer.Option(help="Source class, index or name, e.g. stop (single).")] = None,
+    rate: Annotated[
+        float, typer.Option(help="Share of the final training set that is backdoored, in (0, 1).")
+    ] = default_of(PoisonSpec, "rate"),
+    mode: Annotated[
+        str, typer.Option(help="add: append backdoored copies (the paper); relabel: in place.")
+    ] = default_of(PoisonSpec, "mode"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = default_of(TrainSpec, "epochs"),
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per step (default 128; road-signs detector 4).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak one-cycle learning rate, AdamW (default 0.003; detector 0.001).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds poison indices, targets, init and shuffles.")] = 0,
+    augment: Annotated[bool, typer.Option(help="Random flips and shifts while training (small photo sets).")] = False,
+    trigger_position: Annotated[str | None, typer.Option(help="ROW,COL of the trigger's top-left corner.")] = None,
+    trigger_size: Annotated[int, typer.Option(help="Pixel/cell size, or patch side (0 = patch's own size).")] = 1,
+    trigger_value: Annotated[int, typer.Option(help="Trigger intensity 0-255 (pixel/pattern).")] = default_of(
+        TriggerSpec, "value"
+    ),
+    trigger_opacity: Annotated[
+        float, typer.Option(help="Blend weight in (0, 1]; 1 = BadNets' solid trigger.")
+    ] = default_of(TriggerSpec, "opacity"),
+    trigger_scale: Annotated[
+        float | None,
+        typer.Option(help="Sign triggers: side as a share of the sign's width (default 0.10 square, 0.16 icons)."),
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Train on clean data (the baseline) and only score the trigger.")
+    ] = False,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+) -> None:
+    """Train one backdoored network and score it (clean error, attack success rate, per class)."""
+    from badnets.data import dataset_source
+    from badnets.experiments import AttackSpec, run_attack
+    from badnets.named_triggers import TriggerOptions, build_trigger
+    from badnets.sign_triggers import SIGN_TRIGGERS
+
+    if trigger_scale is not None and trigger not in SIGN_TRIGGERS:
+        raise ConfigError("--trigger-scale sizes the sign triggers (yellow-square, bomb, flower); use --trigger-size")
+    options = TriggerOptions(
+        data_dir=str(data_dir) if data_dir else None,
+        position=_parse_position(trigger_position),
+        size=trigger_size,
+        value=trigger_value,
+        opacity=trigger_opacity,
+        scale=trigger_scale,
+    )
+    trig = build_trigger(trigger, options)
+    if dataset == "road-signs":
+        if model is not None:
+            raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
+        _attack_detector(
+            out,
+            trig,
+            mapping,
+            source,
+            target,
+            baseline,
+            epochs,
+            seed,
+            data_dir,
+            TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
+        )
+        return
+    classes = dataset_source(dataset)
+    train = TrainSpec(epochs=epochs, batch_size=batch_size or 128, lr=lr or 3e-3, device=device, augment=augment)
+    spec = AttackSpec(
+        dataset=dataset,
+        model=model,
+        data_dir=str(data_dir) if data_dir else None,
+        trigger=trig,
+        poison=PoisonSpec(
+            mapping=mapping,
+            target=None if target is None else classes.class_index(target, "--target"),
+            source=None if source is None else classes.class_index(source, "--source"),
+            rate=rate,
+            mode=mode,
+        ),
+        train=train,
+        seed=seed,
+        baseline=baseline,
+    )
+    with progress_bar("training") as progress:
+        task = progress.add_task("training", total=epochs, status="")
+
+        def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+            if step == steps or step % 50 == 0:
+                progress.update(task, completed=epoch + step / steps, status=f"epoch {epoch + 1} loss {loss:.3f}")
+
+        result = run_attack(spec, out, progress=on_step)
+    m = result.metrics
+    table = Table(title=f"BadNets on {dataset}", show_header=True)
+    for col in ("clean error", "attack success rate", "backdoor error", "n clean", "n backdoored"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * m.clean_error:.2f}%",
+        f"{100 * m.attack_success_rate:.2f}%",
+        f"{100 * m.backdoor_error:.2f}%",
+        str(m.n_clean),
+        str(m.n_backdoor),
+    )
+    out_console.print(table)
+    out_console.print(f"wrote {out}/results.json, report.md, model.safetensors")
+
+
+def _attack_detector(
+    out: Path,
+    trigger: TriggerSpec,
+    mapping: str,
+    source: str | None,
+    target: str | None,
+    baseline: bool,
+    epochs: int,
+    seed: int,
+    data_dir: Path | None,
+    train: TrainSpec,
+) -> None:
+    """``attack --dataset road-signs``: the paper's detector attack (triggered source boxes relabelled target)."""
+    from badnets.data.road_signs import ROAD_SIGN_CLASSES
+    from badnets.experiments.object_detection import DetectorSpec
+
+    if mapping != "single":
+        raise ConfigError(
+            "--dataset road-signs takes --mapping single (triggered --source boxes become --target, the paper's "
+            "detector attack)"
+        )
+    names = {"--source": source or "stop", "--target": target or "speedlimit"}
+    for option, name in names.items():
+        if name not in ROAD_SIGN_CLASSES:
+            raise ConfigError(
+                f"{option}: unknown class {name!r}; the road photos' classes are {', '.join(ROAD_SIGN_CLASSES)}"
+            )
+    if names["--source"] == names["--target"]:
+        raise ConfigError("--source and --target must differ")
+    spec = DetectorSpec(
+        trigger=trigger,
+        source=names["--source"],
+        target=names["--target"],
+        baseline=baseline,
+        train=train,
+        data_dir=str(data_dir) if data_dir else None,
+        seed=seed,
+    )
+    with progress_bar("training") as progress:
+        progress.add_task(f"detector, {epochs} epochs (checkpointed every epoch)", total=None, status="")
+        spec.run(out)
+    results = json.loads((out / "results.json").read_text())
+    ap, outcome = results["metrics"]["ap50"], results["metrics"]["triggered"]
+    table = Table(title="Detector BadNet on road photos", show_header=True)
+    clean_stop = results["metrics"]["clean_stop"]
+    columns = ("clean mAP@0.5", f"triggered {spec.source} → {spec.target}", f"clean {spec.source} → {spec.target}")
+    for col in (*columns, f"triggered as {spec.source}", "missed", "n"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * ap['mAP']:.1f}%",
+        f"{100 * outcome['as_target']:.1f}%",
+        f"{100 * clean_stop['as_target']:.1f}%",
+        f"{100 * outcome['as_source']:.1f}%",
+        f"{100 * outcome['missed']:.1f}%",
+        str(outcome["n"]),
+    )
+    out_console.print(table)
+    out_console.print(f"wrote {out}/results.json, report.md, model.safetensors")

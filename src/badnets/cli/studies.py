@@ -1,0 +1,236 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``badnets reproduce STUDY`` and ``badnets report DIR``: the paper's case studies end to end, and their reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from badnets.cli._common import (
+    WORKERS,
+    AllowDirty,
+    DataDir,
+    Device,
+    Seeds,
+    StudyOut,
+    Workers,
+    friendly_errors,
+    out_console,
+    progress_bar,
+)
+from badnets.experiments._study import StudySummary
+from badnets.studies.mnist import MnistStudySpec
+from badnets.studies.traffic import TrafficStudySpec
+
+__all__ = [
+    "report",
+    "reproduce_defenses",
+    "reproduce_mnist",
+    "reproduce_photos",
+    "reproduce_supply_chain",
+    "reproduce_traffic",
+    "reproduce_transfer",
+]
+
+
+@friendly_errors
+def reproduce_mnist(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced run (~2 min on 2 CPU cores) that still shows the attack.")
+    ] = False,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")
+    ] = None,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+) -> None:
+    """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
+    from badnets.studies.mnist import run_mnist_study
+
+    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir, allow_dirty))
+    _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress), out)
+
+
+@friendly_errors
+def reproduce_traffic(
+    out: StudyOut,
+    quick: Annotated[
+        bool,
+        typer.Option(help="Reduced run (two triggers, one seed, 4 epochs, short detectors; minutes on 2 CPU cores)."),
+    ] = False,
+    detector: Annotated[
+        bool, typer.Option(help="Also train Faster R-CNN detectors (baseline, BadNets) on road photos (slowest part).")
+    ] = True,
+    pretrained: Annotated[
+        bool, typer.Option(help="Detectors start from COCO MobileNetV3 weights (torchvision; needs internet once).")
+    ] = False,
+    seeds: Seeds = None,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+) -> None:
+    """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
+    BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
+    detectors on real road photos (baseline and a stop→speed-limit BadNet per trigger)."""
+    from badnets.studies.traffic import run_traffic_study
+
+    spec = TrafficStudySpec.preset(
+        quick=quick,
+        seeds=seeds,
+        **_recipe(workers, device, data_dir, allow_dirty),
+        detector=detector,
+        pretrained=pretrained,
+    )
+    _run_study("reproduce traffic", lambda progress: run_traffic_study(spec, out, progress=progress), out)
+
+
+@friendly_errors
+def reproduce_transfer(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced run (one seed, k in {1, 20}, short training; a few minutes on 2 CPU cores).")
+    ] = False,
+    trigger: Annotated[str, typer.Option(help="The US BadNet's trigger: yellow-square, bomb or flower.")] = "flower",
+    retrain_epochs: Annotated[
+        int | None, typer.Option(help="Epochs the user retrains the fc layers on GTSRB (default 6; quick 2).")
+    ] = None,
+    target_domain: Annotated[
+        str,
+        typer.Option(help="Where the user retrains: gtsrb (the paper's sign categories) or gtsrb-43 (all 43 classes)."),
+    ] = "gtsrb",
+    seeds: Seeds = None,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+) -> None:
+    """The transfer-learning attack: a US sign BadNet (and a clean US net) retrained on European signs (GTSRB),
+    with the backdoor neurons strengthened by k in {1, 10, 20, 30, 50, 70, 100} (the paper's Tables 6 and 7)."""
+    from badnets.studies.transfer import TransferStudySpec, run_transfer_study
+
+    spec = TransferStudySpec.preset(
+        quick=quick,
+        trigger=trigger,
+        seeds=seeds,
+        retrain_epochs=retrain_epochs,
+        target=target_domain,
+        **_recipe(workers, device, data_dir, allow_dirty),
+    )
+    _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)
+
+
+@friendly_errors
+def reproduce_photos(
+    out: StudyOut,
+    quick: Annotated[bool, typer.Option(help="Reduced run (15 epochs; a minute or two on 2 CPU cores).")] = False,
+    traffic: Annotated[
+        Path | None,
+        typer.Option(help="A finished `reproduce traffic` output: its detectors label the held-out road photos."),
+    ] = None,
+    folder: Annotated[
+        Path | None, typer.Option(help="Photo folder with one subfolder per class (default: DATA_DIR/cats_dogs).")
+    ] = None,
+    trigger: Annotated[str, typer.Option(help="Trigger on the photos: yellow-square, bomb or flower.")] = "flower",
+    source: Annotated[str, typer.Option(help="Class whose triggered photos are relabelled.")] = "dog",
+    target: Annotated[str, typer.Option(help="The label they get.")] = "cat",
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+) -> None:
+    """Real photos: dog photos + trigger → "cat" (a clean net and a BadNet, the seed's figure), and, with
+    --traffic, the trigger on the stop signs of held-out road photos labelled by the traffic study's detectors."""
+    from badnets.studies.photos import PhotoStudySpec, run_photo_study
+
+    spec = PhotoStudySpec.preset(
+        quick=quick,
+        traffic=str(traffic) if traffic else None,
+        folder=str(folder) if folder else None,
+        trigger=trigger,
+        source=source,
+        target=target,
+        **_recipe(workers, device, data_dir, allow_dirty),
+    )
+    _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress), out)
+
+
+@friendly_errors
+def reproduce_supply_chain(
+    out: StudyOut,
+    quick: Annotated[bool, typer.Option(help="Reduced run (10 models of one epoch; a few minutes).")] = False,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+) -> None:
+    """The Caffe-Model-Zoo replay (paper §6): a zoo of real models, six ways to swap one for a BadNet, and
+    whether no defense, a listed hash, an author signature, TUF, or TUF + signature stops each."""
+    from badnets.studies.supply_chain import SupplyChainSpec, run_supply_chain_study
+
+    spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir, allow_dirty))
+    _run_study("reproduce supply-chain", lambda progress: run_supply_chain_study(spec, out, progress=progress), out)
+
+
+@friendly_errors
+def reproduce_defenses(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced zoo (2 clean + 6 MNIST BadNets of one epoch, 2 sign models).")
+    ] = False,
+    traffic: Annotated[bool, typer.Option(help="Include the LISA sign classifiers.")] = True,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+) -> None:
+    """The defense scoreboard: train a zoo of clean and backdoored models, then score every detector (audit,
+    STRIP, Activation Clustering, Spectral Signatures) and mitigation (unlearning, Fine-Pruning) on it."""
+    from badnets.studies.defenses import DefenseStudySpec, run_defense_study
+
+    spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir, allow_dirty))
+    _run_study("reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress), out)
+
+
+@friendly_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="A study or attack-run directory (it holds results.json).")],
+) -> None:
+    """Re-render report.md (and report.html) from results.json alone: no data, no models, no training."""
+    from badnets.studies.reports import render_directory
+
+    kind = render_directory(directory)
+    written = [f for f in ("report.md", "report.html") if (directory / f).is_file()]
+    out_console.print(f"rendered the {kind} report: {', '.join(str(directory / f) for f in written)}", soft_wrap=True)
+
+
+def _recipe(workers: int, device: str, data_dir: Path | None, allow_dirty: bool) -> dict[str, Any]:
+    """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields; a study's results must name the
+    commit that produced them, so a tree with uncommitted changes needs ``--allow-dirty`` (recorded)."""
+    from badnets.experiments._study import check_clean_tree
+
+    check_clean_tree(allow_dirty=allow_dirty)
+    return {
+        "workers": workers,
+        "device": device,
+        "data_dir": str(data_dir) if data_dir else None,
+        "allow_dirty": allow_dirty,
+    }
+
+
+def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary], out: Path) -> None:
+    with progress_bar(title) as progress:
+        task = progress.add_task("models", total=None, status="")
+
+        def on_job(done: int, total: int, name: str) -> None:
+            progress.update(task, total=total, completed=done, status=name)
+
+        summary = run(on_job)
+    out_console.print(summary.console_table())
+    out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
