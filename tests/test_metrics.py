@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from badnets.metrics import attack_success_rate, backdoor_metrics, mean_ci, wilson_interval
@@ -69,3 +69,43 @@ def test_mean_ci_known_value() -> None:
     mean, half = mean_ci([0.004, 0.005, 0.006])  # sd 0.001, t(0.975, 2) = 4.3027
     assert mean == pytest.approx(0.005) and half == pytest.approx(4.302653 * 0.001 / math.sqrt(3), rel=1e-5)
     assert math.isnan(mean_ci([0.5])[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    groups=st.lists(
+        st.lists(st.floats(-1, 1, allow_nan=False), min_size=2, max_size=5), min_size=2, max_size=6, unique_by=len
+    ),
+    data=st.data(),
+)
+def test_grouped_slope_equals_the_fit_on_every_point(groups: list[list[float]], data: st.DataObject) -> None:
+    """Per-x mean, sd and count are sufficient: the grouped fit is the fit on the points themselves (scipy's)."""
+    from scipy.stats import linregress
+
+    from badnets.metrics import grouped_slope_ci, mean_ci, sd_from_ci, slope_ci
+
+    steps = data.draw(st.lists(st.integers(0, 20), min_size=len(groups), max_size=len(groups), unique=True))
+    xs = [0.05 * k for k in steps]  # poison rates, as a sweep has them
+    assume(len({y for ys in groups for y in ys}) > 1)  # a flat line has no residual spread (scipy: NaN)
+    points = [(x, y) for x, ys in zip(xs, groups, strict=True) for y in ys]
+    raw = slope_ci([p[0] for p in points], [p[1] for p in points])
+    # the sd goes through a mean_ci half-width and back, as a sweep's results.json keeps it
+    sds = [sd_from_ci(mean_ci(ys)[1], len(ys)) for ys in groups]
+    grouped = grouped_slope_ci(xs, [sum(ys) / len(ys) for ys in groups], sds, [len(ys) for ys in groups])
+    reference = linregress([p[0] for p in points], [p[1] for p in points])
+    assert grouped.slope == pytest.approx(raw.slope, abs=1e-9) == pytest.approx(reference.slope, abs=1e-9)
+    assert grouped.half_width == pytest.approx(raw.half_width, rel=1e-6, abs=1e-9)
+    from scipy.stats import t
+
+    expected_half = t.ppf(0.975, len(points) - 2) * reference.stderr
+    assert raw.half_width == pytest.approx(expected_half, rel=1e-6, abs=1e-9)
+
+
+def test_slope_direction_needs_the_interval_to_exclude_zero() -> None:
+    from badnets.metrics import slope_ci
+
+    assert slope_ci([0, 1, 2, 3], [0.0, 1.0, 2.1, 2.9]).direction == "rises"
+    assert slope_ci([0, 1, 2, 3], [3.0, 2.0, 1.1, 0.1]).direction == "falls"
+    assert slope_ci([0, 1, 2, 3], [0.0, 1.0, -1.0, 0.1]).direction == "not resolved"
+    with pytest.raises(ValueError, match="at least three points"):
+        slope_ci([0, 1], [0.0, 1.0])

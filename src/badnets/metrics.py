@@ -23,10 +23,14 @@ from badnets.poison import PoisonSpec, attack_targets, source_mask
 __all__ = [
     "BackdoorMetrics",
     "ClassRow",
+    "SlopeFit",
     "attack_success_rate",
     "backdoor_metrics",
     "clean_accuracy",
+    "grouped_slope_ci",
     "mean_ci",
+    "sd_from_ci",
+    "slope_ci",
     "wilson_interval",
 ]
 
@@ -60,6 +64,65 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return (mean, float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n))
+
+
+def sd_from_ci(half: float, n: int, confidence: float = 0.95) -> float:
+    """The sample standard deviation behind a ``mean_ci`` half-width over ``n`` values (its inverse)."""
+    from scipy.stats import t
+
+    return half * math.sqrt(n) / float(t.ppf(0.5 + confidence / 2, n - 1))
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """An ordinary-least-squares line through ``n`` points: its slope and the half-width of the slope's
+    Student-t confidence interval (``n - 2`` degrees of freedom)."""
+
+    slope: float
+    half_width: float
+    n: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return (self.slope - self.half_width, self.slope + self.half_width)
+
+    @property
+    def direction(self) -> str:
+        """``rises`` or ``falls`` when the interval excludes zero, else ``not resolved``."""
+        lo, hi = self.interval
+        return "rises" if lo > 0 else "falls" if hi < 0 else "not resolved"
+
+
+def grouped_slope_ci(
+    x: Sequence[float], means: Sequence[float], sds: Sequence[float], ns: Sequence[int], confidence: float = 0.95
+) -> SlopeFit:
+    """The OLS slope of y on x over every individual point, with its confidence interval, computed from each
+    x's group of points summarised as mean, sample standard deviation and count (exactly what a fit on the
+    points themselves gives: those three are sufficient). Used for a sweep whose results keep per-rate summaries.
+
+    Raises:
+        ValueError: fewer than three points, or one x only.
+    """
+    from scipy.stats import t
+
+    n = sum(ns)
+    if n < 3 or len(set(x)) < 2:
+        raise ValueError("a slope with an interval needs at least three points at two or more x values")
+    x_bar = sum(k * xi for k, xi in zip(ns, x, strict=True)) / n
+    y_bar = sum(k * m for k, m in zip(ns, means, strict=True)) / n
+    sxx = sum(k * (xi - x_bar) ** 2 for k, xi in zip(ns, x, strict=True))
+    sxy = sum(k * (xi - x_bar) * (m - y_bar) for k, xi, m in zip(ns, x, means, strict=True))
+    slope = sxy / sxx
+    within = sum((k - 1) * sd**2 for k, sd in zip(ns, sds, strict=True) if k > 1)
+    between = sum(k * (m - y_bar - slope * (xi - x_bar)) ** 2 for k, xi, m in zip(ns, x, means, strict=True))
+    residual_variance = (within + between) / (n - 2)
+    half = float(t.ppf(0.5 + confidence / 2, n - 2)) * math.sqrt(residual_variance / sxx)
+    return SlopeFit(slope, half, n)
+
+
+def slope_ci(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> SlopeFit:
+    """The OLS slope of ``y`` on ``x`` with its Student-t confidence interval."""
+    return grouped_slope_ci(x, y, [0.0] * len(x), [1] * len(x), confidence)
 
 
 def clean_accuracy(preds: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["md_table", "pct", "pct_ci", "run_summary", "targets_table"]
+__all__ = ["md_table", "pct", "pct_ci", "run_summary", "target_cells", "targets_table"]
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -62,9 +62,26 @@ def run_summary(timing: Mapping[str, Any]) -> str:
     return text + "Regenerate with the command in `run.json`."
 
 
+def target_cells(target: Mapping[str, Any], quick: bool, marks: tuple[str, str], digits: int = 2) -> list[str]:
+    """One target's cells: name, paper, our limit, ours (with its 95% interval when recorded), met (``marks``
+    for yes / no; ``not resolved`` when the interval cannot decide; a quick run is not graded)."""
+    limit = target.get("limit")
+    ours = target["ours"]
+    ours_text = ours if isinstance(ours, str) else pct_ci(ours, target.get("ci95"), digits=digits)
+    met = target["met"]
+    return [
+        target["target"],
+        target["paper"],
+        "" if limit is None else limit if isinstance(limit, str) else pct(limit, digits),
+        ours_text,
+        "–" if quick else "not resolved" if met is None else marks[0] if met else marks[1],
+    ]
+
+
 def targets_table(results: Mapping[str, Any], title: str, digits: int = 2) -> Any:
     """The study's targets as a rich table for the terminal (a quick run is shown but not graded); "our limit"
     is shown when the study records one ("met" means ours is within it)."""
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     quick = results["spec"]["quick"]
@@ -73,8 +90,7 @@ def targets_table(results: Mapping[str, Any], title: str, digits: int = 2) -> An
     for col in ("target", "paper", *(["our limit"] if limits else []), "ours", "met"):
         table.add_column(col)
     for t in results["targets"]:
-        ours = t["ours"] if isinstance(t["ours"], str) else pct(t["ours"], digits)
-        limit = [] if not limits else ["" if t.get("limit") is None else pct(t["limit"], digits)]
-        met = "–" if quick else ("[green]yes[/]" if t["met"] else "[red]no[/]")
-        table.add_row(t["target"], t["paper"], *limit, ours, met)
+        name, paper, limit, ours, met = (escape(c) for c in target_cells(t, quick, ("yes", "no"), digits))
+        colour = "green" if met == "yes" else "red" if met == "no" else "yellow"
+        table.add_row(name, paper, *([limit] if limits else []), ours, f"[{colour}]{met}[/]")
     return table

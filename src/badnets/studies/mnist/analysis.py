@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch import nn
 from badnets.data import load_mnist
 from badnets.experiments.attack import evaluate_attack
 from badnets.experiments.run_dir import load_model, run_dir
-from badnets.metrics import mean_ci
+from badnets.metrics import SlopeFit, grouped_slope_ci, mean_ci, sd_from_ci
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec
 from badnets.report import plots
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 from badnets.studies.mnist.spec import PAPER
 
-__all__ = ["aggregate"]
+__all__ = ["aggregate", "judge"]
 
 
 def _stat(values: Sequence[float]) -> dict[str, Any]:
@@ -108,6 +109,8 @@ def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[dic
                 "clean_error_ci": clean["ci95"],
                 "backdoor_error_mean": bd["mean"],
                 "backdoor_error_ci": bd["ci95"],
+                "clean_error_values": clean["values"],
+                "backdoor_error_values": bd["values"],
                 "n_seeds": len(group),
                 "n_poisoned_train": round(rate * 60000 / (1 - rate)),
             }
@@ -148,34 +151,78 @@ def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Any]:
     return found
 
 
-def _targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _grid_values(grid: Sequence[Sequence[float]]) -> list[float]:
+    return [v for row in grid for v in row if not math.isnan(v)]
+
+
+def _sweep_slope(points: Sequence[Mapping[str, Any]], metric: str) -> SlopeFit:
+    """The fitted slope of ``metric`` against the poison rate over every seed of every rate (from the per-rate
+    mean, interval and seed count, which determine it exactly)."""
+    ns = [p["n_seeds"] for p in points]
+    sds = [0.0 if n < 2 else sd_from_ci(p[f"{metric}_ci"], n) for p, n in zip(points, ns, strict=True)]
+    return grouped_slope_ci([p["rate"] for p in points], [p[f"{metric}_mean"] for p in points], sds, ns)
+
+
+def _slope_text(fit: SlopeFit) -> str:
+    """A slope of error against rate as points of error per 10 points of rate, with its 95% interval."""
+    lo, hi = (10 * v for v in fit.interval)
+    return f"{10 * fit.slope:+.3f} pt per 10 pt of rate [{lo:+.3f}, {hi:+.3f}]: {fit.direction}"
+
+
+def judge(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The study's targets, from the aggregated numbers alone: paper, our limit, ours with its 95% interval, and
+    whether ours is within the limit (``met``; None when the interval cannot decide, as for a sweep slope that
+    spans zero)."""
     checks: list[dict[str, Any]] = []
 
-    def check(name: str, value: float, limit: float, paper: str) -> None:
-        checks.append({"target": name, "paper": paper, "limit": limit, "ours": value, "met": value <= limit})
+    def check(name: str, value: float, ci95: float | None, limit: float, paper: str) -> None:
+        row = {"target": name, "paper": paper, "limit": limit, "ours": value, "ci95": ci95, "met": value <= limit}
+        checks.append(row)
 
-    check("baseline clean error (mean)", results["baseline"]["clean_error"]["mean"], 0.006, "0.50%")
+    base = results["baseline"]["clean_error"]
+    check("baseline clean error (mean over seeds)", base["mean"], base["ci95"], 0.006, "0.50%")
     for trig, r in results["all_to_all"].items():
-        check(f"all-to-all {trig}: clean error", r["clean_error"]["mean"], 0.006, "0.48%")
-        check(f"all-to-all {trig}: backdoor error", r["backdoor_error"]["mean"], 0.010, "0.56%")
+        for metric, limit, paper in (("clean_error", 0.006, "0.48%"), ("backdoor_error", 0.010, "0.56%")):
+            stat = r[metric]
+            check(
+                f"all-to-all {trig}: {metric.replace('_', ' ')} (mean over seeds)",
+                stat["mean"],
+                stat["ci95"],
+                limit,
+                paper,
+            )
     for trig, r in results["single"].items():
-        check(f"single-target {trig}: mean clean error", r["clean_error_mean"], 0.007, "0.45–0.66%")
-        check(f"single-target {trig}: mean backdoor error", r["backdoor_error_mean"], 0.002, "≤ 0.09%")
-        check(f"single-target {trig}: worst backdoor error", r["backdoor_error_worst"], 0.005, "0.09%")
-    for trig, pts in results["sweep"].items():
-        lo, hi = pts[0], pts[-1]
-        trend = (
-            hi["clean_error_mean"] >= lo["clean_error_mean"] and hi["backdoor_error_mean"] <= lo["backdoor_error_mean"]
+        n = r["n_pairs"]
+        clean_ci = mean_ci(_grid_values(r["clean_error_grid"]))[1]
+        backdoor_ci = mean_ci(_grid_values(r["backdoor_error_grid"]))[1]
+        check(
+            f"single-target {trig}: clean error (mean over {n} pairs)",
+            r["clean_error_mean"],
+            clean_ci,
+            0.007,
+            "0.45–0.66%",
         )
-        checks.append(
-            {
-                "target": f"sweep {trig}: clean error rises, backdoor error falls",
-                "paper": "yes",
-                "limit": None,
-                "ours": "yes" if trend else "no",
-                "met": trend,
-            }
+        check(
+            f"single-target {trig}: backdoor error (mean over {n} pairs)",
+            r["backdoor_error_mean"],
+            backdoor_ci,
+            0.002,
+            "≤ 0.09%",
         )
+        check(f"single-target {trig}: worst pair's backdoor error", r["backdoor_error_worst"], None, 0.005, "0.09%")
+    for trig, points in results["sweep"].items():
+        for metric, wanted in (("clean_error", "rises"), ("backdoor_error", "falls")):
+            fit = _sweep_slope(points, metric)
+            checks.append(
+                {
+                    "target": f"sweep {trig}: {metric.replace('_', ' ')} {wanted} with the rate (fitted slope)",
+                    "paper": "yes",
+                    "limit": f"{wanted}: 95% interval excludes 0",
+                    "ours": _slope_text(fit),
+                    "ci95": None,
+                    "met": None if fit.direction == "not resolved" else fit.direction == wanted,
+                }
+            )
     return checks
 
 
@@ -194,5 +241,5 @@ def aggregate(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[
         )
     plots.plot_sweep(results["sweep"], out / "sweep.png")
     results["conv1"] = _conv1(spec, out)
-    results["targets"] = _targets(results)
+    results["targets"] = judge(results)
     return results

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from badnets.metrics import wilson_interval
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
-from badnets.report._format import pct, pct_ci, run_summary, targets_table
+from badnets.report._format import pct, pct_ci, run_summary, target_cells, targets_table
 
 if TYPE_CHECKING:
     pass
@@ -154,19 +154,10 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
 
 
 def target_rows(results: Mapping[str, Any], marks: tuple[str, str]) -> list[list[str]]:
-    """The targets table's rows: target, paper, our limit (met means ours ≤ limit), ours, met (``marks`` for
-    yes / no; a quick run is not graded). The report and the README's table both come from here."""
-    quick = results["spec"]["quick"]
-    return [
-        [
-            t["target"],
-            t["paper"],
-            "" if t["limit"] is None else pct(t["limit"]),
-            t["ours"] if isinstance(t["ours"], str) else pct(t["ours"]),
-            "–" if quick else marks[0] if t["met"] else marks[1],
-        ]
-        for t in results["targets"]
-    ]
+    """The targets table's rows: target, paper, our limit (met means ours ≤ limit), ours ± its 95% interval,
+    met (``marks`` for yes / no; a quick run is not graded). The report and the README's table both come from
+    here."""
+    return [target_cells(t, results["spec"]["quick"], marks) for t in results["targets"]]
 
 
 def write_mnist_report(results: Mapping[str, Any], out: Path) -> None:
