@@ -211,16 +211,17 @@ def judge(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
         check(f"single-target {trig}: worst pair's backdoor error", r["backdoor_error_worst"], None, 0.005, "0.09%")
     for trig, points in results["sweep"].items():
+        fittable = sum(p["n_seeds"] for p in points) >= 3 and len(points) >= 2
         for metric, wanted in (("clean_error", "rises"), ("backdoor_error", "falls")):
-            fit = _sweep_slope(points, metric)
+            fit = _sweep_slope(points, metric) if fittable else None
             checks.append(
                 {
                     "target": f"sweep {trig}: {metric.replace('_', ' ')} {wanted} with the rate (fitted slope)",
                     "paper": "yes",
                     "limit": f"{wanted}: 95% interval excludes 0",
-                    "ours": _slope_text(fit),
+                    "ours": _slope_text(fit) if fit else "too few models for a slope with an interval",
                     "ci95": None,
-                    "met": None if fit.direction == "not resolved" else fit.direction == wanted,
+                    "met": None if fit is None or fit.direction == "not resolved" else fit.direction == wanted,
                 }
             )
     return checks
