@@ -8,7 +8,7 @@ OUT    ?= runs/mnist-quick
 # Extra options for every `badnets reproduce` below, e.g. REPRODUCE_ARGS=--allow-dirty for a tree with local changes.
 REPRODUCE_ARGS ?=
 
-.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses bench clean
+.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses bench readme clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -45,6 +45,9 @@ lint: setup
 
 test: lint           ## lint, type-check, then the test suite
 	$(PY) -m pytest
+
+readme: setup        ## re-render the README's result tables from docs/results/*/results.json
+	$(PY) -c "from pathlib import Path; from badnets.studies.reports import readme_with_tables as r; p = Path('README.md'); p.write_text(r(p.read_text(), Path('.')))"
 
 bench: setup
 	$(PY) benchmarks/run.py --json runs/bench.json

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from badnets._io import read_json, write_text
 from badnets.errors import ConfigError
+from badnets.report._format import md_table, target_cells
 from badnets.report.attack import attack_report_md
 from badnets.studies.defenses.report import write_defense_report
 from badnets.studies.mnist.report import write_mnist_report
@@ -17,7 +19,7 @@ from badnets.studies.supply_chain.report import write_supply_chain_report
 from badnets.studies.traffic.report import write_traffic_report
 from badnets.studies.transfer.report import write_transfer_report
 
-__all__ = ["RENDERERS", "kind_of", "render_directory"]
+__all__ = ["RENDERERS", "kind_of", "readme_with_tables", "render_directory", "targets_markdown"]
 
 
 def _write_attack_report(results: Mapping[str, Any], out: Path) -> None:
@@ -69,3 +71,23 @@ def render_directory(directory: Path | str) -> str:
     kind = kind_of(results)
     RENDERERS[kind][1](results, Path(directory))
     return kind
+
+
+def targets_markdown(results: Mapping[str, Any], marks: tuple[str, str] = ("yes", "**no**")) -> str:
+    """A study's targets as a Markdown table: target, paper, our limit, ours (± its 95% interval), met."""
+    rows = [target_cells(t, results["spec"]["quick"], marks) for t in results["targets"]]
+    return md_table(["target", "paper", "our limit", "ours (± 95% interval)", "met"], rows)
+
+
+_MARKER = re.compile(r"<!-- targets: (\S+) -->\n(\|.*?\n)(?=\n|\Z)", re.S)
+
+
+def readme_with_tables(readme: str, root: Path) -> str:
+    """``readme`` with the table after each ``<!-- targets: docs/results/NAME -->`` line re-rendered from that
+    folder's ``results.json`` (``make readme`` writes it; a test checks the README is unchanged by it)."""
+
+    def render(match: re.Match[str]) -> str:
+        results = read_json(root / match.group(1) / "results.json")
+        return f"<!-- targets: {match.group(1)} -->\n{targets_markdown(results)}"
+
+    return _MARKER.sub(render, readme)
