@@ -89,7 +89,7 @@ def test_same_seed_twice_gives_identical_manifest_and_metrics(tiny_mnist: Path, 
         (["--target", "1", "--trigger-position", "x"], "--trigger-position must be ROW,COL"),
         (["--target", "1", "--trigger", "missing.png"], "does not exist"),
         (["--target", "1", "--trigger", "pixl"], "unknown trigger 'pixl'"),
-        (["--target", "1", "--dataset", "cifar"], "--dataset must be one of"),
+        (["--target", "1", "--dataset", "cifar"], "dataset must be one of"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(

@@ -77,7 +77,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
         ({"epochs": 0}, "train.epochs"),
         ({"batch_size": 0}, "train.batch_size"),
         ({"lr": -1.0}, "train.lr"),
-        ({"device": "tpu"}, "--device"),
+        ({"device": "tpu"}, "device must be auto"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
     ],
 )

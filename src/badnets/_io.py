@@ -126,7 +126,7 @@ def ensure_writable_dir(path: Path) -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe.") as probe:
             probe.write(b"")
     except OSError as e:
-        raise ConfigError(f"--out {path} is not writable ({e.strerror}); choose a directory you can write") from e
+        raise ConfigError(f"{path} is not writable ({e.strerror}); choose a directory you can write") from e
     return path
 
 

@@ -71,11 +71,11 @@ class PoisonSpec:
             raise ConfigError(f"poison.num_classes must be >= 2, got {self.num_classes}")
         needs_target = self.mapping in ("all-to-one", "single")
         if needs_target and self.target is None:
-            raise ConfigError(f"poison.target is required for mapping {self.mapping!r}; pass --target")
+            raise ConfigError(f"poison.target is required for mapping {self.mapping!r}; set a target")
         if not needs_target and self.target is not None:
-            raise ConfigError(f"poison.target does not apply to mapping {self.mapping!r}; drop --target")
+            raise ConfigError(f"poison.target does not apply to mapping {self.mapping!r}; leave target unset")
         if self.mapping == "single" and self.source is None:
-            raise ConfigError("poison.source is required for mapping 'single'; pass --source")
+            raise ConfigError("poison.source is required for mapping 'single'; set a source")
         if self.mapping != "single" and self.source is not None:
             raise ConfigError(f"poison.source only applies to mapping 'single', not {self.mapping!r}")
         for name in ("target", "source"):
@@ -162,7 +162,7 @@ def _choose(pool: torch.Tensor, n: int, replace_when_short: bool, generator: tor
     if n > len(pool) and not replace_when_short:
         raise ConfigError(
             f"poison.rate asks for {n} backdoored images but only {len(pool)} source images exist; "
-            "lower --rate or use --mode add"
+            "lower the rate or use mode 'add'"
         )
     rounds = max(1, math.ceil(n / len(pool)))
     order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(rounds)])
@@ -180,7 +180,7 @@ def poison_dataset(clean: ImageDataset, stamp: Stamp, spec: PoisonSpec, *, seed:
     generator = torch.Generator().manual_seed(seed)
     pool = source_mask(clean.labels, spec).nonzero().squeeze(1)
     if len(pool) == 0:
-        raise ConfigError(f"no training image belongs to a source class of {spec.mapping!r}; check --source")
+        raise ConfigError(f"no training image belongs to a source class of {spec.mapping!r}; check the source")
     n = poison_count(len(clean), spec)
     chosen = _choose(pool, n, replace_when_short=spec.mode == "add", generator=generator)
     new_labels = attack_targets(clean.labels[chosen], spec, generator)

@@ -70,7 +70,7 @@ class TrainSpec:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,7 +78,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} asked for CUDA but none is available; use --device auto or cpu")
+        raise ConfigError(f"device {name!r} asked for CUDA but none is available; use auto or cpu")
     return torch.device(name)
 
 

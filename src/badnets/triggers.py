@@ -81,7 +81,7 @@ class TriggerSpec:
         if self.kind not in TRIGGERS:
             raise ConfigError(f"trigger.kind must be one of {sorted(TRIGGERS)} or an image path, got {self.kind!r}")
         if self.kind == "patch" and not self.path:
-            raise ConfigError("trigger.path is required for a patch trigger; pass --trigger PATH_TO_IMAGE")
+            raise ConfigError("trigger.path is required for a patch trigger; give it an image path")
         if self.kind != "patch" and self.path:
             raise ConfigError(f"trigger.path is only for patch triggers, not {self.kind!r}")
         if self.size < 0 or (self.size == 0 and self.kind != "patch"):
@@ -236,7 +236,7 @@ def make_stamp(spec: TriggerSpec, image_shape: tuple[int, int, int], patch: torc
     if top < 0 or left < 0 or top + h > height or left + w > width:
         raise ConfigError(
             f"trigger ({h}×{w} px at row {top}, col {left}) falls outside the {height}×{width} image; "
-            "move --trigger-position or shrink --trigger-size"
+            "move the trigger's position or shrink its size"
         )
     return Stamp(top=top, left=left, mask=mask, pattern=pattern)
 

@@ -115,7 +115,7 @@ def test_user_model_files_and_weights(tmp_path: Path) -> None:
         )
         x = torch.rand(2, 1, 28, 28)
         assert torch.allclose(loaded(x), reference((x - 0.1) / 0.3))
-    with pytest.raises(ConfigError, match="needs --weights"):
+    with pytest.raises(ConfigError, match="needs a weights file"):
         load_any_model(f"{net}:Net", weights=None, in_channels=1, num_classes=10, image_size=28, trust_code=True)
     with pytest.raises(ConfigError, match="no class or function"):
         load_any_model(
@@ -123,7 +123,7 @@ def test_user_model_files_and_weights(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="do not fit"):
         load_any_model("badnet-cnn", weights=tmp_path / "w.pt", in_channels=1, num_classes=10, image_size=28)
-    with pytest.raises(ConfigError, match="--mean and --std need 1"):
+    with pytest.raises(ConfigError, match="mean and std need 1 values each"):
         load_any_model(
             f"{net}:Net",
             weights=tmp_path / "w.pt",
@@ -174,13 +174,13 @@ def test_audit_errors_exit_2(tiny_mnist: Path, tmp_path: Path) -> None:
     net = _net_file(tmp_path)
     torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, tmp_path / "partial.pt")
     cases = [
-        (["--model", "badnet-cnn"], "needs --weights"),
+        (["--model", "badnet-cnn"], "needs a weights file"),
         (["--model", f"{net}:Net", "--weights", str(tmp_path / "partial.pt"), "--trust-code"], "do not fit"),
         (["--model", f"{net}:Net", "--weights", str(tmp_path / "partial.pt")], "--trust-code"),
         (["--model", "sign-cnn", "--weights", str(tmp_path / "partial.pt")], "do not fit"),
         (["--model", "x.py:Net", "--weights", str(tmp_path / "partial.pt"), "--trust-code"], "does not exist"),
         (["--model", "badnet-cnn", "--weights", str(tmp_path / "missing.pt")], "does not exist"),
-        (["--model", "badnet-cnn", "--dataset", "nope"], "--dataset"),
+        (["--model", "badnet-cnn", "--dataset", "nope"], "dataset must be one of"),
         (["--model", "badnet-cnn", "--mean", "a"], "comma-separated"),
     ]
     for args, message in cases:

@@ -54,7 +54,7 @@ def test_bad_photo_specs_say_what_to_fix(tmp_path: Path) -> None:
         run_photo_study(PhotoStudySpec(folder=str(folder), workers=1), tmp_path / "out")
     with pytest.raises(ConfigError, match="holds no detectors"):
         PhotoStudySpec(traffic=str(tmp_path))
-    with pytest.raises(ConfigError, match="--trigger"):
+    with pytest.raises(ConfigError, match="trigger must be one of"):
         PhotoStudySpec(trigger="pixel")
     assert not (tmp_path / "out").exists()
 

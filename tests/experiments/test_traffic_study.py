@@ -30,7 +30,7 @@ def test_bad_spec_is_rejected() -> None:
         TrafficStudySpec(triggers=("pixel",))
     with pytest.raises(ConfigError, match="must differ"):
         TrafficStudySpec(source="stop", target="stop")
-    with pytest.raises(ConfigError, match="no-detector"):
+    with pytest.raises(ConfigError, match="detector=False"):
         TrafficStudySpec(source="warning", target="stop")
     TrafficStudySpec(source="warning", target="stop", detector=False)
 

@@ -48,9 +48,9 @@ def test_retraining_only_the_fc_layers_keeps_the_conv_layers() -> None:
 
 
 def test_bad_transfer_spec() -> None:
-    with pytest.raises(ConfigError, match="--ks"):
+    with pytest.raises(ConfigError, match="ks must be"):
         TransferStudySpec(ks=(1, -2))
-    with pytest.raises(ConfigError, match="--trigger"):
+    with pytest.raises(ConfigError, match="trigger must be one of"):
         TransferStudySpec.preset(quick=True, trigger="pixel")
     with pytest.raises(ConfigError, match="target domain"):
         TransferStudySpec.preset(quick=True, target="swedish")

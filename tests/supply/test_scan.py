@@ -98,7 +98,7 @@ def test_clean_model_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content"),
     [
-        ("random.pt", os.urandom(300)),
+        ("random.pt", random.Random(0).randbytes(300)),  # seeded: 1.5% of random files start like a pickle
         ("truncated.pkl", pickle.dumps({"a": list(range(100))})[:40]),
         ("empty.pkl", b""),
         ("not-a-zip.pt", b"PK\x03\x04" + b"\0" * 60),
@@ -112,6 +112,15 @@ def test_unscannable_files_are_findings(tmp_path: Path, name: str, content: byte
     assert scanned.verdict == "unscannable", scanned
     result = CliRunner().invoke(app, ["scan", str(tmp_path / name)])
     assert result.exit_code == 1
+
+
+def test_random_bytes_are_never_clean(tmp_path: Path) -> None:
+    """Junk is a finding: unscannable, or dangerous when its first bytes happen to read as a pickle import."""
+    verdicts = set()
+    for seed in range(300):
+        (tmp_path / "junk.pt").write_bytes(random.Random(seed).randbytes(300))
+        verdicts.add(scan_file(tmp_path / "junk.pt").verdict)
+    assert verdicts <= {"unscannable", "dangerous"} and "unscannable" in verdicts
 
 
 def test_truncated_torch_zip_is_a_finding(tmp_path: Path) -> None:

@@ -45,12 +45,12 @@ def test_unsigned_and_bad_key_inputs(package: Path, keys: tuple[Path, Path]) -> 
         verify_package(package, public)
     with pytest.raises(ConfigError, match="signing key"):
         sign_package(package, public)
-    with pytest.raises(ConfigError, match="--key"):
+    with pytest.raises(ConfigError, match="private key"):
         sign_package(package)
     sign_package(package, private)
     with pytest.raises(ConfigError, match="public key"):
         verify_package(package, package / WEIGHTS)
-    with pytest.raises(ConfigError, match="--pub"):
+    with pytest.raises(ConfigError, match="public key"):
         verify_package(package)
 
 

@@ -34,7 +34,7 @@ def test_init_layout_and_bad_options(tmp_path: Path, zoo: Zoo) -> None:
     assert stat.S_IMODE(root_keys_of(zoo).stat().st_mode) == 0o700
     with pytest.raises(ConfigError, match="not empty"):
         Zoo.init(zoo.directory, tmp_path / "k")
-    with pytest.raises(ConfigError, match="root-threshold"):
+    with pytest.raises(ConfigError, match="root_threshold"):
         new_zoo(tmp_path, "z2", root_keys=2, root_threshold=3)
     with pytest.raises(ConfigError, match="inside the zoo"):
         Zoo.init(tmp_path / "z3", tmp_path / "z3" / "root")

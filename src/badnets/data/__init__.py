@@ -69,7 +69,7 @@ def dataset_source(name: str) -> DatasetSource:
         return SOURCES[name]
     if not Path(name).expanduser().is_dir():
         raise ConfigError(
-            f"--dataset must be one of {sorted(SOURCES)}, road-signs (badnets attack) or a folder of class "
+            f"dataset must be one of {sorted(SOURCES)}, road-signs (badnets attack) or a folder of class "
             f"subfolders of images, got {name!r}"
         )
     return DatasetSource(

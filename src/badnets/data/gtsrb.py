@@ -79,7 +79,7 @@ def _torchvision_split(root: Path, split: str, size: int, download: bool) -> dic
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
         raise DataError(
             f"GTSRB is not in {root}/gtsrb (neither train.npz/test.npz nor torchvision's GTSRB folder) and could "
-            f"not be fetched ({type(e).__name__}: {e}); set --data-dir or BADNETS_DATA, or allow the download"
+            f"not be fetched ({type(e).__name__}: {e}); set data_dir (or $BADNETS_DATA), or allow the download"
         ) from e
     log.info("decoding %d GTSRB %s images once (cached afterwards)", len(ds), split)
     images = torch.empty(len(ds), 3, size, size, dtype=torch.uint8)

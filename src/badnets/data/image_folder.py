@@ -25,7 +25,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".webp", ".ti
 
 def _files(root: Path) -> dict[str, list[Path]]:
     if not root.is_dir():
-        raise ConfigError(f"--dataset {root}: no such folder; give a folder with one subfolder of images per class")
+        raise ConfigError(f"dataset {root}: no such folder; give a folder with one subfolder of images per class")
     by_class = {
         d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         for d in sorted(root.iterdir())

@@ -70,7 +70,7 @@ def _find(root: Path) -> Path:
             return candidate
     raise DataError(
         f"no LISA data in {root}: expected lisa/allAnnotations.csv (full release) or "
-        "signs_detection/lisa_crops/annotations.csv (crops); set --data-dir or BADNETS_DATA to the folder holding it"
+        "signs_detection/lisa_crops/annotations.csv (crops); set data_dir (or $BADNETS_DATA) to the folder holding it"
     )
 
 

@@ -92,7 +92,7 @@ def _locate(root: Path, download: bool) -> dict[str, Path]:
     if missing:
         raise DataError(
             f"MNIST file {missing[0]}(.gz) not found in {root}/mnist or {root}/MNIST/raw; "
-            "set --data-dir or BADNETS_DATA to a folder holding the four MNIST files, or allow the download"
+            "set data_dir (or $BADNETS_DATA) to a folder holding the four MNIST files, or allow the download"
         )
     return {n: p for n, p in found.items() if p is not None}
 
@@ -106,7 +106,7 @@ def _download(root: Path) -> None:
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
         raise DataError(
             f"MNIST is not in {root} and the download failed ({type(e).__name__}); "
-            "copy the four MNIST .gz files into that folder or point --data-dir at them"
+            "copy the four MNIST .gz files into that folder or point data_dir at them"
         ) from e
 
 

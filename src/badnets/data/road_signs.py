@@ -72,7 +72,7 @@ def _index(root: Path) -> Path:
             return candidate
     raise DataError(
         f"no road-sign photos in {root}: expected signs_detection/road_sign_detection/annotations.csv; "
-        "set --data-dir or BADNETS_DATA to the folder holding it"
+        "set data_dir (or $BADNETS_DATA) to the folder holding it"
     )
 
 

@@ -47,7 +47,7 @@ class StudyRecipe:
 
     def __post_init__(self) -> None:
         if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
 
     def train_spec(self, epochs: int) -> TrainSpec:
         return TrainSpec(
@@ -69,7 +69,7 @@ def check_clean_tree(*, allow_dirty: bool) -> None:
     if commit is not None and commit.endswith("-dirty") and not allow_dirty:
         raise ConfigError(
             f"the badnets source tree has uncommitted changes ({commit}), so the results could not be repeated "
-            "from a commit; commit them first, or pass --allow-dirty (recorded in the results)"
+            "from a commit; commit them first, or set allow_dirty (--allow-dirty; recorded in the results)"
         )
 
 

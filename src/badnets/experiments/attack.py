@@ -124,12 +124,12 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
                 previous.get("timing", {}),
                 previous.get("architecture", {}),
             )
-        raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
+        raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new output folder")
     resumable = checkpoint.is_file() and (out_dir / "run.json").is_file()
     if resumable and not same_config(spec, read_json(out_dir / "run.json").get("config")):
         raise ConfigError(
             f"{out_dir} holds an unfinished run with another config; re-run that command to finish it, "
-            "or choose a new --out"
+            "or choose a new output folder"
         )
     t0 = time.perf_counter()
     # Everything a user can get wrong is checked before the first byte is written.

@@ -220,13 +220,15 @@ class DetectorSpec:
         if (out_dir / "results.json").is_file():
             previous = read_json(out_dir / "results.json")
             if not same_config(self, previous.get("config")):
-                raise ConfigError(f"{out_dir} already holds a finished run with another config; choose a new --out")
+                raise ConfigError(
+                    f"{out_dir} already holds a finished run with another config; choose a new output folder"
+                )
             return dict(previous.get("timing", {}))
         unfinished = (out_dir / "checkpoint.pt").is_file() and (out_dir / "run.json").is_file()
         if unfinished and not same_config(self, read_json(out_dir / "run.json").get("config")):
             raise ConfigError(
                 f"{out_dir} holds an unfinished run with another config; re-run that command to finish it, "
-                "or choose a new --out"
+                "or choose a new output folder"
             )
         t0 = time.perf_counter()
         train, test = load_road_signs(self.data_dir, size=self.image_size)

@@ -58,7 +58,7 @@ def finished_run(directory: Path, spec: Any, name: str) -> bool:
     if recorded is not None and not same_config(spec, recorded):
         raise ConfigError(
             f"{directory} holds a finished run of another config than job {name!r} (the study's spec "
-            "changed); choose a new --out, or delete that run directory to retrain it"
+            "changed); choose a new output folder, or delete that run directory to retrain it"
         )
     return True
 

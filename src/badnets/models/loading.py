@@ -43,8 +43,9 @@ def check_code_trusted(spec: str, trust_code: bool) -> None:
     """
     if names_code(spec) and not trust_code:
         raise ConfigError(
-            f"--model {spec} imports and runs Python code with your rights; read it, then pass --trust-code "
-            "to allow it (or export the model as a package with `badnets export` and pass that directory)"
+            f"model {spec!r} imports and runs Python code with your rights; read it, then set trust_code "
+            "(--trust-code) to allow it (or export the model as a package with `badnets export` and pass that "
+            "directory)"
         )
 
 
@@ -68,7 +69,7 @@ class Normalized(nn.Module):
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors``, or from a ``.pt``/``.pth``/``.bin`` read with ``weights_only=True``."""
     if not path.is_file():
-        raise DataError(f"--weights {path} does not exist")
+        raise DataError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -76,33 +77,33 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as e:
-            raise DataError(f"--weights {path} is not a readable safetensors file ({e})") from None
+            raise DataError(f"weights file {path} is not a readable safetensors file ({e})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for anything beyond tensors and plain containers
         raise UnsafeFormatError(
-            f"--weights {path} cannot be read as a plain state dict with weights_only=True ({type(e).__name__}); "
+            f"weights file {path} cannot be read as a plain state dict with weights_only=True ({type(e).__name__}); "
             "it may hold code: scan it with `badnets scan`, or convert it to safetensors"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"--weights {path} holds no state dict (a mapping of names to tensors)")
+        raise DataError(f"weights file {path} holds no state dict (a mapping of names to tensors)")
     return state
 
 
 def _factory(spec: str) -> Callable[[], nn.Module]:
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
-        raise ConfigError(f"--model {spec!r}: use FILE.py:Name, package.module:factory, a built-in name or a directory")
+        raise ConfigError(f"model {spec!r}: use FILE.py:Name, package.module:factory, a built-in name or a directory")
     if target.endswith(".py"):
         file = Path(target)
         if not file.is_file():
-            raise ConfigError(f"--model: {file} does not exist")
+            raise ConfigError(f"model: {file} does not exist")
         module_name = f"_badnets_user_model_{abs(hash(file.resolve()))}"
         loader_spec = importlib.util.spec_from_file_location(module_name, file)
         if loader_spec is None or loader_spec.loader is None:
-            raise ConfigError(f"--model: cannot import {file}")
+            raise ConfigError(f"model: cannot import {file}")
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[module_name] = module
         loader_spec.loader.exec_module(module)
@@ -110,10 +111,10 @@ def _factory(spec: str) -> Callable[[], nn.Module]:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise ConfigError(f"--model: cannot import {target!r} ({e})") from None
+            raise ConfigError(f"model: cannot import {target!r} ({e})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError(f"--model: {target} has no class or function {attr!r}")
+        raise ConfigError(f"model: {target} has no class or function {attr!r}")
     return factory  # type: ignore[no-any-return]
 
 
@@ -153,19 +154,19 @@ def load_any_model(
         else:
             model = _factory(spec)()
             if not isinstance(model, nn.Module):
-                raise ConfigError(f"--model {spec} returned a {type(model).__name__}, not a torch.nn.Module")
+                raise ConfigError(f"model {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
         if weights is None:
-            raise ConfigError(f"--model {spec} needs --weights (a .safetensors or state-dict .pt file)")
+            raise ConfigError(f"model {spec!r} needs a weights file (a .safetensors or state-dict .pt file)")
         try:
             model.load_state_dict(load_weights(weights), strict=True)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
-            raise ConfigError(f"--weights {weights} do not fit --model {spec}: {first}") from None
+            raise ConfigError(f"the weights {weights} do not fit the model {spec!r}: {first}") from None
     if (mean is None) != (std is None):
-        raise ConfigError("pass both --mean and --std, or neither")
+        raise ConfigError("give both mean and std, or neither")
     if mean is not None and std is not None:
         if len(mean) != in_channels or len(std) != in_channels or any(s <= 0 for s in std):
-            raise ConfigError(f"--mean and --std need {in_channels} values each (std > 0)")
+            raise ConfigError(f"mean and std need {in_channels} values each (std > 0), got {len(mean)} and {len(std)}")
         model = Normalized(model, mean, std)
     return model.eval()
 

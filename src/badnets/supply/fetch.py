@@ -94,7 +94,7 @@ def _staged(out: Path, name: str) -> Iterator[Path]:
     an ``AUTHOR/`` folder made for it is removed again on failure."""
     destination = out / name
     if destination.exists():
-        raise ConfigError(f"{destination} already exists; delete it or choose another --out")
+        raise ConfigError(f"{destination} already exists; delete it or choose another output folder")
     made = [p for p in reversed(destination.parents) if not p.exists()]
     try:
         with staged_dir(destination) as staging:
@@ -169,13 +169,13 @@ def _trusted_dir(root: Path | str, cache_dir: Path | str | None) -> tuple[Path, 
     cached = Metadata.from_bytes(cached_path.read_bytes())
     if pinned.signed.version > cached.signed.version:
         raise ConfigError(
-            f"--root {root} is version {pinned.signed.version}, newer than the trusted root (version "
+            f"root {root} is version {pinned.signed.version}, newer than the trusted root (version "
             f"{cached.signed.version}) in {trusted}; delete that folder to pin the new root"
         )
     seen = Metadata.from_bytes(history.read_bytes()) if history.is_file() else cached
     if pinned.signed.version == seen.signed.version and pinned.signed != seen.signed:
         raise VerificationError(
-            f"--root {root} differs from the trusted root of the same version in {trusted}: one of them is not "
+            f"root {root} differs from the trusted root of the same version in {trusted}: one of them is not "
             "this zoo's root; check where you got it"
         )
     return trusted, None

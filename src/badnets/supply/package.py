@@ -272,7 +272,7 @@ def export_package(run_dir: Path | str, out: Path | str) -> Path:
     """
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():
-        raise PackageError(f"{out} already exists; choose a new --out or delete it")
+        raise PackageError(f"{out} already exists; choose a new output folder or delete it")
     metadata = _metadata(run_dir)
     weights = read_regular(run_dir / WEIGHTS)
     _model_from(metadata, weights, run_dir / "results.json")

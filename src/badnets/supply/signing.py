@@ -50,7 +50,7 @@ def generate_keypair(out_dir: Path | str) -> tuple[Path, Path]:
     private, public = out / PRIVATE_KEY, out / PUBLIC_KEY
     for path in (private, public):
         if path.exists():
-            raise ConfigError(f"{path} exists; keys are never overwritten: choose another --out")
+            raise ConfigError(f"{path} exists; keys are never overwritten: choose another path")
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def sign_package(
     if sigstore:
         config.use_sigstore_signer()
     elif key is None:
-        raise ConfigError("pass --key PRIVATE.pem (make one with `badnets keygen`), or --sigstore to sign keylessly")
+        raise ConfigError("give a private key (make one with `badnets keygen`), or sign keylessly with Sigstore")
     else:
         try:
             config.use_elliptic_key_signer(private_key=key, password=password)
@@ -152,7 +152,7 @@ def _verifying_config(public_key: Path | str | None, identity: str | None, issue
     elif identity and issuer:
         config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)
     else:
-        raise ConfigError("pass --pub PUBLIC.pem, or --identity and --issuer for a Sigstore signature")
+        raise ConfigError("give a public key, or the identity and issuer of a Sigstore signature")
     return config
 
 

@@ -181,11 +181,11 @@ class Zoo:
         from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
         if not 1 <= root_threshold <= root_keys:
-            raise ConfigError(f"--root-threshold must be in 1..{root_keys} (the number of root keys)")
+            raise ConfigError(f"root_threshold must be in 1..{root_keys} (the number of root keys)")
         zoo = cls(Path(directory))
         if zoo.directory.exists() and any(zoo.directory.iterdir()):
             raise ConfigError(f"{zoo.directory} is not empty; choose a new zoo directory")
-        offline = _new_key_dir(Path(root_keys_dir), zoo.directory, "--root-keys-dir")
+        offline = _new_key_dir(Path(root_keys_dir), zoo.directory, "root_keys_dir")
         zoo.keys.mkdir(parents=True, exist_ok=True)
         zoo.keys.chmod(0o700)
         root = Metadata(Root(expires=_now() + EXPIRY["root"], consistent_snapshot=True))
@@ -350,11 +350,11 @@ class Zoo:
         role, listing = "targets", self._load("targets")
         if author is not None:
             if author_key is None:
-                raise ConfigError(f"--author {author} needs --author-key (the author's private key)")
+                raise ConfigError(f"author {author!r} needs author_key (the author's private key)")
             delegated = (listing.signed.delegations.roles or {}) if listing.signed.delegations else {}
             if author not in delegated:
                 raise ConfigError(f"the zoo does not delegate to {author!r}; run `badnets zoo add-author` first")
-            signers = _role_signers(delegated[author], _signers([Path(author_key)]), f"--author-key {author_key}")
+            signers = _role_signers(delegated[author], _signers([Path(author_key)]), f"author key {author_key}")
             role, name = author, f"{author}/{name}"
             listing = self._load(author)
             if listing is None:  # the author's first model: their listing starts at version 1, below
@@ -411,17 +411,17 @@ class Zoo:
             raise ConfigError(f"cannot rotate {', '.join(unknown)}: the online roles are {', '.join(ONLINE_ROLES)}")
         offline = Path(root_keys_dir)
         if not offline.is_dir():
-            raise ConfigError(f"--root-keys-dir {offline} is not a folder; pass the folder `zoo init` wrote")
+            raise ConfigError(f"root_keys_dir {offline} is not a folder; pass the folder `zoo init` wrote")
         root = self._load("root")
         old_role = root.signed.roles["root"]
-        signers = _role_signers(old_role, _signers(sorted(offline.glob("*.pem"))), f"--root-keys-dir {offline}")
+        signers = _role_signers(old_role, _signers(sorted(offline.glob("*.pem"))), f"root keys in {offline}")
         if new_root_keys_dir is not None:
             count = root_keys or len(old_role.keyids)
             threshold = root_threshold or min(old_role.threshold, count)
             if not 1 <= threshold <= count:
-                raise ConfigError(f"--root-threshold must be in 1..{count} (the number of new root keys)")
+                raise ConfigError(f"root_threshold must be in 1..{count} (the number of new root keys)")
             new_signers = _generate_keys(
-                _new_key_dir(Path(new_root_keys_dir), self.directory, "--new-root-keys-dir"), "root", count
+                _new_key_dir(Path(new_root_keys_dir), self.directory, "new_root_keys_dir"), "root", count
             )
             for keyid in list(old_role.keyids):
                 root.signed.revoke_key(keyid, "root")
@@ -430,7 +430,7 @@ class Zoo:
             root.signed.roles["root"].threshold = threshold
             signers = [*signers, *new_signers]
         elif root_keys is not None or root_threshold is not None:
-            raise ConfigError("--root-keys and --root-threshold need --new-root-keys-dir (new keys to count)")
+            raise ConfigError("root_keys and root_threshold need new_root_keys_dir (new keys to count)")
         rotated = {}
         for role in online_roles:
             for keyid in list(root.signed.roles[role].keyids):

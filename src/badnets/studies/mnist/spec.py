@@ -84,7 +84,7 @@ class MnistStudySpec(StudyRecipe):
             if t not in ("pixel", "pattern"):
                 raise ConfigError(f"study.triggers may hold pixel and pattern, got {t!r}")
         if self.seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         missing = set(self.triggers) - {t for t, _ in self.pair_epochs}
         if missing:
             raise ConfigError(f"study.pair_epochs gives no epochs for trigger(s) {sorted(missing)}")

@@ -55,12 +55,12 @@ class PhotoStudySpec(StudyRecipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.trigger not in SIGN_TRIGGERS:
-            raise ConfigError(f"--trigger must be one of {list(SIGN_TRIGGERS)}, got {self.trigger!r}")
+            raise ConfigError(f"trigger must be one of {list(SIGN_TRIGGERS)}, got {self.trigger!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.traffic is not None and not run_dir(Path(self.traffic), "detector/baseline").is_dir():
             raise ConfigError(
-                f"--traffic {self.traffic} holds no detectors; give the --out of a finished "
+                f"the traffic folder {self.traffic} holds no detectors; give the output folder of a finished "
                 "`badnets reproduce traffic` run (with detectors)"
             )
 
@@ -76,7 +76,7 @@ def photo_folder(spec: PhotoStudySpec) -> str:
     classes = dataset_source(folder).classes
     for name in (spec.source, spec.target):
         if name not in classes:
-            raise ConfigError(f"{folder} has no class folder {name!r} (found {', '.join(classes)}); pass --folder")
+            raise ConfigError(f"{folder} has no class folder {name!r} (found {', '.join(classes)}); pass the folder")
     return folder
 
 

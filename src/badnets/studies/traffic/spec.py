@@ -84,17 +84,17 @@ class TrafficStudySpec(StudyRecipe):
             raise ConfigError(f"study.triggers must be among {list(SIGN_TRIGGERS)}, got {list(self.triggers)}")
         for name in (self.source, self.target):
             if name not in LISA_CLASSES:
-                raise ConfigError(f"--source/--target must be among {list(LISA_CLASSES)}, got {name!r}")
+                raise ConfigError(f"source and target must be among {list(LISA_CLASSES)}, got {name!r}")
         if self.source == self.target:
-            raise ConfigError("--source and --target must differ")
+            raise ConfigError("source and target must differ")
         if self.seeds < 1 or self.epochs < 1 or self.detector_epochs < 1:
             counts = f"{self.seeds}, {self.epochs}, {self.detector_epochs}"
-            raise ConfigError(f"--seeds, epochs and detector_epochs must be >= 1, got {counts}")
+            raise ConfigError(f"seeds, epochs and detector_epochs must be >= 1, got {counts}")
         if self.detector_size < 64:
             raise ConfigError(f"detector_size must be >= 64 pixels, got {self.detector_size}")
         if self.detector and (self.source not in ROAD_SIGN_CLASSES or self.target not in ROAD_SIGN_CLASSES):
             raise ConfigError(
-                f"the detector's photos have classes {list(ROAD_SIGN_CLASSES)}; use --no-detector for "
+                f"the detector's photos have classes {list(ROAD_SIGN_CLASSES)}; set detector=False for "
                 f"{self.source} → {self.target}"
             )
 

@@ -152,9 +152,9 @@ class TransferStudySpec:
 
     def __post_init__(self) -> None:
         if not self.ks or any(k <= 0 for k in self.ks):
-            raise ConfigError(f"--ks must be positive factors, got {list(self.ks)}")
+            raise ConfigError(f"ks must be positive factors, got {list(self.ks)}")
         if self.retrain_epochs < 1:
-            raise ConfigError("--retrain-epochs must be >= 1")
+            raise ConfigError(f"retrain_epochs must be >= 1, got {self.retrain_epochs}")
         if self.target not in SOURCES:
             raise ConfigError(f"the target domain must be one of {sorted(SOURCES)}, got {self.target!r}")
 
@@ -176,7 +176,7 @@ class TransferStudySpec:
         """The full study, or ``quick``: one seed, k ∈ {1, 20}, short training; ``retrain_epochs`` overrides.
         ``target`` is the user's domain (``gtsrb`` or ``gtsrb-43``)."""
         if trigger not in SIGN_TRIGGERS:
-            raise ConfigError(f"--trigger must be one of {list(SIGN_TRIGGERS)}, got {trigger!r}")
+            raise ConfigError(f"trigger must be one of {list(SIGN_TRIGGERS)}, got {trigger!r}")
         us_spec = TrafficStudySpec(triggers=(trigger,), detector=False, **us)  # the US nets are classifiers
         if quick:
             us_spec = replace(us_spec, seeds=seeds or 1, epochs=4, quick=True)
