@@ -184,6 +184,9 @@ def test_registered_dataset_model_and_defenses_run_end_to_end(registered: None, 
         "test-corner-detector",
     )
     assert "test-corner-detector" in (tmp_path / "a" / "report.md").read_text()
+    from badnets.audit_result import AuditResult
+
+    assert AuditResult.from_json(audit).to_json() == audit  # the one serialise/parse pair round-trips
 
     inputs = _toy_split(20, 2).images
     inputs[10:][CORNER] = 255

@@ -14,13 +14,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from badnets._io import ensure_writable_dir, run_manifest
+from badnets.audit_result import AuditedModel, AuditResult, DetectorReport, Evidence
 from badnets.data import ImageDataset, dataset_source
-from badnets.defenses.interface import CleanData, DefenseOptions, ModelFinding, finding_summary
+from badnets.defenses.interface import CleanData, DefenseOptions, ModelFinding
 from badnets.defenses.neural_cleanse import NeuralCleanseResult
 from badnets.defenses.registry import model_detector
 from badnets.errors import ConfigError
@@ -134,7 +134,7 @@ def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
     return sample, model
 
 
-def evidence(deciding: ModelFinding, other: ModelFinding) -> str:
+def evidence(deciding: ModelFinding, other: ModelFinding) -> Evidence:
     """How another detector bears on the verdict: ``agrees`` (flags the deciding detector's target),
     ``disagrees`` (flags another class, or flags a model the deciding detector passes), ``silent`` (flags
     nothing)."""
@@ -143,7 +143,18 @@ def evidence(deciding: ModelFinding, other: ModelFinding) -> str:
     return "agrees" if other.suspected_target == deciding.suspected_target else "disagrees"
 
 
-def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
+def _report(finding: ModelFinding) -> DetectorReport:
+    return DetectorReport(
+        finding.suspected_target is not None,
+        finding.suspected_target,
+        finding.score_name,
+        finding.score,
+        finding.seconds,
+        finding.to_json(),
+    )
+
+
+def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:
     """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and (with Neural Cleanse) the
     recovered triggers to ``out_dir``; return the results."""
     from badnets.report.audit import write_audit_report
@@ -157,22 +168,18 @@ def run_audit(spec: AuditSpec, out_dir: Path) -> dict[str, Any]:
     decided_by = spec.detectors[0]
     deciding = findings[decided_by]
     target = deciding.suspected_target
-    results = {
-        "verdict": "clean" if target is None else "backdoored",
-        "suspected_target": target,
-        "suspected_target_name": None if target is None else classes[target],
-        "decided_by": decided_by,
-        "evidence": {name: evidence(deciding, f) for name, f in findings.items() if name != decided_by},
-        "detectors": {
-            name: {**finding_summary(f), "score_name": f.score_name, "details": f.to_json()}
-            for name, f in findings.items()
-        },
-        "model": {"spec": spec.model, "weights": spec.weights, "input": str(sample.shape), "classes": list(classes)},
-        "clean_images": len(sample.images),
-        "config": asdict(spec),
-        "timing": {"seconds": time.perf_counter() - start},
-        "manifest": run_manifest(asdict(spec), spec.seed, dataset_source(spec.dataset).file_hashes(spec.data_dir)),
-    }
+    result = AuditResult(
+        verdict="clean" if target is None else "backdoored",
+        suspected_target=target,
+        decided_by=decided_by,
+        evidence={name: evidence(deciding, f) for name, f in findings.items() if name != decided_by},
+        detectors={name: _report(f) for name, f in findings.items()},
+        model=AuditedModel(spec.model, spec.weights, sample.shape, tuple(classes)),
+        clean_images=len(sample.images),
+        seconds=time.perf_counter() - start,
+        config=asdict(spec),
+        manifest=run_manifest(asdict(spec), spec.seed, dataset_source(spec.dataset).file_hashes(spec.data_dir)),
+    )
     cleanse = findings.get("neural_cleanse")
-    write_audit_report(results, cleanse if isinstance(cleanse, NeuralCleanseResult) else None, sample.images, out_dir)
-    return results
+    write_audit_report(result, cleanse if isinstance(cleanse, NeuralCleanseResult) else None, sample.images, out_dir)
+    return result

@@ -58,7 +58,8 @@ def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Pat
     results = json.loads((tmp_path / "bad" / "results.json").read_text())
     assert results["verdict"] == "backdoored" and results["suspected_target"] == TARGET
     cleanse = results["detectors"]["neural_cleanse"]
-    assert results["decided_by"] == "neural_cleanse" and cleanse["anomaly_index"] > 2
+    assert results["decided_by"] == "neural_cleanse" and cleanse["score_name"] == "anomaly_index"
+    assert cleanse["score"] > 2
     assert cleanse["suspected_target"] == TARGET
     neurons = results["detectors"]["dormant_neurons"]["suspected_target"]  # the evidence follows from it
     assert results["evidence"]["dormant_neurons"] == (

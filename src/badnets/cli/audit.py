@@ -114,23 +114,23 @@ def audit(
         options=DefenseOptions(seed=seed, per_source=per_source),
     )
     with err_console.status(f"auditing ({', '.join(spec.detectors)})"):
-        results = run_audit(spec, out)
+        result = run_audit(spec, out)
     table = Table(title=f"audit of {escape(model)}", show_header=False)
-    colour = "red" if results["verdict"] == "backdoored" else "green"
-    table.add_row("verdict", f"[bold {colour}]{results['verdict']}[/] (decided by {results['decided_by']})")
-    table.add_row("suspected target", escape(str(results["suspected_target_name"])))
-    for name, found in results["detectors"].items():
-        role = "" if name == results["decided_by"] else f", evidence: {results['evidence'][name]}"
-        table.add_row(f"{name} {found['score_name']}", f"{found[found['score_name']]:.2f}{role}")
-    table.add_row("time", f"{results['timing']['seconds']:.0f} s")
+    colour = "red" if result.verdict == "backdoored" else "green"
+    table.add_row("verdict", f"[bold {colour}]{result.verdict}[/] (decided by {result.decided_by})")
+    table.add_row("suspected target", escape(str(result.suspected_target_name)))
+    for name, found in result.detectors.items():
+        role = "" if name == result.decided_by else f", evidence: {result.evidence[name]}"
+        table.add_row(f"{name} {found.score_name}", f"{found.score:.2f}{role}")
+    table.add_row("time", f"{result.seconds:.0f} s")
     out_console.print(table)
-    if len(results["model"]["classes"]) < FEW_CLASSES:
+    if len(result.model.classes) < FEW_CLASSES:
         err_console.print(
-            f"note: {len(results['model']['classes'])} classes are too few for the outlier test to single one out; "
+            f"note: {len(result.model.classes)} classes are too few for the outlier test to single one out; "
             "a clean verdict is weak evidence (see the report's per-class trigger norms)"
         )
     out_console.print(f"report: {escape(str(out / 'report.md'))} and {escape(str(out / 'report.html'))}")
-    if strict and results["verdict"] == "backdoored":
+    if strict and result.verdict == "backdoored":
         raise typer.Exit(3)
 
 

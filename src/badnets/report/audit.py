@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +14,7 @@ from badnets.report import plots
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
 
 if TYPE_CHECKING:
+    from badnets.audit_result import AuditResult
     from badnets.defenses.neural_cleanse import NeuralCleanseResult
 
 __all__ = ["write_audit_report"]
@@ -23,7 +24,7 @@ def _as_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes: list[str], out: Path) -> None:
+def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes: Sequence[str], out: Path) -> None:
     """Per class: the recovered mask, mask × pattern, and one clean image of another class with it stamped."""
     example = images[0].float() / 255.0
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {"mask": [], "mask × pattern": [], "stamped": []}
@@ -50,30 +51,30 @@ _EVIDENCE = {
 }
 
 
-def _summary(results: Mapping[str, Any]) -> list[Block]:
-    classes = results["model"]["classes"]
-    verdict, target = results["verdict"], results["suspected_target_name"]
-    head = f"**{verdict.upper()}**" + (f", suspected target class **{target}**" if target is not None else "")
-    decided_by = results["decided_by"]
+def _summary(result: AuditResult) -> list[Block]:
+    classes = result.model.classes
+    head = f"**{result.verdict.upper()}**" + (
+        f", suspected target class **{result.suspected_target_name}**" if result.suspected_target is not None else ""
+    )
     rows = []
-    for name, found in results["detectors"].items():
-        role = "decides" if name == decided_by else _EVIDENCE[results["evidence"][name]]
-        suspected = found["suspected_target"]
+    for name, found in result.detectors.items():
+        role = "decides" if name == result.decided_by else _EVIDENCE[result.evidence[name]]
         rows.append(
             [
                 f"`{name}`",
                 role,
-                "—" if suspected is None else classes[suspected],
-                f"{found[found['score_name']]:.2f} ({found['score_name']})",
-                f"{found['seconds']:.1f} s",
+                "—" if found.suspected_target is None else classes[found.suspected_target],
+                f"{found.score:.2f} ({found.score_name})",
+                f"{found.seconds:.1f} s",
             ]
         )
+    shape = "×".join(map(str, result.model.input))
     return [
-        Heading(f"Backdoor audit: {results['model']['spec']}", 1),
+        Heading(f"Backdoor audit: {result.model.spec}", 1),
         Para(
-            f"Verdict: {head}, decided by `{decided_by}`; the other detectors are evidence beside it. "
-            f"{results['clean_images']} clean images of `{results['config']['dataset']}` "
-            f"{results['model']['input']}; {results['timing']['seconds']:.0f} s."
+            f"Verdict: {head}, decided by `{result.decided_by}`; the other detectors are evidence beside it. "
+            f"{result.clean_images} clean images of `{result.config['dataset']}` ({shape}); "
+            f"{result.seconds:.0f} s."
         ),
         Table(["detector", "role", "suspected target", "score", "time"], rows),
         Para(
@@ -97,8 +98,8 @@ def _summary(results: Mapping[str, Any]) -> list[Block]:
     ]
 
 
-def _neural_cleanse(results: Mapping[str, Any], has_trigger: bool) -> list[Block]:
-    nc, classes = results["detectors"]["neural_cleanse"]["details"], results["model"]["classes"]
+def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
+    nc, classes = result.detectors["neural_cleanse"].details, result.model.classes
     blocks: list[Block] = [
         Heading("Neural Cleanse (per class)"),
         Para(
@@ -134,8 +135,8 @@ def _neural_cleanse(results: Mapping[str, Any], has_trigger: bool) -> list[Block
     return blocks
 
 
-def _stimulation(results: Mapping[str, Any]) -> list[Block]:
-    dn, classes = results["detectors"]["dormant_neurons"]["details"], results["model"]["classes"]
+def _stimulation(result: AuditResult) -> list[Block]:
+    dn, classes = result.detectors["dormant_neurons"].details, result.model.classes
     top = sorted(dn["flips"].items(), key=lambda kv: -kv[1]["share"])[:5]
     return [
         Heading(f"Trigger-selective neurons ({dn['layer']}, {dn['units']} units)"),
@@ -158,18 +159,18 @@ def _stimulation(results: Mapping[str, Any]) -> list[Block]:
 
 
 def write_audit_report(
-    results: Mapping[str, Any], cleanse: NeuralCleanseResult | None, images: torch.Tensor, out: Path
+    result: AuditResult, cleanse: NeuralCleanseResult | None, images: torch.Tensor, out: Path
 ) -> None:
     """Figures, then ``results.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``.
     ``cleanse``: Neural Cleanse's result when it ran (its recovered triggers are drawn)."""
-    blocks = _summary(results)
+    blocks = _summary(result)
     if cleanse is not None:
-        _trigger_figure(cleanse, images, results["model"]["classes"], out)
-        blocks += _neural_cleanse(results, cleanse.suspected_target is not None)
-    if "dormant_neurons" in results["detectors"]:
-        blocks += _stimulation(results)
+        _trigger_figure(cleanse, images, result.model.classes, out)
+        blocks += _neural_cleanse(result, cleanse.suspected_target is not None)
+    if "dormant_neurons" in result.detectors:
+        blocks += _stimulation(result)
     blocks += [
         Heading("Run"),
         Para("Repeat with the command in `results.json` (`manifest.argv`); the full config is there too."),
     ]
-    write_report(results, blocks, out, "Backdoor audit")
+    write_report(result.to_json(), blocks, out, "Backdoor audit")
