@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -178,6 +178,13 @@ class BackdoorMetrics:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackdoorMetrics:
+        """The metrics ``to_json`` wrote (intervals back to tuples, per-class rows back to ``ClassRow``)."""
+        rows = tuple(ClassRow(**row) for row in data["per_class"])
+        fields: dict[str, Any] = {k: tuple(v) if k.endswith("_ci") else v for k, v in data.items() if k != "per_class"}
+        return cls(**fields, per_class=rows)
 
 
 def backdoor_metrics(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,20 @@ class AttackSpec:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, config: Mapping[str, Any]) -> AttackSpec:
+        """The spec ``to_json`` wrote (lists back to tuples; fields a run made before they existed keep their
+        defaults)."""
+        trigger: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["trigger"].items()}
+        names = ("dataset", "model", "data_dir", "seed", "baseline", "save_model")
+        plain: dict[str, Any] = {k: config[k] for k in names if k in config}
+        return cls(
+            **plain,
+            trigger=TriggerSpec(**trigger),
+            poison=PoisonSpec(**config["poison"]),
+            train=TrainSpec(**config["train"]) if "train" in config else TrainSpec(),
+        )
+
     def run(self, out_dir: Path) -> dict[str, float]:
         """``run_attack`` into ``out_dir`` (a study job); returns the timing."""
         return run_attack(self, out_dir).timing
@@ -119,7 +134,7 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         if same_config(spec, previous.get("config")):
             return AttackResult(
                 spec,
-                _metrics_from_json(previous["metrics"]),
+                BackdoorMetrics.from_json(previous["metrics"]),
                 out_dir,
                 previous.get("timing", {}),
                 previous.get("architecture", {}),
@@ -160,11 +175,3 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     write_json(done, result.to_json())
     checkpoint.unlink(missing_ok=True)
     return result
-
-
-def _metrics_from_json(data: dict[str, Any]) -> BackdoorMetrics:
-    from badnets.metrics import ClassRow
-
-    rows = tuple(ClassRow(**row) for row in data["per_class"])
-    fields = {k: tuple(v) if k.endswith("_ci") else v for k, v in data.items() if k != "per_class"}
-    return BackdoorMetrics(**fields, per_class=rows)  # type: ignore[arg-type]

@@ -18,8 +18,8 @@ from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
 from badnets.experiments.attack import AttackSpec
 from badnets.models import build_model
-from badnets.poison import PoisonSpec, poison_dataset
-from badnets.triggers import TriggerSpec, make_stamp
+from badnets.poison import poison_dataset
+from badnets.triggers import make_stamp
 
 __all__ = [
     "RUNS",
@@ -65,16 +65,7 @@ def finished_run(directory: Path, spec: Any, name: str) -> bool:
 
 def recorded_attack(run_dir: Path) -> AttackSpec:
     """The ``AttackSpec`` a finished run recorded in its ``results.json``."""
-    config = read_json(run_dir / "results.json")["config"]
-    trigger: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config["trigger"].items()}
-    return AttackSpec(
-        dataset=config["dataset"],
-        data_dir=config.get("data_dir"),
-        trigger=TriggerSpec(**trigger),
-        poison=PoisonSpec(**config["poison"]),
-        seed=config["seed"],
-        baseline=config.get("baseline", False),
-    )
+    return AttackSpec.from_json(read_json(run_dir / "results.json")["config"])
 
 
 def attack_training_set(run_dir: Path) -> tuple[ImageDataset, torch.Tensor]:
