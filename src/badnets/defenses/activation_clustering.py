@@ -10,8 +10,7 @@ drawn from nine source classes does not always fall into one k-means cluster.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,8 +20,8 @@ from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.defenses.representations import (
     SampleFlags,
     by_class,
-    penultimate_features,
     robust_z,
+    screen_representations,
     top_directions,
 )
 
@@ -106,7 +105,9 @@ class ActivationClustering:
     name: str = field(default="activation_clustering", init=False)
 
     def screen(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, clean: CleanData) -> SampleFlags:
-        start = time.perf_counter()
-        features, reference = penultimate_features(model, images), penultimate_features(model, clean.images)
-        flags = activation_clustering(features, labels, reference, clean.labels, ClusteringSpec(seed=self.options.seed))
-        return replace(flags, seconds=time.perf_counter() - start)
+        spec = ClusteringSpec(seed=self.options.seed)
+
+        def detect(x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor, ref_y: torch.Tensor) -> SampleFlags:
+            return activation_clustering(x, y, ref, ref_y, spec)
+
+        return screen_representations(model, images, labels, (clean.images, clean.labels), detect)

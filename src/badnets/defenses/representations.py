@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -23,7 +23,15 @@ from torch import nn
 
 from badnets.errors import ConfigError
 
-__all__ = ["ClassRule", "SampleFlags", "by_class", "penultimate_features", "robust_z", "top_directions"]
+__all__ = [
+    "ClassRule",
+    "SampleFlags",
+    "by_class",
+    "penultimate_features",
+    "robust_z",
+    "screen_representations",
+    "top_directions",
+]
 
 
 @torch.no_grad()
@@ -119,3 +127,18 @@ def by_class(
             continue
         score[idx], flagged[idx], per_class[c] = rule(features[idx].float(), ref, c)
     return SampleFlags(detector, score, flagged, per_class, time.perf_counter() - start)
+
+
+def screen_representations(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    clean: tuple[torch.Tensor, torch.Tensor],
+    detect: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], SampleFlags],
+) -> SampleFlags:
+    """``detect(features, labels, reference, reference_labels)`` on the penultimate representations of the training
+    ``images`` and of the ``clean`` (images, labels) references; the flags' time includes reading them."""
+    start = time.perf_counter()
+    features, reference = penultimate_features(model, images), penultimate_features(model, clean[0])
+    flags = detect(features, labels, reference, clean[1])
+    return replace(flags, seconds=time.perf_counter() - start)

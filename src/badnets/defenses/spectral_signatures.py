@@ -8,8 +8,7 @@ score exceeds what all but ``fpr`` of the clean references reach.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,8 +17,8 @@ from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.defenses.representations import (
     SampleFlags,
     by_class,
-    penultimate_features,
     robust_z,
+    screen_representations,
     top_directions,
 )
 
@@ -66,7 +65,4 @@ class SpectralSignatures:
     name: str = field(default="spectral_signatures", init=False)
 
     def screen(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, clean: CleanData) -> SampleFlags:
-        start = time.perf_counter()
-        features, reference = penultimate_features(model, images), penultimate_features(model, clean.images)
-        flags = spectral_signatures(features, labels, reference, clean.labels)
-        return replace(flags, seconds=time.perf_counter() - start)
+        return screen_representations(model, images, labels, (clean.images, clean.labels), spectral_signatures)
