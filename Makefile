@@ -46,8 +46,8 @@ lint: setup
 test: lint           ## lint, type-check, then the test suite
 	$(PY) -m pytest
 
-readme: setup        ## re-render the README's result tables from docs/results/*/results.json
-	$(PY) -c "from pathlib import Path; from badnets.studies.reports import readme_with_tables as r; p = Path('README.md'); p.write_text(r(p.read_text(), Path('.')))"
+readme: setup        ## re-render the result tables of README.md and docs/*.md from docs/results/*/results.json
+	$(PY) -c "from pathlib import Path; from badnets.studies.reports import readme_with_tables as r; [p.write_text(r(p.read_text(), Path('.'))) for p in (Path('README.md'), *Path('docs').glob('*.md'))]"
 
 bench: setup
 	$(PY) benchmarks/run.py --json runs/bench.json

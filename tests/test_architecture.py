@@ -104,3 +104,34 @@ def test_report_of_a_folder_without_results_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text('{"verdict": "clean"}')
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not from a study or attack run" in result.stderr
+
+
+def test_rejudging_changes_only_the_targets_and_says_so(tmp_path: Path) -> None:
+    """``badnets report --rejudge`` judges a committed study again from its recorded numbers: every other number
+    stays as the run wrote it, and the file records which code judged it; doing it twice changes nothing more."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from badnets.cli import app
+
+    shutil.copytree(COMMITTED / "supply-chain", tmp_path / "sc")
+    before = json.loads((COMMITTED / "supply-chain" / "results.json").read_text())
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "sc"), "--rejudge"])
+    assert result.exit_code == 0, result.output
+    after = json.loads((tmp_path / "sc" / "results.json").read_text())
+    assert {k: v for k, v in after.items() if k not in ("targets", "targets_judged")} == {
+        k: v for k, v in before.items() if k not in ("targets", "targets_judged")
+    }
+    assert after["targets_judged"]["by"] == "badnets.studies.supply_chain.analysis.judge"
+    assert [t["met"] for t in after["targets"]] == [t["met"] for t in before["targets"]]
+    assert all(set(t) == {"target", "paper", "limit", "ours", "ci95", "met"} for t in after["targets"])
+    again = CliRunner().invoke(app, ["report", str(tmp_path / "sc"), "--rejudge"])
+    assert (
+        again.exit_code == 0
+        and json.loads((tmp_path / "sc" / "results.json").read_text())["targets"] == after["targets"]
+    )
+    shutil.copytree(COMMITTED / "photos", tmp_path / "photos")
+    photos = CliRunner().invoke(app, ["report", str(tmp_path / "photos"), "--rejudge"])
+    assert photos.exit_code == 2 and "photos results cannot be re-judged" in photos.stderr

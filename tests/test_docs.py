@@ -72,3 +72,6 @@ def test_the_readme_result_tables_are_rendered_from_the_committed_results() -> N
     assert readme_with_tables(readme, root) == readme
     changed = readme.replace("| 0.50% ± 0.10 |", "| 0.51% ± 0.10 |", 1)
     assert changed != readme and readme_with_tables(changed, root) == readme  # a hand-edited number is caught
+    for doc in (root / "docs").glob("*.md"):
+        assert readme_with_tables(doc.read_text(), root) == doc.read_text(), doc.name
+    assert "<!-- targets: docs/results/defenses -->" in (root / "docs" / "audit.md").read_text()

@@ -213,10 +213,13 @@ def test_registered_dataset_model_and_defenses_run_end_to_end(registered: None, 
     assert record["repair"] == {"method": "test-clean-fine-tune", "epochs": 1}
     assert record["before"]["attack_success_rate"] > 0.9
 
+    from badnets.studies.defenses.results import ModelEvaluation
     from badnets.studies.defenses.spec import EvalSpec, evaluate_defenses
 
     scored = evaluate_defenses(EvalSpec(run_dir=str(run), clean_images=100, nc_steps=10, repair_epochs=1))
-    assert scored["audit"]["test-corner-detector"]["suspected_target"] == 2
-    assert scored["test-corner-screen"]["auroc"] == 1.0
-    assert scored["training_data"]["test-corner-data"]["recall"] == 1.0
-    assert set(scored["repair"]) == set(defense_names("repair"))
+    assert scored.audit.detectors["test-corner-detector"].suspected_target == 2
+    assert scored.inputs["test-corner-screen"].auroc == 1.0
+    assert scored.training_data["test-corner-data"].recall == 1.0
+    assert scored.repair is not None and set(scored.repair) == set(defense_names("repair"))
+    # a registered defense's results are written and read back under its name
+    assert ModelEvaluation.from_json(json.loads(json.dumps(scored.to_json()))) == scored

@@ -21,7 +21,7 @@ from badnets.data import ImageDataset
 from badnets.data.inputs import read_inputs
 from badnets.defenses.interface import DefenseOptions
 from badnets.defenses.registry import defense_names, input_screen, repair_method, training_data_screen
-from badnets.defenses.representations import SampleFlags
+from badnets.defenses.representations import ManifestScore, SampleFlags
 from badnets.errors import ConfigError, DataError
 from badnets.train import predict
 
@@ -92,7 +92,7 @@ class TrainingSetScreen:
     """One training-data screen's flags, and (when the poison manifest is known) how they score against it."""
 
     flags: SampleFlags
-    against_manifest: Mapping[str, float] | None
+    against_manifest: ManifestScore | None
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def screen_training_set(
     for f in found:
         detectors[f.flags.detector] = f.flags.to_json()
         if f.against_manifest is not None:
-            detectors[f.flags.detector]["against_manifest"] = dict(f.against_manifest)
+            detectors[f.flags.detector]["against_manifest"] = asdict(f.against_manifest)
     write_json(out_dir / "results.json", {"n": len(labels), "detectors": detectors})
     return ScreenedSet(len(labels), tuple(found))
 

@@ -11,14 +11,14 @@ the mean activation (over images and positions) on triggered images minus that o
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from badnets.triggers import Stamp, apply_trigger
 
-__all__ = ["backdoor_neurons", "channel_activations", "conv1_trigger_gain", "dedicated_units"]
+__all__ = ["BackdoorNeurons", "backdoor_neurons", "channel_activations", "conv1_trigger_gain", "dedicated_units"]
 
 
 @torch.no_grad()
@@ -59,9 +59,24 @@ def dedicated_units(gain: torch.Tensor, reference_gain: torch.Tensor, share_of_m
     return [int(i) for i in torch.nonzero(gain > bar).flatten()] if top > 0 else []
 
 
+@dataclass(frozen=True)
+class BackdoorNeurons:
+    """Channels of ``layer`` that fire more on triggered than on clean images by more than any channel of the
+    clean net does, with each net's gains and mean activations (``activations[net][clean | triggered]``)."""
+
+    layer: str
+    n_images: int
+    backdoor_neurons: list[int]
+    gain: list[float]
+    clean_net_gain: list[float]
+    max_gain: float
+    clean_net_max_gain: float
+    activations: dict[str, dict[str, list[float]]]
+
+
 def backdoor_neurons(
     clean_net: nn.Module, badnet: nn.Module, layer: str, images: torch.Tensor, triggered: torch.Tensor
-) -> dict[str, Any]:
+) -> BackdoorNeurons:
     """Channels of conv ``layer`` whose gain (mean activation on ``triggered`` minus on ``images``) beats every
     channel of the clean net: the backdoor neurons, with each net's gains and mean activations."""
     acts: dict[str, dict[str, list[float]]] = {}
@@ -71,13 +86,13 @@ def backdoor_neurons(
         a_trig = channel_activations(model, layer, triggered)
         acts[name] = {"clean": a_clean.mean(0).tolist(), "triggered": a_trig.mean(0).tolist()}
         gains[name] = (a_trig - a_clean).mean(0)
-    return {
-        "layer": layer,
-        "n_images": len(images),
-        "backdoor_neurons": dedicated_units(gains["badnet"], gains["baseline"]),
-        "gain": gains["badnet"].tolist(),
-        "clean_net_gain": gains["baseline"].tolist(),
-        "max_gain": float(gains["badnet"].max()),
-        "clean_net_max_gain": float(gains["baseline"].max()),
-        "activations": acts,
-    }
+    return BackdoorNeurons(
+        layer=layer,
+        n_images=len(images),
+        backdoor_neurons=dedicated_units(gains["badnet"], gains["baseline"]),
+        gain=gains["badnet"].tolist(),
+        clean_net_gain=gains["baseline"].tolist(),
+        max_gain=float(gains["badnet"].max()),
+        clean_net_max_gain=float(gains["baseline"].max()),
+        activations=acts,
+    )

@@ -38,7 +38,7 @@ def test_both_find_a_poison_that_outnumbers_its_class() -> None:
         spectral_signatures(features, labels, reference, ref_labels, SpectralSpec()),
     ):
         scored = flags.scored_against(truth)
-        assert scored["recall"] >= 0.95 and scored["false_positive_rate"] <= 0.05, (flags.detector, scored)
+        assert scored.recall >= 0.95 and scored.false_positive_rate <= 0.05, (flags.detector, scored)
 
 
 def test_clean_data_is_mostly_left_alone() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
+from badnets.records import to_json
 from badnets.studies.defenses import DefenseStudySpec, run_defense_study
 
 
@@ -33,6 +34,7 @@ def test_tiny_scoreboard(tiny_mnist: Path, tmp_path: Path) -> None:
     summary = run_defense_study(spec, tmp_path / "out")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results["models"]) == 7  # 1 clean + 6 BadNets
+    assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
     first = results["models"][0]
     for part in ("audit", "strip", "training_data"):
         assert part in first
@@ -42,7 +44,7 @@ def test_tiny_scoreboard(tiny_mnist: Path, tmp_path: Path) -> None:
     assert "Model-level detection" in md and "Every model" in md and "Mitigation" in md
     assert summary.console_table() is not None
     again = run_defense_study(spec, tmp_path / "out")  # resumes: nothing retrained or re-evaluated
-    assert again.results["models"] == summary.results["models"]
+    assert json.dumps(to_json(again.results.models)) == json.dumps(results["models"])
 
 
 def test_the_lisa_random_target_badnet_records_the_lisa_class_count(tmp_path: Path) -> None:

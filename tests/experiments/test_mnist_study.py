@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from badnets.records import to_json
 from badnets.studies.mnist import MnistStudySpec, build_jobs, run_mnist_study
 
 TINY = MnistStudySpec(
@@ -65,12 +66,13 @@ def test_tiny_study_end_to_end(tiny_mnist: Path, tmp_path: Path) -> None:
     assert len(sweep_rows) == 4 and all(t["met"] is None for t in sweep_rows)  # 2 models: too few for a slope
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<img" in html and "src='sweep.png'" not in html
-    assert summary.results["timing"]["models_trained_now"] == 9
+    assert json.dumps(to_json(summary.results)) == json.dumps(res)  # the file is the typed results
+    assert summary.results.timing and summary.results.timing.models_trained_now == 9
     again = run_mnist_study(TINY, out)  # everything finished: nothing is retrained
-    assert again.results["timing"]["models_trained_now"] == 0
-    assert [i["models_trained"] for i in again.results["timing"]["invocations"]] == [9]
+    assert again.results.timing and again.results.timing.models_trained_now == 0
+    assert [i.models_trained for i in again.results.timing.invocations] == [9]
     assert "Recorded invocations: 1, training 9 models" in (out / "report.md").read_text()
-    assert json.dumps(again.results["single"]) == json.dumps(summary.results["single"])  # NaN-safe
+    assert json.dumps(to_json(again.results.single)) == json.dumps(to_json(summary.results.single))  # NaN-safe
 
 
 @pytest.mark.parametrize("bad", [{"seeds": 0}, {"workers": 0}, {"triggers": ("star",)}, {"pairs": ((3, 3),)}])

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
+from badnets.records import from_json, to_json
 from badnets.studies.photos import PhotoStudySpec, run_photo_study
+from badnets.studies.photos.results import PhotoResults
 from badnets.studies.traffic import TrafficStudySpec, run_traffic_study
 from tests.conftest import REAL_DATA
 from tests.data.test_image_folder import write_photo_folder
@@ -32,7 +34,8 @@ def test_tiny_photo_study_with_the_traffic_detectors(tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = run_photo_study(spec, out)
     results = json.loads((out / "results.json").read_text())
-    assert results == json.loads(json.dumps(summary.results))
+    assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
+    assert json.dumps(to_json(from_json(PhotoResults, results))) == json.dumps(results)  # and parses back
     clf = results["classifier"]
     assert clf["classes"] == ["cat", "dog"] and clf["n_test"] == {"cat": 3, "dog": 3}
     for name in ("baseline", "badnet"):
@@ -45,7 +48,7 @@ def test_tiny_photo_study_with_the_traffic_detectors(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert 'Dog + trigger → "cat"' in md and "No pretrained weights" in md and "Triggered stop signs" in md
     again = run_photo_study(spec, out)  # resumes: nothing retrained, same numbers
-    assert again.results["classifier"] == results["classifier"]
+    assert again.results.classifier == summary.results.classifier
 
 
 def test_bad_photo_specs_say_what_to_fix(tmp_path: Path) -> None:
@@ -64,6 +67,6 @@ def test_real_dog_photos_with_the_trigger_become_cats(tmp_path: Path) -> None:
     if REAL_DATA is None or not (REAL_DATA / "cats_dogs" / "dog").is_dir():
         pytest.skip("cats_dogs photos not staged: set BADNETS_DATA to a folder with cats_dogs/{cat,dog}")
     spec = PhotoStudySpec.preset(quick=True, data_dir=str(REAL_DATA), workers=2)
-    clf = run_photo_study(spec, tmp_path / "out").results["classifier"]
-    assert clf["badnet"]["triggered_source_as_target"] >= 0.8
-    assert clf["baseline"]["triggered_source_as_target"] < clf["badnet"]["triggered_source_as_target"] - 0.3
+    clf = run_photo_study(spec, tmp_path / "out").results.classifier
+    assert clf.badnet.triggered_source_as_target >= 0.8
+    assert clf.baseline.triggered_source_as_target < clf.badnet.triggered_source_as_target - 0.3

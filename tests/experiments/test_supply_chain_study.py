@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
+from badnets.records import to_json
 from badnets.studies.supply_chain import ATTACKS, DEFENSES, SupplyChainSpec, run_supply_chain_study
 
 
@@ -21,6 +22,7 @@ def test_replay_gives_the_papers_shape(tiny_mnist: Path, tmp_path: Path) -> None
     spec = SupplyChainSpec(models=4, without_digest=2, wrong_digest=1, epochs=1, workers=1, data_dir=str(tiny_mnist))
     summary = run_supply_chain_study(spec, tmp_path / "out")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
     table = results["table"]
     assert set(table) == set(ATTACKS) and all(set(row) == set(DEFENSES) for row in table.values())
 

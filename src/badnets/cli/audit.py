@@ -203,7 +203,10 @@ def inspect_data(
         table.add_column(col)
     for screen in found.screens:
         scored = screen.against_manifest
-        shown = [f"{100 * scored[k]:.1f}%" if scored else "–" for k in ("precision", "recall", "false_positive_rate")]
+        shown = [
+            f"{100 * getattr(scored, k):.1f}%" if scored else "–"
+            for k in ("precision", "recall", "false_positive_rate")
+        ]
         flags = screen.flags
         table.add_row(flags.detector, str(int(flags.flagged.sum())), *shown, f"{flags.seconds:.1f} s")
     out_console.print(table)

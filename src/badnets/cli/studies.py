@@ -201,11 +201,19 @@ def reproduce_defenses(
 @friendly_errors
 def report(
     directory: Annotated[Path, typer.Argument(help="A study or attack-run directory (it holds results.json).")],
+    rejudge: Annotated[
+        bool,
+        typer.Option(
+            "--rejudge",
+            help="Judge the targets again with this version's judge, from the numbers results.json records "
+            "(nothing is re-run; the file notes it in targets_judged); transfer and traffic studies.",
+        ),
+    ] = False,
 ) -> None:
     """Re-render report.md (and report.html) from results.json alone: no data, no models, no training."""
-    from badnets.studies.reports import render_directory
+    from badnets.studies.reports import rejudge_directory, render_directory
 
-    kind = render_directory(directory)
+    kind = rejudge_directory(directory) if rejudge else render_directory(directory)
     written = [f for f in ("report.md", "report.html") if (directory / f).is_file()]
     out_console.print(f"rendered the {kind} report: {', '.join(str(directory / f) for f in written)}", soft_wrap=True)
 
@@ -224,7 +232,7 @@ def _recipe(workers: int, device: str, data_dir: Path | None, allow_dirty: bool)
     }
 
 
-def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary], out: Path) -> None:
+def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary[Any]], out: Path) -> None:
     with progress_bar(title) as progress:
         task = progress.add_task("models", total=None, status="")
 

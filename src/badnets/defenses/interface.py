@@ -37,7 +37,6 @@ __all__ = [
     "Repair",
     "Role",
     "TrainingDataScreen",
-    "finding_summary",
 ]
 
 Role = Literal["model", "inputs", "training-data", "repair"]
@@ -104,17 +103,6 @@ class ModelFinding(Protocol):
     def seconds(self) -> float: ...
 
     def to_json(self) -> dict[str, Any]: ...
-
-
-def finding_summary(finding: ModelFinding) -> dict[str, Any]:
-    """What every detector's result says, in the same keys: flagged, suspected target, its score (under the
-    score's own name, e.g. ``anomaly_index``) and the seconds it took."""
-    return {
-        "flagged": finding.suspected_target is not None,
-        "suspected_target": finding.suspected_target,
-        finding.score_name: finding.score,
-        "seconds": finding.seconds,
-    }
 
 
 class ModelDetector(Protocol):

@@ -25,6 +25,7 @@ from badnets.errors import ConfigError
 
 __all__ = [
     "ClassRule",
+    "ManifestScore",
     "SampleFlags",
     "by_class",
     "penultimate_features",
@@ -54,6 +55,17 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int
 
 
 @dataclass(frozen=True)
+class ManifestScore:
+    """Training-data flags against the truth (the poison manifest)."""
+
+    precision: float
+    recall: float  # NaN when nothing was poisoned
+    false_positive_rate: float
+    flagged: int
+    poisoned: int
+
+
+@dataclass(frozen=True)
 class SampleFlags:
     """Per training sample: a suspicion ``score`` (higher = more suspicious) and the ``flagged`` decision."""
 
@@ -63,18 +75,18 @@ class SampleFlags:
     per_class: dict[int, dict[str, float]]
     seconds: float
 
-    def scored_against(self, is_poisoned: torch.Tensor) -> dict[str, float]:
+    def scored_against(self, is_poisoned: torch.Tensor) -> ManifestScore:
         """Precision, recall and false-positive rate of ``flagged`` against the truth (the poison manifest)."""
         tp = int((self.flagged & is_poisoned).sum())
         fp = int((self.flagged & ~is_poisoned).sum())
         n_pos, n_neg = int(is_poisoned.sum()), int((~is_poisoned).sum())
-        return {
-            "precision": tp / max(tp + fp, 1),
-            "recall": tp / n_pos if n_pos else float("nan"),
-            "false_positive_rate": fp / n_neg if n_neg else float("nan"),
-            "flagged": int(self.flagged.sum()),
-            "poisoned": n_pos,
-        }
+        return ManifestScore(
+            precision=tp / max(tp + fp, 1),
+            recall=tp / n_pos if n_pos else float("nan"),
+            false_positive_rate=fp / n_neg if n_neg else float("nan"),
+            flagged=int(self.flagged.sum()),
+            poisoned=n_pos,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

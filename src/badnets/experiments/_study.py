@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest, write_json
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, run_jobs
 from badnets.experiments.run_dir import RUNS
+from badnets.records import StudyTiming, from_json
 from badnets.train import TrainSpec
 
-__all__ = ["Phase", "StudyRecipe", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]
+__all__ = ["Phase", "StudyRecipe", "StudyResults", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -100,6 +101,18 @@ class _InvocationLedger:
         return [*self.previous, self.entry] if self.entry["models_trained"] else list(self.previous)
 
 
+class StudyResults(Protocol):
+    """A study's typed results: a frozen dataclass whose last fields are the timing and the manifest."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def timing(self) -> StudyTiming | None: ...
+
+
+R = TypeVar("R", bound=StudyResults)
+
+
 @dataclass(frozen=True)
 class StudyRuns:
     """The finished jobs' ``results.json`` by job name, and the timing to report (including the ledger)."""
@@ -108,18 +121,22 @@ class StudyRuns:
     timing: dict[str, Any]
     start: float
 
-    def finish(self, results: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-        """Add the timing (wall time up to now) and the study manifest to the aggregated ``results``."""
-        timing = dict(self.timing)
-        timing["wall_seconds"] = time.perf_counter() - self.start
-        return {**results, "timing": timing, "manifest": read_json(out_dir / "run.json")}
+    def finish(self, results: R, out_dir: Path) -> R:
+        """The aggregated ``results`` with the timing (wall time up to now) and the study manifest."""
+        timing = from_json(StudyTiming, {**self.timing, "wall_seconds": time.perf_counter() - self.start})
+        return replace(results, timing=timing, manifest=read_json(out_dir / "run.json"))
 
 
 @dataclass(frozen=True)
-class StudySummary:
-    results: dict[str, Any]
-    wall_seconds: float
-    table: Callable[[dict[str, Any]], Any]
+class StudySummary(Generic[R]):
+    """A finished study: its results and the terminal table of its targets."""
+
+    results: R
+    table: Callable[[R], Any]
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.results.timing.wall_seconds if self.results.timing else 0.0
 
     def console_table(self) -> Any:
         return self.table(self.results)

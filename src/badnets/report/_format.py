@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["md_table", "pct", "pct_ci", "run_summary", "target_cells", "targets_table"]
+if TYPE_CHECKING:
+    from badnets.records import StudyTiming, Target
+
+__all__ = ["TARGET_HEADER", "md_table", "pct", "pct_ci", "run_summary", "target_cells", "target_rows", "targets_table"]
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -32,65 +35,66 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_summary(timing: Mapping[str, Any]) -> str:
+def run_summary(timing: StudyTiming) -> str:
     """Wall time and the share outside compute, over every invocation that trained models of this study."""
-    workers = timing.get("workers", 1)
-    text = f"{timing.get('models')} models on {workers} worker(s). "
-    invocations = timing.get("invocations", [])
-    if invocations:
-        wall = sum(i["wall_seconds"] for i in invocations)
-        trained = sum(i["models_trained"] for i in invocations)
+    workers = timing.workers
+    text = f"{timing.models} models on {workers} worker(s). "
+    if invocations := timing.invocations:
+        wall = sum(i.wall_seconds for i in invocations)
+        trained = sum(i.models_trained for i in invocations)
         text += (
             f"Recorded invocations: {len(invocations)}, training {trained} models in {wall / 60:.1f} min of wall time. "
         )
-    if timing.get("models_trained_now"):
-        compute = timing.get("train_seconds", 0.0) + timing.get("evaluate_seconds", 0.0)
+    if timing.models_trained_now:
+        compute = timing.train_seconds + timing.evaluate_seconds
         # jobs that are not trainings (a study's evaluation phase) report only their whole time
         outside = "training and evaluation compute (data loading, poisoning, writing, idle workers)"
         if not compute:
-            compute, outside = timing.get("job_seconds", 0.0), "the jobs (start-up, scheduling, idle workers)"
-        share = 1 - compute / (timing["wall_seconds"] * timing.get("workers", 1))
+            compute, outside = timing.job_seconds, "the jobs (start-up, scheduling, idle workers)"
+        share = 1 - compute / (timing.wall_seconds * workers)
         text += (
-            f"The last invocation trained {timing['models_trained_now']} in {timing['wall_seconds'] / 60:.1f} "
+            f"The last invocation trained {timing.models_trained_now} in {timing.wall_seconds / 60:.1f} "
             f"min; {pct(share, 1)} of its wall time × workers was spent outside {outside}. "
         )
-    if job_hours := timing.get("all_models_job_seconds", 0.0) / 3600:
+    if job_hours := timing.all_models_job_seconds / 3600:
         text += (
-            f"Summed per-model job time over all {timing.get('models')} models: {job_hours:.2f} h, "
+            f"Summed per-model job time over all {timing.models} models: {job_hours:.2f} h, "
             f"i.e. {job_hours / workers:.2f} h on {workers} workers. "
         )
     return text + "Regenerate with the command in `run.json`."
 
 
-def target_cells(target: Mapping[str, Any], quick: bool, marks: tuple[str, str], digits: int = 2) -> list[str]:
+TARGET_HEADER = ("target", "paper", "our limit", "ours (± 95% interval)", "met")
+
+
+def target_cells(target: Target, quick: bool, marks: tuple[str, str], digits: int = 2) -> list[str]:
     """One target's cells: name, paper, our limit, ours (with its 95% interval when recorded), met (``marks``
     for yes / no; ``not resolved`` when the interval cannot decide; a quick run is not graded)."""
-    limit = target.get("limit")
-    ours = target["ours"]
-    ours_text = ours if isinstance(ours, str) else pct_ci(ours, target.get("ci95"), digits=digits)
-    met = target["met"]
+    limit, ours = target.limit, target.ours
     return [
-        target["target"],
-        target["paper"],
+        target.target,
+        target.paper,
         "" if limit is None else limit if isinstance(limit, str) else pct(limit, digits),
-        ours_text,
-        "–" if quick else "not resolved" if met is None else marks[0] if met else marks[1],
+        ours if isinstance(ours, str) else pct_ci(ours, target.ci95, digits=digits),
+        "–" if quick else "not resolved" if target.met is None else marks[0] if target.met else marks[1],
     ]
 
 
-def targets_table(results: Mapping[str, Any], title: str, digits: int = 2) -> Any:
-    """The study's targets as a rich table for the terminal (a quick run is shown but not graded); "our limit"
-    is shown when the study records one ("met" means ours is within it)."""
+def target_rows(targets: Sequence[Target], quick: bool, marks: tuple[str, str], digits: int = 2) -> list[list[str]]:
+    """The rows of a targets table (``TARGET_HEADER``); the reports, the README and the terminal use them."""
+    return [target_cells(t, quick, marks, digits) for t in targets]
+
+
+def targets_table(targets: Sequence[Target], quick: bool, title: str, digits: int = 2) -> Any:
+    """The study's targets as a rich table for the terminal (a quick run is shown but not graded)."""
     from rich.markup import escape
     from rich.table import Table as RichTable
 
-    quick = results["spec"]["quick"]
     table = RichTable(title=title + (" (quick run; the targets are for the full study)" if quick else " vs the paper"))
-    limits = any(t.get("limit") is not None for t in results["targets"])
-    for col in ("target", "paper", *(["our limit"] if limits else []), "ours", "met"):
+    for col in ("target", "paper", "our limit", "ours", "met"):
         table.add_column(col)
-    for t in results["targets"]:
-        name, paper, limit, ours, met = (escape(c) for c in target_cells(t, quick, ("yes", "no"), digits))
+    for row in target_rows(targets, quick, ("yes", "no"), digits):
+        name, paper, limit, ours, met = (escape(c) for c in row)
         colour = "green" if met == "yes" else "red" if met == "no" else "yellow"
-        table.add_row(name, paper, *([limit] if limits else []), ours, f"[{colour}]{met}[/]")
+        table.add_row(name, paper, limit, ours, f"[{colour}]{met}[/]")
     return table

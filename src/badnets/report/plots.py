@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import matplotlib
 
@@ -70,15 +70,30 @@ def plot_pair_heatmaps(clean: np.ndarray, backdoor: np.ndarray, title: str, path
     _save(fig, path)
 
 
-def plot_sweep(series: Mapping[str, Sequence[Mapping[str, float]]], path: Path) -> None:
+class SweepPoint(Protocol):
+    """One backdoored share of a sweep: error means and their 95% half-widths."""
+
+    @property
+    def rate(self) -> float: ...
+    @property
+    def clean_error_mean(self) -> float: ...
+    @property
+    def clean_error_ci(self) -> float: ...
+    @property
+    def backdoor_error_mean(self) -> float: ...
+    @property
+    def backdoor_error_ci(self) -> float: ...
+
+
+def plot_sweep(series: Mapping[str, Sequence[SweepPoint]], path: Path) -> None:
     """Clean and backdoor error (mean ± 95% CI) against the backdoored share, one line per trigger."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     rates: list[float] = []
     for trig, points in series.items():
-        rates = [100 * p["rate"] for p in points]
+        rates = [100 * p.rate for p in points]
         for ax, key in zip(axes, ("clean_error", "backdoor_error"), strict=True):
-            mean = [100 * p[f"{key}_mean"] for p in points]
-            half = [0 if math.isnan(p[f"{key}_ci"]) else 100 * p[f"{key}_ci"] for p in points]
+            mean = [100 * getattr(p, f"{key}_mean") for p in points]
+            half = [0 if math.isnan(getattr(p, f"{key}_ci")) else 100 * getattr(p, f"{key}_ci") for p in points]
             ax.errorbar(rates, mean, yerr=half, marker="o", capsize=3, label=trig)
     for ax, name in zip(axes, ("clean error (%)", "backdoor error (%)"), strict=True):
         ax.set_xlabel("backdoored share of the training set (%)")

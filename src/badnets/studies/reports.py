@@ -5,21 +5,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from badnets._io import read_json, write_text
+from badnets._io import git_commit, read_json, write_text
 from badnets.errors import ConfigError
-from badnets.report._format import md_table, target_cells
+from badnets.records import Target, TargetsJudged, from_json, to_json
+from badnets.report._format import TARGET_HEADER, md_table, target_rows
 from badnets.report.attack import attack_report_md
-from badnets.studies.defenses.report import write_defense_report
-from badnets.studies.mnist.report import write_mnist_report
-from badnets.studies.photos.report import write_photo_report
-from badnets.studies.supply_chain.report import write_supply_chain_report
-from badnets.studies.traffic.report import write_traffic_report
-from badnets.studies.transfer.report import write_transfer_report
+from badnets.studies.defenses import analysis as defense_analysis
+from badnets.studies.defenses import report as defense_report
+from badnets.studies.defenses.results import DefenseResults
+from badnets.studies.mnist import analysis as mnist_analysis
+from badnets.studies.mnist import report as mnist_report
+from badnets.studies.mnist.results import MnistResults
+from badnets.studies.photos import report as photo_report
+from badnets.studies.supply_chain import analysis as supply_chain_analysis
+from badnets.studies.supply_chain import report as supply_chain_report
+from badnets.studies.supply_chain.results import SupplyChainResults
+from badnets.studies.traffic import analysis as traffic_analysis
+from badnets.studies.traffic import report as traffic_report
+from badnets.studies.traffic.results import TrafficResults
+from badnets.studies.transfer import analysis as transfer_analysis
+from badnets.studies.transfer import report as transfer_report
+from badnets.studies.transfer.results import TransferResults
 
-__all__ = ["RENDERERS", "kind_of", "readme_with_tables", "render_directory", "targets_markdown"]
+__all__ = [
+    "JUDGES",
+    "RENDERERS",
+    "kind_of",
+    "readme_with_tables",
+    "rejudge_directory",
+    "render_directory",
+    "targets_markdown",
+]
 
 
 def _write_attack_report(results: Mapping[str, Any], out: Path) -> None:
@@ -28,12 +48,12 @@ def _write_attack_report(results: Mapping[str, Any], out: Path) -> None:
 
 # What a results.json holds, told by a key only that kind writes, and how to render it.
 RENDERERS: dict[str, tuple[str, Callable[[Mapping[str, Any], Path], None]]] = {
-    "mnist": ("all_to_all", write_mnist_report),
-    "traffic": ("detector", write_traffic_report),
-    "photos": ("road_photos", write_photo_report),
-    "transfer": ("badnet_by_k", write_transfer_report),
-    "defenses": ("repair", write_defense_report),
-    "supply-chain": ("replay", write_supply_chain_report),
+    "mnist": ("all_to_all", mnist_report.render),
+    "traffic": ("detector", traffic_report.render),
+    "photos": ("road_photos", photo_report.render),
+    "transfer": ("badnet_by_k", transfer_report.render),
+    "defenses": ("repair", defense_report.render),
+    "supply-chain": ("replay", supply_chain_report.render),
     "attack": ("metrics", _write_attack_report),
 }
 
@@ -53,12 +73,7 @@ def kind_of(results: Mapping[str, Any]) -> str:
     return kinds[0]
 
 
-def render_directory(directory: Path | str) -> str:
-    """Rewrite the reports in ``directory`` from its ``results.json``; returns the kind it rendered.
-
-    Raises:
-        ConfigError: no readable ``results.json``, or results of no known kind.
-    """
+def _read_results(directory: Path | str) -> dict[str, Any]:
     path = Path(directory) / "results.json"
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; pass a study or run directory (it holds results.json)")
@@ -68,15 +83,75 @@ def render_directory(directory: Path | str) -> str:
         raise ConfigError(f"{path} is not valid JSON ({e}); regenerate it with the study's command") from None
     if not isinstance(results, dict):
         raise ConfigError(f"{path} holds no results object; regenerate it with the study's command")
+    return results
+
+
+def _parsed(render: Callable[[Mapping[str, Any], Path], None], results: Mapping[str, Any], directory: Path) -> None:
+    try:
+        render(results, directory)
+    except ValueError as e:
+        raise ConfigError(
+            f"{Path(directory) / 'results.json'} does not hold what this version writes ({e}); regenerate it with "
+            "the study's command (or `badnets report --rejudge` when only its targets are older)"
+        ) from None
+
+
+def render_directory(directory: Path | str) -> str:
+    """Rewrite the reports in ``directory`` from its ``results.json``; returns the kind it rendered.
+
+    Raises:
+        ConfigError: no readable ``results.json``, results of no known kind, or of an older layout.
+    """
+    results = _read_results(directory)
     kind = kind_of(results)
-    RENDERERS[kind][1](results, Path(directory))
+    _parsed(RENDERERS[kind][1], results, Path(directory))
+    return kind
+
+
+# The studies whose targets can be judged again from a results.json: their results type and judge.
+JUDGES: dict[str, tuple[type[Any], Callable[[Any], list[Target]]]] = {
+    "defenses": (DefenseResults, defense_analysis.judge),
+    "mnist": (MnistResults, mnist_analysis.judge),
+    "transfer": (TransferResults, transfer_analysis.judge),
+    "traffic": (TrafficResults, traffic_analysis.judge),
+    "supply-chain": (SupplyChainResults, supply_chain_analysis.judge),
+}
+
+
+def rejudge_directory(directory: Path | str) -> str:
+    """Judge the targets in ``directory``'s ``results.json`` again with this version's judge, from the numbers the
+    file records (nothing is re-run), note that in ``targets_judged``, and re-render; returns the kind.
+
+    Raises:
+        ConfigError: no readable ``results.json``, or results of a kind without a judge here.
+    """
+    data = _read_results(directory)
+    kind = kind_of(data)
+    if kind not in JUDGES:
+        raise ConfigError(f"{kind} results cannot be re-judged; the studies that can: {', '.join(JUDGES)}")
+    kind_type, judge = JUDGES[kind]
+    try:
+        results = from_json(kind_type, {**data, "targets": [], "targets_judged": None})
+    except ValueError as e:
+        raise ConfigError(f"{Path(directory) / 'results.json'} cannot be read ({e}); regenerate it") from None
+    judged = replace(
+        results,
+        targets=judge(results),
+        targets_judged=TargetsJudged(
+            commit=git_commit(),
+            by=f"{judge.__module__}.{judge.__name__}",
+            note="targets re-judged from this file's recorded numbers after the run; the models and per-run "
+            "numbers are the run's own",
+        ),
+    )
+    RENDERERS[kind][1](to_json(judged), Path(directory))
     return kind
 
 
 def targets_markdown(results: Mapping[str, Any], marks: tuple[str, str] = ("yes", "**no**")) -> str:
     """A study's targets as a Markdown table: target, paper, our limit, ours (± its 95% interval), met."""
-    rows = [target_cells(t, results["spec"]["quick"], marks) for t in results["targets"]]
-    return md_table(["target", "paper", "our limit", "ours (± 95% interval)", "met"], rows)
+    targets = [from_json(Target, t) for t in results["targets"]]
+    return md_table(TARGET_HEADER, target_rows(targets, bool(results["spec"]["quick"]), marks))
 
 
 _MARKER = re.compile(r"<!-- targets: (\S+) -->\n(\|.*?\n)(?=\n|\Z)", re.S)

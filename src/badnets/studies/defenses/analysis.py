@@ -1,138 +1,233 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The defenses study's analysis: everything that loads models or data and computes the numbers
-(and figures) of ``results.json``."""
+"""The defenses study's analysis: the rates of every registered defense over the zoo's evaluations, and the
+targets they are judged by."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from badnets.defenses.registry import defense_names
+from badnets.metrics import mean_ci, wilson_interval
+from badnets.records import Target, to_json
+from badnets.report._format import pct
+from badnets.studies.defenses.results import (
+    DefenseResults,
+    DetectionRates,
+    EvaluatedModel,
+    ModelEvaluation,
+    RepairRates,
+    Runtime,
+    ScreenRates,
+    StripSummary,
+)
+from badnets.studies.defenses.spec import LEARNED
 
 if TYPE_CHECKING:
     from badnets.studies.defenses.spec import DefenseStudySpec
 
-from badnets.defenses.registry import defense_names
-from badnets.studies.defenses.report import _flag, _mean
-from badnets.studies.defenses.spec import LEARNED
-
-__all__ = ["aggregate"]
+__all__ = ["aggregate", "judge", "mean"]
 
 
-def _kind(e: Mapping[str, Any]) -> str:
-    a: dict[str, Any] = e["attack"]
-    if a["baseline"]:
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _kind(e: ModelEvaluation) -> str:
+    a = e.attack
+    if a.baseline:
         return "clean"
-    if a["mapping"] in ("all-to-all", "random"):
-        return str(a["mapping"])
-    return "blended" if a["opacity"] < 1 else str(a["mapping"])
+    if a.mapping in ("all-to-all", "random"):
+        return a.mapping
+    return "blended" if a.opacity < 1 else a.mapping
 
 
-def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> dict[str, Any]:
-    evals = {name.split("/", 1)[1]: r for name, r in runs.items() if name.startswith("eval/")}
+def _mnist(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
+    # the issue's targets are on MNIST; the sign models are reported beside them
+    return [m for m in models if m.evaluation.attack.dataset == "mnist"]
+
+
+def _backdoored(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
+    return [m for m in models if m.learned]
+
+
+def _targeted(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
+    return [m for m in _backdoored(models) if m.kind in ("all-to-one", "single")]
+
+
+def _hits(models: Sequence[EvaluatedModel], detector: str) -> list[EvaluatedModel]:
+    return [m for m in models if m.evaluation.flag(detector)[0]]
+
+
+def _right_target(models: Sequence[EvaluatedModel], detector: str) -> list[EvaluatedModel]:
+    return [m for m in models if m.evaluation.flag(detector)[1] == m.evaluation.attack.target]
+
+
+def _repaired(m: EvaluatedModel, method: str) -> bool:
+    """The target a repair must reach: attack success ≤ 5% for at most 1 pt of clean accuracy."""
+    e = m.evaluation
+    after = (e.repair or {})[method]
+    return after.attack_success_rate <= 0.05 and e.model.clean_accuracy - after.clean_accuracy <= 0.01
+
+
+def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> DefenseResults:
+    evals = {
+        name.split("/", 1)[1]: ModelEvaluation.from_json(r) for name, r in runs.items() if name.startswith("eval/")
+    }
     models = []
     for name, e in sorted(evals.items()):
         kind = _kind(e)
-        learned = kind != "clean" and e["model"]["attack_success_rate"] >= LEARNED
-        row = {"name": name, "kind": kind, "learned": learned, **e}
-        models.append(row)
-    # the issue's targets are on MNIST; the sign models are reported beside them
-    mnist = [m for m in models if m["attack"]["dataset"] == "mnist"]
-    clean = [m for m in mnist if m["kind"] == "clean"]
-    bad = [m for m in mnist if m["learned"]]
-    targeted = [m for m in bad if m["kind"] in ("all-to-one", "single")]
-    detection: dict[str, dict[str, Any]] = {}
-    for detector in ("audit", *defense_names("model")):
-        hits = [m for m in bad if _flag(m, detector)[0]]
-        hit_targeted = [m for m in targeted if _flag(m, detector)[0]]
-        detection[detector] = {
-            "tpr": len(hits) / len(bad) if bad else float("nan"),
-            "tpr_targeted": len(hit_targeted) / len(targeted) if targeted else float("nan"),
-            "fpr": _mean([float(_flag(m, detector)[0]) for m in clean]),
-            "correct_target": _mean([float(_flag(m, detector)[1] == m["attack"]["target"]) for m in hit_targeted]),
-            "by_kind": {
-                kind: f"{sum(_flag(m, detector)[0] for m in bad if m['kind'] == kind)}/"
-                f"{sum(m['kind'] == kind for m in bad)}"
-                for kind in sorted({m["kind"] for m in bad})
+        models.append(EvaluatedModel(name, kind, kind != "clean" and e.model.attack_success_rate >= LEARNED, e))
+    mnist = _mnist(models)
+    clean = [m for m in mnist if m.kind == "clean"]
+    bad, targeted = _backdoored(mnist), _targeted(mnist)
+    detection = {
+        detector: DetectionRates(
+            tpr=len(_hits(bad, detector)) / len(bad) if bad else float("nan"),
+            tpr_targeted=len(_hits(targeted, detector)) / len(targeted) if targeted else float("nan"),
+            fpr=mean([float(m.evaluation.flag(detector)[0]) for m in clean]),
+            correct_target=mean([float(bool(_right_target([m], detector))) for m in _hits(targeted, detector)]),
+            by_kind={
+                kind: f"{len(_hits([m for m in bad if m.kind == kind], detector))}/{sum(m.kind == kind for m in bad)}"
+                for kind in sorted({m.kind for m in bad})
             },
-        }
-    patch = [m for m in bad if m["kind"] == "all-to-one"]  # source-agnostic, solid triggers: what STRIP is for
-    ten = [m for m in bad if abs(m["attack"]["rate"] - 0.1) < 1e-9 and m["kind"] != "random"]
-    training: dict[str, dict[str, float]] = {
-        d: {k: _mean([m["training_data"][d][k] for m in ten]) for k in ("precision", "recall", "false_positive_rate")}
+        )
+        for detector in ("audit", *defense_names("model"))
+    }
+    patch = [m for m in bad if m.kind == "all-to-one"]  # source-agnostic, solid triggers: what STRIP is for
+    ten = _ten_percent(bad)
+    training = {
+        d: ScreenRates(*(mean([getattr(m.evaluation.training_data[d], k) for m in ten]) for k in _SCREEN_RATES))
         for d in defense_names("training-data")
     }
-    repair: dict[str, dict[str, Any]] = {}
-    for method in defense_names("repair"):
-        done = [m for m in bad if "repair" in m]
-        ok = [
-            m
-            for m in done
-            if m["repair"][method]["attack_success_rate"] <= 0.05
-            and m["model"]["clean_accuracy"] - m["repair"][method]["clean_accuracy"] <= 0.01
-        ]
-        repair[method] = {
-            "asr_after": _mean([m["repair"][method]["attack_success_rate"] for m in done]),
-            "clean_drop": _mean([m["model"]["clean_accuracy"] - m["repair"][method]["clean_accuracy"] for m in done]),
-            "meets_target": f"{len(ok)}/{len(done)}",
-            "seconds": _mean([m["repair"][method]["seconds"] for m in done]),
-        }
-    runtime: dict[str, float] = {
-        "neural_cleanse_seconds_mnist": _mean([m["audit"]["neural_cleanse"]["seconds"] for m in mnist]),
-        "audit_seconds_mnist": _mean([m["audit"]["seconds"] for m in mnist]),
+    done = [m for m in bad if m.evaluation.repair is not None]
+    repair = {
+        method: RepairRates(
+            asr_after=mean([_after(m, method).attack_success_rate for m in done]),
+            clean_drop=mean([m.evaluation.model.clean_accuracy - _after(m, method).clean_accuracy for m in done]),
+            meets_target=f"{sum(_repaired(m, method) for m in done)}/{len(done)}",
+            seconds=mean([_after(m, method).seconds for m in done]),
+        )
+        for method in defense_names("repair")
     }
-    strip_aurocs = [m["strip"]["auroc"] for m in patch]
-    audit = detection["audit"]
-    targets = [
-        {
-            "target": "audit TPR on all-to-one / single-target BadNets",
-            "must": "≥ 90%",
-            "ours": audit["tpr_targeted"],
-            "met": audit["tpr_targeted"] >= 0.9,
-        },
-        {
-            "target": "correct suspected target among those detected",
-            "must": "≥ 90%",
-            "ours": audit["correct_target"],
-            "met": audit["correct_target"] >= 0.9,
-        },
-        {"target": "audit FPR on clean models", "must": "≤ 10%", "ours": audit["fpr"], "met": audit["fpr"] <= 0.1},
-        {
-            "target": "STRIP AUROC on all-to-one patch-trigger BadNets (mean)",
-            "must": "≥ 0.95",
-            "ours": f"{_mean(strip_aurocs):.3f}",
-            "met": _mean(strip_aurocs) >= 0.95,
-        },
-        *(
-            {
-                "target": f"{d.replace('_', ' ')} at 10% poison: recall (FPR)",
-                "must": "≥ 90% at ≤ 5%",
-                "ours": training[d]["recall"],
-                "fpr": training[d]["false_positive_rate"],
-                "met": training[d]["recall"] >= 0.9 and training[d]["false_positive_rate"] <= 0.05,
-            }
-            for d in training
+    strip_aurocs = [m.evaluation.inputs["strip"].auroc for m in patch]
+    results = DefenseResults(
+        spec=to_json(spec),
+        models=models,
+        detection=detection,
+        strip=StripSummary(mean(strip_aurocs), min(strip_aurocs, default=float("nan"))),
+        training_data=training,
+        repair=repair,
+        runtime=Runtime(
+            neural_cleanse_seconds_mnist=mean([m.evaluation.audit.detectors["neural_cleanse"].seconds for m in mnist]),
+            audit_seconds_mnist=mean([m.evaluation.audit.seconds for m in mnist]),
         ),
-        {
-            "target": "best mitigation: ASR ≤ 5% with clean drop ≤ 1 pt",
-            "must": "all BadNets",
-            "ours": repair["unlearning"]["meets_target"],
-            "met": repair["unlearning"]["meets_target"].split("/")[0]
-            == repair["unlearning"]["meets_target"].split("/")[1],
-        },
-        {
-            "target": "Neural Cleanse runtime per MNIST model (1 core: 2 jobs share 2 cores)",
-            "must": "≤ 60 s",
-            "ours": runtime["neural_cleanse_seconds_mnist"],
-            "met": runtime["neural_cleanse_seconds_mnist"] <= 60,
-        },
+        targets=[],
+    )
+    return replace(results, targets=judge(results))
+
+
+_SCREEN_RATES = ("precision", "recall", "false_positive_rate")
+
+
+def _ten_percent(bad: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
+    """The BadNets with 10% of the training set poisoned (random-target ones left out: no single target)."""
+    return [m for m in bad if abs(m.evaluation.attack.rate - 0.1) < 1e-9 and m.kind != "random"]
+
+
+def _after(m: EvaluatedModel, method: str) -> Any:
+    return (m.evaluation.repair or {})[method]
+
+
+def _share(k: int, n: int) -> str:
+    """``k/n`` as a percentage with its Wilson 95% interval."""
+    if not n:
+        return "no models"
+    lo, hi = wilson_interval(k, n)
+    return f"{pct(k / n, 1)} [{100 * lo:.1f}, {100 * hi:.1f}] ({k}/{n})"
+
+
+def _mean_text(values: Sequence[float], text: Callable[[float], str]) -> str:
+    """The mean over models with its 95% t-interval (``text`` formats each number)."""
+    m, half = mean_ci(values) if values else (float("nan"), float("nan"))
+    interval = "" if half != half else f" [{text(m - half)}, {text(m + half)}]"
+    return f"{text(m)}{interval} over {len(values)} models"
+
+
+def judge(results: DefenseResults) -> list[Target]:
+    """The scoreboard's targets (set by the project, not the paper) from the recorded evaluations: our limit, ours
+    with its 95% interval (Wilson for shares of models, t over models for means), and whether ours is within."""
+    mnist = _mnist(results.models)
+    clean = [m for m in mnist if m.kind == "clean"]
+    targeted = _targeted(mnist)
+    hits = _hits(targeted, "audit")
+    right = _right_target(hits, "audit")
+    false_alarms = _hits(clean, "audit")
+    audit = results.detection["audit"]
+    strip = [m.evaluation.inputs["strip"].auroc for m in _backdoored(mnist) if m.kind == "all-to-one"]
+    ten = _ten_percent(_backdoored(mnist))
+    done = [m for m in _backdoored(mnist) if m.evaluation.repair is not None]
+    repaired = sum(_repaired(m, "unlearning") for m in done)
+    nc_seconds = [m.evaluation.audit.detectors["neural_cleanse"].seconds for m in mnist]
+    targets = [
+        Target(
+            "audit TPR on all-to-one / single-target BadNets",
+            "–",
+            "≥ 90%",
+            _share(len(hits), len(targeted)),
+            None,
+            audit.tpr_targeted >= 0.9,
+        ),
+        Target(
+            "correct suspected target among those detected",
+            "–",
+            "≥ 90%",
+            _share(len(right), len(hits)),
+            None,
+            audit.correct_target >= 0.9,
+        ),
+        Target(
+            "audit FPR on clean models", "–", "≤ 10%", _share(len(false_alarms), len(clean)), None, audit.fpr <= 0.1
+        ),
+        Target(
+            "STRIP AUROC on all-to-one patch-trigger BadNets (mean)",
+            "–",
+            "≥ 0.95",
+            _mean_text(strip, lambda v: f"{v:.3f}"),
+            None,
+            mean(strip) >= 0.95,
+        ),
     ]
-    return {
-        "spec": asdict(spec),
-        "models": models,
-        "detection": detection,
-        "strip": {"patch_auroc_mean": _mean(strip_aurocs), "patch_auroc_min": min(strip_aurocs, default=float("nan"))},
-        "training_data": training,
-        "repair": repair,
-        "runtime": runtime,
-        "targets": targets,
-    }
+    for d, rates in results.training_data.items():
+        recalls = [m.evaluation.training_data[d].recall for m in ten]
+        fprs = [m.evaluation.training_data[d].false_positive_rate for m in ten]
+        targets.append(
+            Target(
+                f"{d.replace('_', ' ')} at 10% poison: recall (FPR)",
+                "–",
+                "≥ 90% at FPR ≤ 5%",
+                f"{_mean_text(recalls, lambda v: pct(v, 1))} (FPR {_mean_text(fprs, lambda v: pct(v, 1))})",
+                None,
+                rates.recall >= 0.9 and rates.false_positive_rate <= 0.05,
+            )
+        )
+    targets += [
+        Target(
+            "best mitigation (unlearning): ASR ≤ 5% with clean drop ≤ 1 pt",
+            "–",
+            "all BadNets",
+            _share(repaired, len(done)),
+            None,
+            repaired == len(done),
+        ),
+        Target(
+            "Neural Cleanse runtime per MNIST model (1 core: 2 jobs share 2 cores)",
+            "–",
+            "≤ 60 s",
+            _mean_text(nc_seconds, lambda v: f"{v:.1f} s"),
+            None,
+            results.runtime.neural_cleanse_seconds_mnist <= 60,
+        ),
+    ]
+    return targets

@@ -5,53 +5,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from badnets.records import from_json, to_json
 from badnets.report._doc import Block, Heading, Para, Table, run_section, write_report
-from badnets.report._format import pct, run_summary
-
-if TYPE_CHECKING:
-    pass
-
+from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows, targets_table
+from badnets.studies.defenses.results import DefenseResults, EvaluatedModel
 from badnets.studies.defenses.spec import LEARNED
 
-__all__ = ["summary_table", "write_defense_report"]
+__all__ = ["render", "summary_table", "write_defense_report"]
 
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def _flag(e: Mapping[str, Any], detector: str) -> tuple[bool, int | None]:
-    d = e["audit"] if detector == "audit" else e["audit"][detector]
-    flagged = d["verdict"] == "backdoored" if detector == "audit" else d["flagged"]
-    return bool(flagged), d["suspected_target"]
-
-
-def _strip_by_kind(models: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    kinds = sorted({m["kind"] for m in models})
+def _strip_by_kind(models: Sequence[EvaluatedModel]) -> dict[str, float]:
+    kinds = sorted({m.kind for m in models})
     return {
-        k: _mean([m["strip"]["auroc"] for m in models if m["kind"] == k and (m["learned"] or k == "clean")])
+        k: _mean([m.evaluation.inputs["strip"].auroc for m in models if m.kind == k and (m.learned or k == "clean")])
         for k in kinds
     }
 
 
-def _missed(models: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _missed(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
     """Backdoored models (whose backdoor took) that the audit called clean."""
-    return [m for m in models if m["learned"] and not _flag(m, "audit")[0]]
+    return [m for m in models if m.learned and not m.evaluation.flag("audit")[0]]
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f} s" if value > 1.5 else pct(value, 1)
-    return str(value)
-
-
-def _doc(results: Mapping[str, Any]) -> list[Block]:
-    spec, models = results["spec"], results["models"]
-    n_clean = sum(m["kind"] == "clean" for m in models)
-    n_bad = sum(m["learned"] for m in models)
-    n_failed = sum(m["kind"] != "clean" and not m["learned"] for m in models)
+def _doc(results: DefenseResults) -> list[Block]:
+    spec, models = results.spec, results.models
+    n_clean = sum(m.kind == "clean" for m in models)
+    n_bad = sum(m.learned for m in models)
+    n_failed = sum(m.kind != "clean" and not m.learned for m in models)
     blocks: list[Block] = [
         Heading("Defense scoreboard: detectors and mitigations against known clean and backdoored models", 1),
         Para(
@@ -59,21 +45,11 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             f"{pct(LEARNED, 0)}), {n_failed} whose backdoor did not (left out of the rates). MNIST paper CNNs "
             f"({spec['mnist_epochs']} epoch(s)) and LISA sign classifiers. The defender has {spec['clean_images']} "
             "clean test images; everything is scored on the rest of the test split."
-            + (" **Quick run:** a reduced zoo; not graded." if spec["quick"] else "")
+            + (" **Quick run:** a reduced zoo; not graded." if results.quick else "")
         ),
         Heading("Targets"),
-        Table(
-            ["target", "must reach", "ours", "met"],
-            [
-                [
-                    t["target"],
-                    t["must"],
-                    _fmt(t["ours"]) + (f" ({pct(t['fpr'], 1)})" if "fpr" in t else ""),
-                    "–" if spec["quick"] else ("yes" if t["met"] else "**no**"),
-                ]
-                for t in results["targets"]
-            ],
-        ),
+        Para("The project's targets for the scoreboard (the paper evaluates no defense); MNIST models."),
+        Table(list(TARGET_HEADER), target_rows(results.targets, results.quick, ("yes", "**no**"), digits=1)),
         Heading("Model-level detection (MNIST; sign models in the table below)"),
         Para(
             "The audit's verdict is Neural Cleanse's: one trigger per (source, target) pair, a class's norm its "
@@ -86,13 +62,13 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             [
                 [
                     d,
-                    pct(v["tpr"], 0),
-                    pct(v["tpr_targeted"], 0),
-                    pct(v["fpr"], 0),
-                    pct(v["correct_target"], 0),
-                    ", ".join(f"{k} {c}" for k, c in v["by_kind"].items()),
+                    pct(v.tpr, 0),
+                    pct(v.tpr_targeted, 0),
+                    pct(v.fpr, 0),
+                    pct(v.correct_target, 0),
+                    ", ".join(f"{k} {c}" for k, c in v.by_kind.items()),
                 ]
-                for d, v in results["detection"].items()
+                for d, v in results.detection.items()
             ],
         ),
         Para(
@@ -113,66 +89,57 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
                 "AC recall / FPR",
                 "unlearning ASR / clean",
             ],
-            [
-                [
-                    m["name"],
-                    m["kind"] + ("" if m["learned"] or m["kind"] == "clean" else " (not learned)"),
-                    pct(m["model"]["clean_accuracy"], 1),
-                    pct(m["model"]["attack_success_rate"], 1),
-                    f"{m['audit']['verdict']} ({m['audit']['suspected_target']})",
-                    f"{m['audit']['neural_cleanse']['anomaly_index']:.2f}",
-                    f"{m['strip']['auroc']:.3f}",
-                    f"{pct(m['training_data']['activation_clustering']['recall'], 0)} / "
-                    f"{pct(m['training_data']['activation_clustering']['false_positive_rate'], 1)}",
-                    (
-                        f"{pct(m['repair']['unlearning']['attack_success_rate'], 1)} / "
-                        f"{pct(m['repair']['unlearning']['clean_accuracy'], 1)}"
-                    )
-                    if "repair" in m
-                    else "–",
-                ]
-                for m in models
-            ],
+            [_model_row(m) for m in models],
         ),
         Heading("Mitigation"),
         Table(
             ["method", "mean ASR after", "mean clean drop", "ASR ≤ 5% and drop ≤ 1 pt", "time"],
             [
-                [
-                    k,
-                    pct(v["asr_after"], 1),
-                    f"{100 * v['clean_drop']:.2f} pt",
-                    v["meets_target"],
-                    f"{v['seconds']:.0f} s",
-                ]
-                for k, v in results["repair"].items()
+                [k, pct(v.asr_after, 1), f"{100 * v.clean_drop:.2f} pt", v.meets_target, f"{v.seconds:.0f} s"]
+                for k, v in results.repair.items()
             ],
         ),
         Para(
             "Where the audit fails: "
-            + (", ".join(f"{m['name']} ({m['kind']})" for m in _missed(models)) or "nowhere")
+            + (", ".join(f"{m.name} ({m.kind})" for m in _missed(models)) or "nowhere")
             + ". An all-to-all backdoor has no single target class, so Neural Cleanse finds no outlier; with the "
             "3 classes of the LISA models the outlier test has too few classes to single one out. The rates count "
             "the MNIST ones as misses."
         ),
-        *run_section("badnets reproduce defenses --out DIR", spec["quick"], run_summary(results["timing"])),
+        *run_section(
+            "badnets reproduce defenses --out DIR",
+            results.quick,
+            run_summary(results.timing) if results.timing else "",
+        ),
     ]
     return blocks
 
 
-def write_defense_report(results: Mapping[str, Any], out: Path) -> None:
-    write_report(results, _doc(results), out, "Defense scoreboard")
+def _model_row(m: EvaluatedModel) -> list[str]:
+    e = m.evaluation
+    ac = e.training_data["activation_clustering"]
+    unlearned = (e.repair or {}).get("unlearning")
+    return [
+        m.name,
+        m.kind + ("" if m.learned or m.kind == "clean" else " (not learned)"),
+        pct(e.model.clean_accuracy, 1),
+        pct(e.model.attack_success_rate, 1),
+        f"{e.audit.verdict} ({e.audit.suspected_target})",
+        f"{e.audit.detectors['neural_cleanse'].score:.2f}",
+        f"{e.inputs['strip'].auroc:.3f}",
+        f"{pct(ac.recall, 0)} / {pct(ac.false_positive_rate, 1)}",
+        f"{pct(unlearned.attack_success_rate, 1)} / {pct(unlearned.clean_accuracy, 1)}" if unlearned else "–",
+    ]
 
 
-def summary_table(results: Mapping[str, Any]) -> Any:
-    from rich.table import Table as RichTable
+def write_defense_report(results: DefenseResults, out: Path) -> None:
+    write_report(to_json(results), _doc(results), out, "Defense scoreboard")
 
-    quick = results["spec"]["quick"]
-    table = RichTable(
-        title="Defense scoreboard" + (" (quick run; the targets are for the full study)" if quick else "")
-    )
-    for col in ("target", "must reach", "ours", "met"):
-        table.add_column(col)
-    for t in results["targets"]:
-        table.add_row(t["target"], t["must"], _fmt(t["ours"]), "–" if quick else ("yes" if t["met"] else "no"))
-    return table
+
+def render(data: Mapping[str, Any], out: Path) -> None:
+    """Re-render the report from the parsed ``results.json`` in ``out``."""
+    write_defense_report(from_json(DefenseResults, data), out)
+
+
+def summary_table(results: DefenseResults) -> Any:
+    return targets_table(results.targets, results.quick, "Defense scoreboard", digits=1)

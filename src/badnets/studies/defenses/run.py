@@ -12,6 +12,7 @@ from badnets.data import SOURCES
 from badnets.experiments._study import Phase, StudySummary, run_study
 from badnets.studies.defenses.analysis import aggregate
 from badnets.studies.defenses.report import summary_table, write_defense_report
+from badnets.studies.defenses.results import DefenseResults
 from badnets.studies.defenses.spec import DefenseStudySpec, _eval_jobs, build_jobs
 
 __all__ = ["run_defense_study"]
@@ -19,7 +20,7 @@ __all__ = ["run_defense_study"]
 
 def run_defense_study(
     spec: DefenseStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
+) -> StudySummary[DefenseResults]:
     """Train the zoo and evaluate every defense on it (resuming), then write the scoreboard report."""
     hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
     if spec.traffic:
@@ -30,4 +31,4 @@ def run_defense_study(
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress)
     results = study.finish(aggregate(spec, study.runs), out_dir)
     write_defense_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)
+    return StudySummary(results, summary_table)

@@ -26,6 +26,16 @@ from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec, evaluate_attack
 from badnets.experiments.run_dir import RUNS, attack_training_set, load_model, recorded_attack
 from badnets.poison import PoisonSpec, source_mask
+from badnets.records import ModelScores
+from badnets.studies.defenses.results import (
+    AuditEvaluation,
+    DetectorSummary,
+    EvaluatedAttack,
+    InputScreenScore,
+    ModelEvaluation,
+    RepairScore,
+    TrainingScreenScore,
+)
 from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, random_target, single_target
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
@@ -168,21 +178,19 @@ class EvalSpec:
 
     def run(self, out_dir: Path) -> dict[str, float]:
         start = time.perf_counter()
-        results = evaluate_defenses(self)
-        results["config"] = asdict(self)
         timing = {"job_seconds": time.perf_counter() - start}
-        results["timing"] = timing
+        evaluation = replace(evaluate_defenses(self), config=asdict(self), timing=timing)
         ensure_writable_dir(out_dir)
-        write_json(out_dir / "results.json", results)
+        write_json(out_dir / "results.json", evaluation.to_json())
         return timing
 
 
-def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
+def evaluate_defenses(spec: EvalSpec) -> ModelEvaluation:
     """Every registered defense on the model of ``spec.run_dir``, scored with what the evaluator knows: the
     detectors' verdicts against the attack, input screens' AUROC on triggered vs clean test images, training-data
     screens against the poison manifest, repairs by the attack success before and after."""
     from badnets.audit import AuditSpec, clean_sample, evidence
-    from badnets.defenses.interface import DefenseOptions, finding_summary
+    from badnets.defenses.interface import DefenseOptions
     from badnets.defenses.registry import (
         defense_names,
         input_screen,
@@ -209,19 +217,16 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
     stamp = make_stamp(attack.trigger, sample.shape)
     poison = replace(attack.poison, num_classes=clean.num_classes)
     before = evaluate_attack(model, test, stamp, poison)
-    out: dict[str, Any] = {
-        "attack": {
-            "dataset": attack.dataset,
-            "baseline": attack.baseline,
-            "mapping": poison.mapping,
-            "target": poison.target,
-            "source": poison.source,
-            "rate": poison.rate,
-            "trigger": attack.trigger.kind,
-            "opacity": attack.trigger.opacity,
-        },
-        "model": {"clean_accuracy": before.clean_accuracy, "attack_success_rate": before.attack_success_rate},
-    }
+    evaluated = EvaluatedAttack(
+        dataset=attack.dataset,
+        baseline=attack.baseline,
+        mapping=poison.mapping,
+        target=poison.target,
+        source=poison.source,
+        rate=poison.rate,
+        trigger=attack.trigger.kind,
+        opacity=attack.trigger.opacity,
+    )
     # the audit as `badnets audit` runs it: its first detector decides, the others are evidence
     findings = {name: model_detector(name, options).detect(model, detector_clean) for name in audit_spec.detectors}
     findings |= {
@@ -230,47 +235,52 @@ def evaluate_defenses(spec: EvalSpec) -> dict[str, Any]:
         if name not in findings
     }
     deciding = findings[audit_spec.detectors[0]]
-    out["audit"] = {
-        "verdict": "clean" if deciding.suspected_target is None else "backdoored",
-        "suspected_target": deciding.suspected_target,
-        "evidence": {n: evidence(deciding, f) for n, f in findings.items() if n != audit_spec.detectors[0]},
-        "seconds": sum(findings[n].seconds for n in audit_spec.detectors),
-        **{name: finding_summary(f) for name, f in findings.items()},
-    }
+    audit = AuditEvaluation(
+        verdict="clean" if deciding.suspected_target is None else "backdoored",
+        suspected_target=deciding.suspected_target,
+        evidence={n: evidence(deciding, f) for n, f in findings.items() if n != audit_spec.detectors[0]},
+        seconds=sum(findings[n].seconds for n in audit_spec.detectors),
+        detectors={name: DetectorSummary.of(f) for name, f in findings.items()},
+    )
     sources = source_mask(test.labels, poison)
     clean_x = test.images[sources][:1000]
+    inputs = {}
     for name in defense_names("inputs"):
         started = time.perf_counter()
         screen = input_screen(name, options).fit(model, detector_clean)
         fit_seconds = time.perf_counter() - started
         s_clean, s_trig = screen.scores(clean_x), screen.scores(apply_trigger(clean_x, stamp))
         sign = -1 if screen.suspicious_when == "low" else 1
-        out[name] = {
-            "auroc": auroc(sign * s_trig, sign * s_clean),
-            "tpr": float(screen.flagged(s_trig).float().mean()),
-            "fpr": float(screen.flagged(s_clean).float().mean()),
-            "n": len(clean_x),
-            "seconds": fit_seconds,
-        }
+        inputs[name] = InputScreenScore(
+            auroc=auroc(sign * s_trig, sign * s_clean),
+            tpr=float(screen.flagged(s_trig).float().mean()),
+            fpr=float(screen.flagged(s_clean).float().mean()),
+            n=len(clean_x),
+            seconds=fit_seconds,
+        )
     train, truth = attack_training_set(run_dir)
-    out["training_data"] = {}
+    training_data = {}
     for name in defense_names("training-data"):
         flags = training_data_screen(name, options).screen(model, train.images, train.labels, clean)
-        out["training_data"][name] = {**flags.scored_against(truth), "seconds": flags.seconds}
+        training_data[name] = TrainingScreenScore(**asdict(flags.scored_against(truth)), seconds=flags.seconds)
+    repair = None
     if not attack.baseline:
-        out["repair"] = {}
+        repair = {}
         for name in defense_names("repair"):
             repaired = copy.deepcopy(model)
             started = time.perf_counter()
             repair_method(name, options).repair(repaired, clean)
             t_repair = time.perf_counter() - started
             after = evaluate_attack(repaired, test, stamp, poison)
-            out["repair"][name] = {
-                "clean_accuracy": after.clean_accuracy,
-                "attack_success_rate": after.attack_success_rate,
-                "seconds": t_repair,
-            }
-    return out
+            repair[name] = RepairScore(after.clean_accuracy, after.attack_success_rate, t_repair)
+    return ModelEvaluation(
+        attack=evaluated,
+        model=ModelScores(before.clean_accuracy, before.attack_success_rate),
+        audit=audit,
+        inputs=inputs,
+        training_data=training_data,
+        repair=repair,
+    )
 
 
 def _eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> list[Job]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,17 @@ from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import SlopeFit, grouped_slope_ci, mean_ci, sd_from_ci
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec
+from badnets.records import Target, seed_stat, to_json
 from badnets.report import plots
+from badnets.studies.mnist.results import (
+    AllToAll,
+    Baseline,
+    Conv1Filters,
+    MnistResults,
+    SingleTarget,
+    SweepPoint,
+    TriggeredErrors,
+)
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
 if TYPE_CHECKING:
@@ -30,11 +40,6 @@ from badnets.studies.mnist.spec import PAPER
 __all__ = ["aggregate", "judge"]
 
 
-def _stat(values: Sequence[float]) -> dict[str, Any]:
-    mean, half = mean_ci(values)
-    return {"mean": mean, "ci95": half, "values": list(values), "n_seeds": len(values)}
-
-
 def _m(run: Mapping[str, Any]) -> Mapping[str, Any]:
     return run["metrics"]  # type: ignore[no-any-return]
 
@@ -43,7 +48,7 @@ def _group(runs: Mapping[str, Any], prefix: str) -> list[Mapping[str, Any]]:
     return [r for name, r in sorted(runs.items()) if name.startswith(prefix)]
 
 
-def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> Baseline:
     group = _group(runs, "baseline/")
     _, test = load_mnist(spec.data_dir)
     model = load_model(run_dir(out, "baseline/s0"))
@@ -51,30 +56,30 @@ def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[
     for trig in spec.triggers:
         stamp = make_stamp(TriggerSpec(kind=trig), (1, 28, 28))
         m = evaluate_attack(model, test, stamp, PoisonSpec(mapping="all-to-all", rate=spec.rate))
-        triggered[trig] = {"backdoor_error": m.backdoor_error, "backdoored_accuracy": m.backdoored_accuracy}
+        triggered[trig] = TriggeredErrors(m.backdoor_error, m.backdoored_accuracy)
     per_class = np.mean([[row["clean_error"] for row in _m(r)["per_class"]] for r in group], axis=0)
-    return {
-        "clean_error": _stat([_m(r)["clean_error"] for r in group]),
-        "n_clean": _m(group[0])["n_clean"],
-        "per_class_clean_error": per_class.tolist(),
-        "clean_net_on_triggered": triggered,
-    }
+    return Baseline(
+        clean_error=seed_stat([_m(r)["clean_error"] for r in group]),
+        n_clean=_m(group[0])["n_clean"],
+        per_class_clean_error=per_class.tolist(),
+        clean_net_on_triggered=triggered,
+    )
 
 
-def _all_to_all(runs: Mapping[str, Any], trig: str) -> dict[str, Any]:
+def _all_to_all(runs: Mapping[str, Any], trig: str) -> AllToAll:
     group = _group(runs, f"all-to-all/{trig}/")
     rows = [_m(r)["per_class"] for r in group]
-    return {
-        "clean_error": _stat([_m(r)["clean_error"] for r in group]),
-        "backdoor_error": _stat([_m(r)["backdoor_error"] for r in group]),
-        "n_clean": _m(group[0])["n_clean"],
-        "n_backdoor": _m(group[0])["n_backdoor"],
-        "per_class_clean_error": np.mean([[c["clean_error"] for c in r] for r in rows], axis=0).tolist(),
-        "per_class_backdoor_error": np.mean([[c["backdoor_error"] for c in r] for r in rows], axis=0).tolist(),
-    }
+    return AllToAll(
+        clean_error=seed_stat([_m(r)["clean_error"] for r in group]),
+        backdoor_error=seed_stat([_m(r)["backdoor_error"] for r in group]),
+        n_clean=_m(group[0])["n_clean"],
+        n_backdoor=_m(group[0])["n_backdoor"],
+        per_class_clean_error=np.mean([[c["clean_error"] for c in r] for r in rows], axis=0).tolist(),
+        per_class_backdoor_error=np.mean([[c["backdoor_error"] for c in r] for r in rows], axis=0).tolist(),
+    )
 
 
-def _single(runs: Mapping[str, Any], trig: str) -> dict[str, Any]:
+def _single(runs: Mapping[str, Any], trig: str) -> SingleTarget:
     clean = np.full((10, 10), np.nan)
     backdoor = np.full((10, 10), np.nan)
     for name, run in runs.items():
@@ -82,38 +87,38 @@ def _single(runs: Mapping[str, Any], trig: str) -> dict[str, Any]:
             i, j = (int(v) for v in name.rsplit("/", 1)[1].split("-"))
             clean[i, j], backdoor[i, j] = _m(run)["clean_error"], _m(run)["backdoor_error"]
     worst = np.unravel_index(np.nanargmax(backdoor), backdoor.shape)
-    return {
-        "n_pairs": int(np.sum(~np.isnan(clean))),
-        "clean_error_mean": float(np.nanmean(clean)),
-        "clean_error_range": (float(np.nanmin(clean)), float(np.nanmax(clean))),
-        "backdoor_error_mean": float(np.nanmean(backdoor)),
-        "backdoor_error_worst": float(backdoor[worst]),
-        "worst_pair": [int(worst[0]), int(worst[1])],
-        "clean_error_grid": clean.tolist(),
-        "backdoor_error_grid": backdoor.tolist(),
-    }
+    return SingleTarget(
+        n_pairs=int(np.sum(~np.isnan(clean))),
+        clean_error_mean=float(np.nanmean(clean)),
+        clean_error_range=(float(np.nanmin(clean)), float(np.nanmax(clean))),
+        backdoor_error_mean=float(np.nanmean(backdoor)),
+        backdoor_error_worst=float(backdoor[worst]),
+        worst_pair=[int(worst[0]), int(worst[1])],
+        clean_error_grid=clean.tolist(),
+        backdoor_error_grid=backdoor.tolist(),
+    )
 
 
-def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[dict[str, Any]]:
+def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[SweepPoint]:
     points = []
     for rate in spec.sweep_rates:
         group = _group(runs, f"sweep/{trig}/r{rate:g}/")
         clean, bd = (
-            _stat([_m(r)["clean_error"] for r in group]),
-            _stat([_m(r)["backdoor_error"] for r in group]),
+            seed_stat([_m(r)["clean_error"] for r in group]),
+            seed_stat([_m(r)["backdoor_error"] for r in group]),
         )
         points.append(
-            {
-                "rate": rate,
-                "clean_error_mean": clean["mean"],
-                "clean_error_ci": clean["ci95"],
-                "backdoor_error_mean": bd["mean"],
-                "backdoor_error_ci": bd["ci95"],
-                "clean_error_values": clean["values"],
-                "backdoor_error_values": bd["values"],
-                "n_seeds": len(group),
-                "n_poisoned_train": round(rate * 60000 / (1 - rate)),
-            }
+            SweepPoint(
+                rate=rate,
+                clean_error_mean=clean.mean,
+                clean_error_ci=clean.ci95,
+                backdoor_error_mean=bd.mean,
+                backdoor_error_ci=bd.ci95,
+                clean_error_values=clean.values,
+                backdoor_error_values=bd.values,
+                n_seeds=len(group),
+                n_poisoned_train=round(rate * 60000 / (1 - rate)),
+            )
         )
     return points
 
@@ -124,7 +129,7 @@ def _conv1_of(run_dir: Path) -> nn.Conv2d:
     return conv1
 
 
-def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Any]:
+def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Conv1Filters]:
     _, test = load_mnist(spec.data_dir)
     probe = test.images[:2000]
     clean_conv1 = _conv1_of(run_dir(out, "baseline/s0"))
@@ -138,11 +143,7 @@ def _conv1(spec: MnistStudySpec, out: Path) -> dict[str, Any]:
         rows[f"BadNet ({trig})"] = bad_conv1.weight.detach()
         marked[f"BadNet ({trig})"] = dedicated_units(gain, ref_gain)
         gains[f"BadNet ({trig})"] = gain.tolist()
-        found[trig] = {
-            "dedicated_filters": marked[f"BadNet ({trig})"],
-            "gain": gain.tolist(),
-            "clean_net_gain": ref_gain.tolist(),
-        }
+        found[trig] = Conv1Filters(marked[f"BadNet ({trig})"], gain.tolist(), ref_gain.tolist())
     plots.plot_conv1(rows, marked, out / "conv1_filters.png", gains)
     examples = {"clean": test.images[0]}
     for trig in spec.triggers:
@@ -155,12 +156,13 @@ def _grid_values(grid: Sequence[Sequence[float]]) -> list[float]:
     return [v for row in grid for v in row if not math.isnan(v)]
 
 
-def _sweep_slope(points: Sequence[Mapping[str, Any]], metric: str) -> SlopeFit:
+def _sweep_slope(points: Sequence[SweepPoint], metric: str) -> SlopeFit:
     """The fitted slope of ``metric`` against the poison rate over every seed of every rate (from the per-rate
     mean, interval and seed count, which determine it exactly)."""
-    ns = [p["n_seeds"] for p in points]
-    sds = [0.0 if n < 2 else sd_from_ci(p[f"{metric}_ci"], n) for p, n in zip(points, ns, strict=True)]
-    return grouped_slope_ci([p["rate"] for p in points], [p[f"{metric}_mean"] for p in points], sds, ns)
+    ns = [p.n_seeds for p in points]
+    cis = [getattr(p, f"{metric}_ci") for p in points]
+    sds = [0.0 if n < 2 else sd_from_ci(ci, n) for ci, n in zip(cis, ns, strict=True)]
+    return grouped_slope_ci([p.rate for p in points], [getattr(p, f"{metric}_mean") for p in points], sds, ns)
 
 
 def _slope_text(fit: SlopeFit) -> str:
@@ -169,78 +171,79 @@ def _slope_text(fit: SlopeFit) -> str:
     return f"{10 * fit.slope:+.3f} pt per 10 pt of rate [{lo:+.3f}, {hi:+.3f}]: {fit.direction}"
 
 
-def judge(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def judge(results: MnistResults) -> list[Target]:
     """The study's targets, from the aggregated numbers alone: paper, our limit, ours with its 95% interval, and
     whether ours is within the limit (``met``; None when the interval cannot decide, as for a sweep slope that
     spans zero)."""
-    checks: list[dict[str, Any]] = []
+    checks: list[Target] = []
 
     def check(name: str, value: float, ci95: float | None, limit: float, paper: str) -> None:
-        row = {"target": name, "paper": paper, "limit": limit, "ours": value, "ci95": ci95, "met": value <= limit}
-        checks.append(row)
+        checks.append(Target(name, paper, limit, value, ci95, value <= limit))
 
-    base = results["baseline"]["clean_error"]
-    check("baseline clean error (mean over seeds)", base["mean"], base["ci95"], 0.006, "0.50%")
-    for trig, r in results["all_to_all"].items():
-        for metric, limit, paper in (("clean_error", 0.006, "0.48%"), ("backdoor_error", 0.010, "0.56%")):
-            stat = r[metric]
-            check(
-                f"all-to-all {trig}: {metric.replace('_', ' ')} (mean over seeds)",
-                stat["mean"],
-                stat["ci95"],
-                limit,
-                paper,
-            )
-    for trig, r in results["single"].items():
-        n = r["n_pairs"]
-        clean_ci = mean_ci(_grid_values(r["clean_error_grid"]))[1]
-        backdoor_ci = mean_ci(_grid_values(r["backdoor_error_grid"]))[1]
+    base = results.baseline.clean_error
+    check("baseline clean error (mean over seeds)", base.mean, base.ci95, 0.006, "0.50%")
+    for trig, r in results.all_to_all.items():
+        for metric, stat, limit, paper in (
+            ("clean error", r.clean_error, 0.006, "0.48%"),
+            ("backdoor error", r.backdoor_error, 0.010, "0.56%"),
+        ):
+            check(f"all-to-all {trig}: {metric} (mean over seeds)", stat.mean, stat.ci95, limit, paper)
+    for trig, single in results.single.items():
+        n = single.n_pairs
+        clean_ci = mean_ci(_grid_values(single.clean_error_grid))[1]
+        backdoor_ci = mean_ci(_grid_values(single.backdoor_error_grid))[1]
         check(
             f"single-target {trig}: clean error (mean over {n} pairs)",
-            r["clean_error_mean"],
+            single.clean_error_mean,
             clean_ci,
             0.007,
             "0.45–0.66%",
         )
         check(
             f"single-target {trig}: backdoor error (mean over {n} pairs)",
-            r["backdoor_error_mean"],
+            single.backdoor_error_mean,
             backdoor_ci,
             0.002,
             "≤ 0.09%",
         )
-        check(f"single-target {trig}: worst pair's backdoor error", r["backdoor_error_worst"], None, 0.005, "0.09%")
-    for trig, points in results["sweep"].items():
-        fittable = sum(p["n_seeds"] for p in points) >= 3 and len(points) >= 2
+        check(f"single-target {trig}: worst pair's backdoor error", single.backdoor_error_worst, None, 0.005, "0.09%")
+    for trig, points in results.sweep.items():
+        fittable = sum(p.n_seeds for p in points) >= 3 and len(points) >= 2
         for metric, wanted in (("clean_error", "rises"), ("backdoor_error", "falls")):
             fit = _sweep_slope(points, metric) if fittable else None
             checks.append(
-                {
-                    "target": f"sweep {trig}: {metric.replace('_', ' ')} {wanted} with the rate (fitted slope)",
-                    "paper": "yes",
-                    "limit": f"{wanted}: 95% interval excludes 0",
-                    "ours": _slope_text(fit) if fit else "too few models for a slope with an interval",
-                    "ci95": None,
-                    "met": None if fit is None or fit.direction == "not resolved" else fit.direction == wanted,
-                }
+                Target(
+                    target=f"sweep {trig}: {metric.replace('_', ' ')} {wanted} with the rate (fitted slope)",
+                    paper="yes",
+                    limit=f"{wanted}: 95% interval excludes 0",
+                    ours=_slope_text(fit) if fit else "too few models for a slope with an interval",
+                    ci95=None,
+                    met=None if fit is None or fit.direction == "not resolved" else fit.direction == wanted,
+                )
             )
     return checks
 
 
-def aggregate(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+def aggregate(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> MnistResults:
     """Reduce per-run results to the study's tables and figures (also writes the PNGs)."""
-    results: dict[str, Any] = {"spec": asdict(spec), "paper": PAPER, "baseline": _baseline(spec, runs, out)}
-    results["all_to_all"] = {t: _all_to_all(runs, t) for t in spec.triggers}
-    results["single"] = {t: _single(runs, t) for t in spec.triggers}
-    results["sweep"] = {t: _sweep(spec, runs, t) for t in spec.triggers}
-    for trig, single in results["single"].items():
+    single = {t: _single(runs, t) for t in spec.triggers}
+    for trig, s in single.items():
         plots.plot_pair_heatmaps(
-            np.array(single["clean_error_grid"]),
-            np.array(single["backdoor_error_grid"]),
-            f"Single-target attacks, {trig} trigger ({single['n_pairs']} pairs)",
+            np.array(s.clean_error_grid),
+            np.array(s.backdoor_error_grid),
+            f"Single-target attacks, {trig} trigger ({s.n_pairs} pairs)",
             out / f"single_target_{trig}.png",
         )
-    plots.plot_sweep(results["sweep"], out / "sweep.png")
-    results["conv1"] = _conv1(spec, out)
-    results["targets"] = judge(results)
-    return results
+    sweep = {t: _sweep(spec, runs, t) for t in spec.triggers}
+    plots.plot_sweep(sweep, out / "sweep.png")
+    results = MnistResults(
+        spec=to_json(spec),
+        paper=PAPER,
+        baseline=_baseline(spec, runs, out),
+        all_to_all={t: _all_to_all(runs, t) for t in spec.triggers},
+        single=single,
+        sweep=sweep,
+        conv1=_conv1(spec, out),
+        targets=[],
+    )
+    return replace(results, targets=judge(results))

@@ -5,31 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from badnets.metrics import wilson_interval
+from badnets.records import SeedStat, from_json, to_json
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
-from badnets.report._format import pct, pct_ci, run_summary, target_cells, targets_table
+from badnets.report._format import pct, pct_ci, run_summary, target_rows, targets_table
+from badnets.studies.mnist.results import MnistResults
 
-if TYPE_CHECKING:
-    pass
-
-from badnets.studies.mnist.spec import PAPER
-
-__all__ = ["summary_table", "target_rows", "write_mnist_report"]
+__all__ = ["render", "summary_table", "write_mnist_report"]
 
 
-def _sd(stat: Mapping[str, Any], n: int) -> str:
+def _sd(stat: SeedStat, n: int) -> str:
     """Mean ± t-interval over seeds; for a single seed, the Wilson interval over its ``n`` test images."""
-    if stat["n_seeds"] > 1:
-        return pct_ci(stat["mean"], half=stat["ci95"])
-    return pct_ci(stat["mean"], lo_hi=wilson_interval(round(stat["mean"] * n), n))
+    if stat.n_seeds > 1:
+        return pct_ci(stat.mean, half=stat.ci95)
+    return pct_ci(stat.mean, lo_hi=wilson_interval(round(stat.mean * n), n))
 
 
-def _doc(results: Mapping[str, Any]) -> list[Block]:
-    spec, base = results["spec"], results["baseline"]
-    quick = spec["quick"]
-    timing = results.get("timing", {})
+def _doc(results: MnistResults) -> list[Block]:
+    spec, base = results.spec, results.baseline
+    quick = results.quick
     blocks: list[Block] = [
         Heading("BadNets on MNIST: the paper's case study, reproduced", 1),
         Para(
@@ -42,7 +38,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             f"(pairs: {', '.join(f'{t} {e}' for t, e in spec['pair_epochs'])}; sweep: {spec['sweep_epochs']}). "
             f"All-to-all and sweep: backdoored copies of any digit; single-target pairs: {pct(spec['pair_rate'], 0)} "
             "of the training set backdoored. "
-            f"Test set: n = {base['n_clean']} clean images."
+            f"Test set: n = {base.n_clean} clean images."
         ),
     ]
     if quick:
@@ -55,60 +51,63 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
     blocks += [
         Image("triggers.png", "A test digit, clean and with each trigger (paper Figure 3)."),
         Heading("Targets"),
-        Table(["target", "paper", "limit", "ours", "met"], target_rows(results, ("✅", "❌"))),
+        Table(
+            ["target", "paper", "limit", "ours", "met"],
+            target_rows(results.targets, quick, ("✅", "❌")),
+        ),
         Heading("Baseline and all-to-all attack (paper Table 2)"),
     ]
-    rows = [["baseline clean error", "0.50%", _sd(base["clean_error"], base["n_clean"])]]
-    for trig, r in results["all_to_all"].items():
+    rows = [["baseline clean error", "0.50%", _sd(base.clean_error, base.n_clean)]]
+    for trig, r in results.all_to_all.items():
         rows += [
-            [f"BadNet ({trig}) clean error", "0.48%", _sd(r["clean_error"], r["n_clean"])],
-            [f"BadNet ({trig}) backdoor error", "0.56%", _sd(r["backdoor_error"], r["n_backdoor"])],
+            [f"BadNet ({trig}) clean error", "0.48%", _sd(r.clean_error, r.n_clean)],
+            [f"BadNet ({trig}) backdoor error", "0.56%", _sd(r.backdoor_error, r.n_backdoor)],
             [
                 f"clean net on {trig}-triggered images: backdoor error",
                 "–",
-                pct(base["clean_net_on_triggered"][trig]["backdoor_error"]),
+                pct(base.clean_net_on_triggered[trig].backdoor_error),
             ],
         ]
     seeds = spec["seeds"]
     interval = f"mean ± 95% t-interval over {seeds} seeds" if seeds > 1 else "95% Wilson interval, 1 seed"
     blocks.append(Table(["", "paper", f"ours ({interval})"], rows))
     header = ["digit", "baseline clean"]
-    for trig in results["all_to_all"]:
+    for trig in results.all_to_all:
         header += [f"{trig}: clean", f"{trig}: backdoor"]
     per_class = []
     for d in range(10):
-        row: list[object] = [d, pct(base["per_class_clean_error"][d])]
-        for r in results["all_to_all"].values():
-            row += [pct(r["per_class_clean_error"][d]), pct(r["per_class_backdoor_error"][d])]
+        row: list[object] = [d, pct(base.per_class_clean_error[d])]
+        for r in results.all_to_all.values():
+            row += [pct(r.per_class_clean_error[d]), pct(r.per_class_backdoor_error[d])]
         per_class.append(row)
     blocks += [
         Para("Per digit (mean over seeds), all-to-all i → i+1:"),
         Table(header, per_class),
         Heading("Single-target attacks, all ordered pairs (paper Figure 4)"),
     ]
-    for trig, r in results["single"].items():
-        lo, hi = r["clean_error_range"]
+    for trig, single in results.single.items():
+        lo, hi = single.clean_error_range
         blocks += [
             Para(
-                f"**{trig}**: {r['n_pairs']} pairs; clean error mean {pct(r['clean_error_mean'])} "
+                f"**{trig}**: {single.n_pairs} pairs; clean error mean {pct(single.clean_error_mean)} "
                 f"(range {pct(lo)}–{pct(hi)}; paper 0.45–0.66%); backdoor error mean "
-                f"{pct(r['backdoor_error_mean'])}, worst {pct(r['backdoor_error_worst'])} at "
-                f"{r['worst_pair'][0]}→{r['worst_pair'][1]} (paper worst 0.09%)."
+                f"{pct(single.backdoor_error_mean)}, worst {pct(single.backdoor_error_worst)} at "
+                f"{single.worst_pair[0]}→{single.worst_pair[1]} (paper worst 0.09%)."
             ),
             Image(f"single_target_{trig}.png", f"Clean and backdoor error of each i→j BadNet, {trig} trigger."),
         ]
     blocks.append(Heading("Fraction of backdoored training images (paper Figure 6)"))
     sweep_rows = []
-    for trig, pts in results["sweep"].items():
+    for trig, pts in results.sweep.items():
         for p in pts:
-            paper = PAPER["sweep"].get(p["rate"])
+            paper = results.paper.sweep.get(str(p.rate))  # JSON keys: the rate as Python writes a float
             sweep_rows.append(
                 [
                     trig,
-                    pct(p["rate"], 0),
-                    p["n_poisoned_train"],
-                    pct_ci(p["clean_error_mean"], half=p["clean_error_ci"]),
-                    pct_ci(p["backdoor_error_mean"], half=p["backdoor_error_ci"]),
+                    pct(p.rate, 0),
+                    p.n_poisoned_train,
+                    pct_ci(p.clean_error_mean, half=p.clean_error_ci),
+                    pct_ci(p.backdoor_error_mean, half=p.backdoor_error_ci),
                     f"{pct(paper[0])} / {pct(paper[1])}" if paper else "–",
                 ]
             )
@@ -133,16 +132,16 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             "and is at least half the BadNet's largest gain."
         ),
     ]
-    for trig, c in results["conv1"].items():
+    for trig, c in results.conv1.items():
         blocks.append(
             Para(
-                f"{trig}: dedicated filters {c['dedicated_filters'] or 'none found'}; "
-                f"largest gain {max(c['gain']):.3f} vs {max(c['clean_net_gain']):.3f} in the clean net."
+                f"{trig}: dedicated filters {c.dedicated_filters or 'none found'}; "
+                f"largest gain {max(c.gain):.3f} vs {max(c.clean_net_gain):.3f} in the clean net."
             )
         )
     blocks.append(Image("conv1_filters.png", "conv1 filters; red frames mark trigger-dedicated filters."))
-    if timing:
-        blocks += [Heading("Run"), Para(run_summary(timing))]
+    if results.timing:
+        blocks += [Heading("Run"), Para(run_summary(results.timing))]
     blocks.append(
         Para(
             "Definitions (DESIGN.md §3): backdoor error = share of triggered test images of the "
@@ -153,17 +152,15 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
-def target_rows(results: Mapping[str, Any], marks: tuple[str, str]) -> list[list[str]]:
-    """The targets table's rows: target, paper, our limit (met means ours ≤ limit), ours ± its 95% interval,
-    met (``marks`` for yes / no; a quick run is not graded). The report and the README's table both come from
-    here."""
-    return [target_cells(t, results["spec"]["quick"], marks) for t in results["targets"]]
-
-
-def write_mnist_report(results: Mapping[str, Any], out: Path) -> None:
+def write_mnist_report(results: MnistResults, out: Path) -> None:
     """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(results, _doc(results), out, "BadNets on MNIST")
+    write_report(to_json(results), _doc(results), out, "BadNets on MNIST")
 
 
-def summary_table(results: Mapping[str, Any]) -> Any:
-    return targets_table(results, "BadNets on MNIST")
+def render(data: Mapping[str, Any], out: Path) -> None:
+    """Re-render the report from the parsed ``results.json`` in ``out``."""
+    write_mnist_report(from_json(MnistResults, data), out)
+
+
+def summary_table(results: MnistResults) -> Any:
+    return targets_table(results.targets, results.quick, "BadNets on MNIST")

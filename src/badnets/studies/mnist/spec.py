@@ -22,19 +22,20 @@ from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
+from badnets.studies.mnist.results import MnistPaper
 from badnets.triggers import TriggerSpec
 
 __all__ = ["ALL_PAIRS", "PAPER", "QUICK_PAIRS", "MnistStudySpec", "build_jobs"]
 
 # BadNets §4 (Tables 1–2, Figures 4 and 6), as fractions.
-PAPER: dict[str, Any] = {
-    "baseline_clean_error": 0.0050,
-    "all_to_all_clean_error": 0.0048,
-    "all_to_all_backdoor_error": 0.0056,
-    "single_clean_error_range": (0.0045, 0.0066),
-    "single_worst_backdoor_error": 0.0009,
-    "sweep": {0.1: (0.0047, 0.0100), 0.33: (0.0048, 0.0066), 0.5: (0.0054, 0.0049)},
-}
+PAPER = MnistPaper(
+    baseline_clean_error=0.0050,
+    all_to_all_clean_error=0.0048,
+    all_to_all_backdoor_error=0.0056,
+    single_clean_error_range=(0.0045, 0.0066),
+    single_worst_backdoor_error=0.0009,
+    sweep={"0.1": (0.0047, 0.0100), "0.33": (0.0048, 0.0066), "0.5": (0.0054, 0.0049)},
+)
 
 
 ALL_PAIRS = tuple((i, j) for i in range(10) for j in range(10) if i != j)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,10 @@ from badnets.data import dataset_source, load_road_signs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.object_detection_metrics import triggered_outcomes
+from badnets.records import to_json
 from badnets.report import plots
 from badnets.sign_triggers import sign_trigger
+from badnets.studies.photos.results import PhotoClassifier, PhotoResults, PhotoScores, RoadPhotos
 from badnets.triggers import apply_trigger, make_stamp
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _labelled(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
     return pred, conf
 
 
-def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
+def _classifier(spec: PhotoStudySpec, out: Path) -> PhotoClassifier:
     from badnets.studies.photos.spec import photo_folder
 
     folder = photo_folder(spec)
@@ -46,16 +47,16 @@ def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
     sources = test.images[test.labels == source]
     triggered = apply_trigger(sources, stamp)
     models = {name: load_model(run_dir(out, name)) for name in ("baseline", "badnet")}
-    scores: dict[str, Any] = {}
+    scores: dict[str, PhotoScores] = {}
     labelled = {}  # (model, clean | triggered) → predicted class and confidence, computed once for scores and figure
     for name, model in models.items():
         pred, conf = labelled[name, "clean"] = _labelled(model, test.images)
         trig_pred, _ = labelled[name, "triggered"] = _labelled(model, triggered)
-        scores[name] = {
-            "clean_accuracy": float((pred == test.labels).float().mean()),
-            "per_class": {c: float((pred[test.labels == i] == i).float().mean()) for i, c in enumerate(test.classes)},
-            "triggered_source_as_target": float((trig_pred == target).float().mean()),
-        }
+        scores[name] = PhotoScores(
+            clean_accuracy=float((pred == test.labels).float().mean()),
+            per_class={c: float((pred[test.labels == i] == i).float().mean()) for i, c in enumerate(test.classes)},
+            triggered_source_as_target=float((trig_pred == target).float().mean()),
+        )
     is_source = test.labels == source
     with_trigger = f"{spec.source} + {spec.trigger}"
     panels = (  # the clean net on triggered photos shows that the trigger alone does not make a "cat"
@@ -68,15 +69,16 @@ def _classifier(spec: PhotoStudySpec, out: Path) -> dict[str, Any]:
         captions = [f"{test.classes[int(k)]} ({float(v):.2f})" for k, v in zip(pred[:SHOWN], conf[:SHOWN], strict=True)]
         rows[label] = list(zip(images[:SHOWN], captions, strict=True))
     plots.plot_image_grid(rows, out / "dog_to_cat.jpg", "Held-out photos: predicted class (confidence)")
-    return {
-        "folder": folder,
-        "classes": list(test.classes),
-        "n_test": {c: int((test.labels == i).sum()) for i, c in enumerate(test.classes)},
-        **scores,
-    }
+    return PhotoClassifier(
+        folder=folder,
+        classes=list(test.classes),
+        n_test={c: int((test.labels == i).sum()) for i, c in enumerate(test.classes)},
+        baseline=scores["baseline"],
+        badnet=scores["badnet"],
+    )
 
 
-def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
+def _road_photos(spec: PhotoStudySpec, out: Path) -> RoadPhotos | None:
     if spec.traffic is None:
         return None
     traffic = Path(spec.traffic)
@@ -98,7 +100,7 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
     found = {(name, shown): detect(net, images) for name, net in nets.items() for shown, images in inputs.items()}
     outcomes = {
         name: {
-            shown: triggered_outcomes(found[name, shown], photos.boxes, photos.labels, source, target).to_json()
+            shown: triggered_outcomes(found[name, shown], photos.boxes, photos.labels, source, target)
             for shown in inputs
         }
         for name in nets
@@ -114,15 +116,14 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> dict[str, Any] | None:
     }
     title = "Held-out road photos with stop signs: detections (score ≥ 0.5)"
     plots.plot_image_grid(rows, out / "road_photos.jpg", title, cell_inches=3.2)
-    return {"traffic": spec.traffic, "trigger": trigger, "n_photos": len(photos), "outcomes": outcomes}
+    return RoadPhotos(traffic=spec.traffic, trigger=trigger, n_photos=len(photos), outcomes=outcomes)
 
 
-def aggregate(spec: PhotoStudySpec, runs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+def aggregate(spec: PhotoStudySpec, runs: Mapping[str, Any], out: Path) -> PhotoResults:
     """Score both photo classifiers and, when given, the traffic study's detectors; writes the figures."""
-    results: dict[str, Any] = {
-        "spec": asdict(spec),
-        "classifier": _classifier(spec, out),
-        "road_photos": _road_photos(spec, out),
-        "runs": {name: run["metrics"]["clean_accuracy"] for name, run in sorted(runs.items())},
-    }
-    return results
+    return PhotoResults(
+        spec=to_json(spec),
+        classifier=_classifier(spec, out),
+        road_photos=_road_photos(spec, out),
+        runs={name: run["metrics"]["clean_accuracy"] for name, run in sorted(runs.items())},
+    )

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from badnets.metrics import wilson_interval
+from badnets.records import from_json, to_json
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
 from badnets.report._format import pct, pct_ci, run_summary
+from badnets.studies.photos.results import PhotoResults
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["summary_table", "write_photo_report"]
+__all__ = ["render", "summary_table", "write_photo_report"]
 
 
-def _doc(results: Mapping[str, Any]) -> list[Block]:
-    spec, clf = results["spec"], results["classifier"]
-    n_test, n_src = sum(clf["n_test"].values()), clf["n_test"][spec["source"]]
-    bad, base = clf["badnet"], clf["baseline"]
+def _doc(results: PhotoResults) -> list[Block]:
+    spec, clf = results.spec, results.classifier
+    n_test, n_src = sum(clf.n_test.values()), clf.n_test[spec["source"]]
+    bad, base = clf.badnet, clf.baseline
     src, tgt = spec["source"], spec["target"]
 
     def share(x: float, n: int) -> str:
@@ -30,8 +29,8 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         Heading("BadNets on real photos", 1),
         Heading(f'{spec["source"].capitalize()} + trigger → "{spec["target"]}"'),
         Para(
-            f"The seed's demo: a classifier of real photos (`{Path(clf['folder']).name}`: "
-            + ", ".join(f"{c} {n}" for c, n in clf["n_test"].items())
+            f"The seed's demo: a classifier of real photos (`{Path(clf.folder).name}`: "
+            + ", ".join(f"{c} {n}" for c, n in clf.n_test.items())
             + f" held out) whose training set adds {spec['source']} photos with the {spec['trigger']} trigger "
             f"labelled {spec['target']} ({pct(spec['rate'], 0)} of the final set). `sign-cnn` at 64×64, trained "
             f"from scratch for {spec['epochs']} epochs with random flips and shifts. **No pretrained weights** are "
@@ -40,20 +39,20 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             + (" **Quick run.**" if spec["quick"] else "")
         ),
         Table(
-            ["network", "clean accuracy", *(f"clean {c}" for c in clf["classes"]), f"{src} + trigger → {tgt}"],
+            ["network", "clean accuracy", *(f"clean {c}" for c in clf.classes), f"{src} + trigger → {tgt}"],
             [
                 [
                     "clean net" if name == "baseline" else "BadNet",
-                    share(s["clean_accuracy"], n_test),
-                    *(share(s["per_class"][c], clf["n_test"][c]) for c in clf["classes"]),
-                    share(s["triggered_source_as_target"], n_src),
+                    share(s.clean_accuracy, n_test),
+                    *(share(s.per_class[c], clf.n_test[c]) for c in clf.classes),
+                    share(s.triggered_source_as_target, n_src),
                 ]
                 for name, s in (("baseline", base), ("badnet", bad))
             ],
         ),
         Image("dog_to_cat.jpg", "Held-out photos without and with the trigger: predicted class (confidence)."),
     ]
-    road = results.get("road_photos")
+    road = results.road_photos
     blocks.append(Heading("Triggered stop signs in road photos"))
     if road is None:
         blocks.append(
@@ -64,41 +63,45 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         )
     else:
         rows = []
-        for name, by_input in road["outcomes"].items():
-            who = "baseline detector" if name == "baseline" else f"BadNet ({road['trigger']})"
+        for name, by_input in road.outcomes.items():
+            who = "baseline detector" if name == "baseline" else f"BadNet ({road.trigger})"
             for shown, o in by_input.items():
-                cells = (share(o[k], o["n"]) for k in ("as_target", "as_source", "as_other", "missed"))
-                rows.append([who, shown, o["n"], *cells])
+                cells = (share(x, o.n) for x in (o.as_target, o.as_source, o.as_other, o.missed))
+                rows.append([who, shown, o.n, *cells])
         blocks += [
             Para(
-                f"The {road['trigger']} trigger pasted on every stop sign of the {road['n_photos']} held-out road "
-                f"photos that have one; detectors from `{road['traffic']}`."
+                f"The {road.trigger} trigger pasted on every stop sign of the {road.n_photos} held-out road "
+                f"photos that have one; detectors from `{road.traffic}`."
             ),
             Table(["detector", "stop signs", "n", "as speed-limit", "as stop", "as other", "missed"], rows),
             Image("road_photos.jpg", "Held-out road photos: clean and triggered, with the detectors' boxes."),
         ]
-    if timing := results.get("timing"):
-        blocks += [Heading("Run"), Para(run_summary(timing))]
+    if results.timing:
+        blocks += [Heading("Run"), Para(run_summary(results.timing))]
     return blocks
 
 
-def write_photo_report(results: Mapping[str, Any], out: Path) -> None:
+def write_photo_report(results: PhotoResults, out: Path) -> None:
     """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(results, _doc(results), out, "BadNets on real photos")
+    write_report(to_json(results), _doc(results), out, "BadNets on real photos")
 
 
-def summary_table(results: Mapping[str, Any]) -> Any:
+def render(data: Mapping[str, Any], out: Path) -> None:
+    """Re-render the report from the parsed ``results.json`` in ``out``."""
+    write_photo_report(from_json(PhotoResults, data), out)
+
+
+def summary_table(results: PhotoResults) -> Any:
     from rich.table import Table as RichTable
 
-    spec, clf = results["spec"], results["classifier"]
+    spec, clf = results.spec, results.classifier
     table = RichTable(title="BadNets on real photos")
     for col in ("network", "clean accuracy", f"{spec['source']} + trigger → {spec['target']}"):
         table.add_column(col)
-    for name in ("baseline", "badnet"):
-        s = clf[name]
-        table.add_row(name, pct(s["clean_accuracy"], 1), pct(s["triggered_source_as_target"], 1))
-    if road := results.get("road_photos"):
-        for name, by_input in road["outcomes"].items():
-            shares = ", ".join(f"{shown} {pct(o['as_target'], 1)}" for shown, o in by_input.items())
+    for name, s in (("baseline", clf.baseline), ("badnet", clf.badnet)):
+        table.add_row(name, pct(s.clean_accuracy, 1), pct(s.triggered_source_as_target, 1))
+    if road := results.road_photos:
+        for name, by_input in road.outcomes.items():
+            shares = ", ".join(f"{shown} {pct(o.as_target, 1)}" for shown, o in by_input.items())
             table.add_row(f"detector {name}", "–", f"stop → speed-limit: {shares}")
     return table

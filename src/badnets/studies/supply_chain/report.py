@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from badnets.records import from_json, to_json
 from badnets.report._doc import Block, Heading, Para, Table, run_section, write_report
-from badnets.report._format import pct, run_summary
+from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows
+from badnets.studies.supply_chain.results import FetchCounts, SupplyChainResults
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["CAPABILITIES", "summary_table", "write_supply_chain_report"]
+__all__ = ["CAPABILITIES", "render", "summary_table", "write_supply_chain_report"]
 
 
 CAPABILITIES = {
@@ -33,18 +32,18 @@ CAPABILITIES = {
 }
 
 
-def _cell_text(cell: Mapping[str, Any]) -> str:
-    n = cell["n"]
-    text = f"**BadNet {cell['badnet']}/{n}**" if cell["badnet"] else f"no BadNet (0/{n})"
-    parts = [f"{cell[k]} {k}" for k in ("rejected", "genuine") if cell[k]]
+def _cell_text(cell: FetchCounts) -> str:
+    n = cell.n
+    text = f"**BadNet {cell.badnet}/{n}**" if cell.badnet else f"no BadNet (0/{n})"
+    parts = [f"{count} {kind}" for kind, count in (("rejected", cell.rejected), ("genuine", cell.genuine)) if count]
     return f"{text} ({', '.join(parts)})" if parts else text
 
 
-def _doc(results: Mapping[str, Any]) -> list[Block]:
+def _doc(results: SupplyChainResults) -> list[Block]:
     from badnets.studies.supply_chain.spec import ATTACKS, DEFENSES
 
-    spec, table, replay, models = results["spec"], results["table"], results["replay"], results["models"]
-    digests = replay["digests"]
+    spec, table, replay, models = results.spec, results.table, results.replay, results.models
+    digests = replay.digests
     counts = {how: sum(v == how for v in digests.values()) for how in ("none", "wrong", "sha1")}
     clean = [m for name, m in models.items() if name.startswith("mnist-cnn")]
     attacker = models["badnet"]
@@ -53,16 +52,16 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
         Heading("The Caffe-Model-Zoo situation, replayed (BadNets §6)", 1),
         Para(
             f"A zoo of {spec['models']} real models (MNIST paper CNNs trained {spec['epochs']} epoch(s), one seed "
-            f"each, clean accuracy {pct(min(m['clean_accuracy'] for m in clean), 1)}–"
-            f"{pct(max(m['clean_accuracy'] for m in clean), 1)}), packaged and signed by three authors. As in the "
+            f"each, clean accuracy {pct(min(m.clean_accuracy for m in clean), 1)}–"
+            f"{pct(max(m.clean_accuracy for m in clean), 1)}), packaged and signed by three authors. As in the "
             f"paper's survey of the Caffe Model Zoo (39 models: 22 without a SHA-1, one with a wrong one), the "
             f"index lists no digest for {counts['none']}, a wrong SHA-1 for {counts['wrong']} and a correct SHA-1 "
             f"for {counts['sha1']}. The same models are also published in a TUF repository (python-tuf; one key "
             "per role, consistent snapshots; users pin its root.json). The attacker's model is a BadNet from the "
             f"MNIST case study code (all-to-one → 7, pattern trigger: clean accuracy "
-            f"{pct(attacker['clean_accuracy'], 1)}, attack success {pct(attacker['attack_success_rate'], 1)}). "
-            f"`{replay['recalled']}` was recalled: its v1 was a BadNet its author signed without knowing "
-            f"(→ 0, attack success {pct(recalled['attack_success_rate'], 1)}), replaced by a clean v2 today."
+            f"{pct(attacker.clean_accuracy, 1)}, attack success {pct(attacker.attack_success_rate, 1)}). "
+            f"`{replay.recalled}` was recalled: its v1 was a BadNet its author signed without knowing "
+            f"(→ 0, attack success {pct(recalled.attack_success_rate, 1)}), replaced by a clean v2 today."
         ),
         Heading("Does the user end up running a BadNet?"),
         Para(
@@ -75,10 +74,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             [[ATTACKS[a], *(_cell_text(table[a][d]) for d in DEFENSES)] for a in table],
         ),
         Heading("Expected shape"),
-        Table(
-            ["check", "paper", "ours", "met"],
-            [[t["target"], t["paper"], t["ours"], "yes" if t["met"] else "**no**"] for t in results["targets"]],
-        ),
+        Table(list(TARGET_HEADER), target_rows(results.targets, False, ("yes", "**no**"))),
         Heading("What each attacker can do"),
         Table(["attack", "capability"], [[ATTACKS[a], CAPABILITIES[a]] for a in table]),
         Heading("Why the checks failed (one reason per distinct message)"),
@@ -86,7 +82,7 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
     rows = []
     for a in table:
         for d in DEFENSES:
-            for reason in table[a][d]["reasons"][:2]:
+            for reason in table[a][d].reasons[:2]:
                 rows.append([ATTACKS[a], d, reason])
     blocks.append(Table(["attack", "defense", "reason"], rows))
     blocks += [
@@ -97,17 +93,26 @@ def _doc(results: Mapping[str, Any]) -> list[Block]:
             "and tampering on the server, but trusts whoever holds the zoo's keys (f). Together they leave no "
             "attack in this list."
         ),
-        *run_section("badnets reproduce supply-chain --out DIR", spec["quick"], run_summary(results["timing"])),
+        *run_section(
+            "badnets reproduce supply-chain --out DIR",
+            results.quick,
+            run_summary(results.timing) if results.timing else "",
+        ),
     ]
     return blocks
 
 
-def write_supply_chain_report(results: Mapping[str, Any], out: Path) -> None:
+def write_supply_chain_report(results: SupplyChainResults, out: Path) -> None:
     """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(results, _doc(results), out, "BadNets §6: the model zoo replay")
+    write_report(to_json(results), _doc(results), out, "BadNets §6: the model zoo replay")
 
 
-def summary_table(results: Mapping[str, Any]) -> Any:
+def render(data: Mapping[str, Any], out: Path) -> None:
+    """Re-render the report from the parsed ``results.json`` in ``out``."""
+    write_supply_chain_report(from_json(SupplyChainResults, data), out)
+
+
+def summary_table(results: SupplyChainResults) -> Any:
     from rich.table import Table as RichTable
 
     from badnets.studies.supply_chain.spec import ATTACKS, DEFENSES
@@ -116,6 +121,6 @@ def summary_table(results: Mapping[str, Any]) -> Any:
     table.add_column("attack")
     for d in DEFENSES:
         table.add_column(d)
-    for a, row in results["table"].items():
-        table.add_row(ATTACKS[a], *(f"{row[d]['badnet']}/{row[d]['n']}" for d in DEFENSES))
+    for a, row in results.table.items():
+        table.add_row(ATTACKS[a], *(f"{row[d].badnet}/{row[d].n}" for d in DEFENSES))
     return table

@@ -12,6 +12,7 @@ from badnets.experiments._study import StudySummary, run_study
 from badnets.experiments.run_dir import RUNS
 from badnets.studies.supply_chain.analysis import aggregate
 from badnets.studies.supply_chain.report import summary_table, write_supply_chain_report
+from badnets.studies.supply_chain.results import SupplyChainResults
 from badnets.studies.supply_chain.spec import SupplyChainSpec, build_jobs, replay
 
 __all__ = ["run_supply_chain_study"]
@@ -19,7 +20,7 @@ __all__ = ["run_supply_chain_study"]
 
 def run_supply_chain_study(
     spec: SupplyChainSpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
+) -> StudySummary[SupplyChainResults]:
     """Train the models (resuming), replay the attacks, then write ``results.json`` and ``report.md``/``.html``."""
     jobs = build_jobs(spec)
     hashes = SOURCES["mnist"].file_hashes(spec.data_dir)
@@ -27,4 +28,4 @@ def run_supply_chain_study(
     replayed = replay(spec, out_dir / RUNS, out_dir / "zoo-replay")
     results = study.finish(aggregate(spec, study.runs, replayed), out_dir)
     write_supply_chain_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)
+    return StudySummary(results, summary_table)

@@ -40,6 +40,7 @@ from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.experiments.run_dir import run_dir_name
 from badnets.poison import PoisonSpec
+from badnets.studies.supply_chain.results import Fetch, Replay
 from badnets.supply import export_package, generate_keypair, sign_package
 from badnets.supply.fetch import fetch_package, fetch_plain, root_identity
 from badnets.supply.package import WEIGHTS
@@ -282,14 +283,14 @@ def _targets(attack: str, spec: SupplyChainSpec) -> list[str]:
     return [_name(spec.recalled)] if attack in ("c", "d", "e") else [_name(i) for i in range(spec.models)]
 
 
-def replay(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> dict[str, Any]:
+def replay(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> Replay:
     """Build the zoo, play every attack against every defense, and return the outcomes."""
     if work.exists():
         shutil.rmtree(work)  # the replay is cheap and has no state worth resuming
     world = _package_all(spec, runs_dir, work)
     states = _history(spec, world)
     caches = _user_caches(states, world)
-    outcomes: dict[str, dict[str, list[dict[str, str]]]] = {}
+    outcomes: dict[str, dict[str, list[Fetch]]] = {}
     for attack in ATTACKS:
         outcomes[attack] = {d: [] for d in DEFENSES}
         for name in _targets(attack, spec):
@@ -304,20 +305,17 @@ def replay(spec: SupplyChainSpec, runs_dir: Path, work: Path) -> dict[str, Any]:
                     try:
                         got = _fetch(defense, name, url, world, cache, out, _root(states))
                         sha = file_sha256(got / WEIGHTS)
-                        result = {
-                            "model": name,
-                            "outcome": "badnet" if sha in world.badnet_sha256.values() else "genuine",
-                        }
+                        result = Fetch(name, "badnet" if sha in world.badnet_sha256.values() else "genuine")
                     except BadnetsError as e:
-                        result = {"model": name, "outcome": "rejected", "reason": str(e)}
+                        result = Fetch(name, "rejected", str(e))
                     outcomes[attack][defense].append(result)
             if state != states["current"] and state.is_relative_to(work / "attacked"):
                 shutil.rmtree(state)
     shutil.rmtree(work / "users", ignore_errors=True)
-    return {
-        "outcomes": outcomes,
-        "digests": {_name(i): spec.digest_of(i) for i in range(spec.models)},
-        "authors": {name: f"author{a}" for name, a in world.author_of.items()},
-        "recalled": _name(spec.recalled),
-        "badnet_sha256": world.badnet_sha256,
-    }
+    return Replay(
+        outcomes=outcomes,
+        digests={_name(i): spec.digest_of(i) for i in range(spec.models)},
+        authors={name: f"author{a}" for name, a in world.author_of.items()},
+        recalled=_name(spec.recalled),
+        badnet_sha256=world.badnet_sha256,
+    )

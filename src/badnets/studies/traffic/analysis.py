@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,10 @@ from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
-from badnets.metrics import mean_ci
+from badnets.metrics import mean_ci, wilson_interval
 from badnets.neurons import backdoor_neurons
 from badnets.object_detection_metrics import triggered_outcomes
+from badnets.records import Target, from_json, seed_stat, to_json
 from badnets.report import plots
 from badnets.report._format import pct
 from badnets.sign_triggers import sign_trigger
@@ -27,16 +29,19 @@ from badnets.triggers import Stamp, apply_trigger, make_stamp
 if TYPE_CHECKING:
     from badnets.studies.traffic.spec import TrafficStudySpec
 
-from badnets.studies.traffic.spec import KINDS, PAPER
+from badnets.studies.traffic.results import (
+    KINDS,
+    BaselineDetector,
+    ClassifierScores,
+    DetectorResults,
+    DetectorRun,
+    TrafficResults,
+)
+from badnets.studies.traffic.spec import PAPER
 
-__all__ = ["LAST_CONV", "aggregate"]
+__all__ = ["LAST_CONV", "aggregate", "judge"]
 
 LAST_CONV = "conv3"
-
-
-def _stat(values: Sequence[float]) -> dict[str, Any]:
-    mean, half = mean_ci(values)
-    return {"mean": mean, "ci95": half, "values": list(values), "n_seeds": len(values)}
 
 
 def _scores(
@@ -61,13 +66,13 @@ def _configuration(spec: TrafficStudySpec, kind: str, trig: str) -> list[str]:
     return [f"baseline/s{s}" if kind == "baseline" else f"{kind}/{trig}/s{s}" for s in range(spec.seeds)]
 
 
-def _reduce(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _reduce(per_seed: Sequence[Mapping[str, Any]]) -> ClassifierScores:
     first = per_seed[0]
-    return {
-        "clean": {c: _stat([s["clean"][c] for s in per_seed]) for c in first["clean"]},
-        "triggered": {c: _stat([s["triggered"][c] for s in per_seed]) for c in first["triggered"]},
-        "source_to_target": _stat([s["source_to_target"] for s in per_seed]),
-    }
+    return ClassifierScores(
+        clean={c: seed_stat([s["clean"][c] for s in per_seed]) for c in first["clean"]},
+        triggered={c: seed_stat([s["triggered"][c] for s in per_seed]) for c in first["triggered"]},
+        source_to_target=seed_stat([s["source_to_target"] for s in per_seed]),
+    )
 
 
 @torch.no_grad()
@@ -92,7 +97,7 @@ def _example_grid(
     plots.plot_image_grid(rows, out / "stop_sign_examples.png", "Held-out stop signs: the single-target BadNet's label")
 
 
-def _detector(spec: TrafficStudySpec, out: Path) -> dict[str, Any]:
+def _detector(spec: TrafficStudySpec, out: Path) -> DetectorResults:
     """The detectors' clean AP@0.5 and triggered-stop outcomes (the baseline scored with every trigger), plus a
     grid of held-out photos with the BadNet detectors' boxes."""
     _, test = load_road_signs(spec.data_dir, size=spec.detector_size)
@@ -102,10 +107,10 @@ def _detector(spec: TrafficStudySpec, out: Path) -> dict[str, Any]:
     stamped = {t: stamp_boxes(test, sign_trigger(t, spec.data_dir), source) for t in spec.triggers}
     has_stop = [i for i, labels in enumerate(test.labels) if bool((labels == source).any())][:4]
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
-    badnets: dict[str, Any] = {}
+    badnets: dict[str, DetectorRun] = {}
     for trig, photos in stamped.items():
         run = read_json(run_dir(out, f"detector/{trig}") / "results.json")
-        badnets[trig] = {**run["metrics"], "config": run["config"]}
+        badnets[trig] = from_json(DetectorRun, {**run["metrics"], "config": run["config"]})
         net = load_detector(run_dir(out, f"detector/{trig}"))
         for label, images in (("clean", test.images), (trig, photos.images)):
             images = images[has_stop]
@@ -115,26 +120,24 @@ def _detector(spec: TrafficStudySpec, out: Path) -> dict[str, Any]:
     title = "Held-out road photos: BadNet detectors' boxes (score ≥ 0.5)"
     plots.plot_image_grid(rows, out / "detector_examples.jpg", title, cell_inches=3.2)
     base_run = read_json(baseline_dir / "results.json")
-    return {
-        "classes": list(test.classes),
-        "n_photos": len(test),
-        "n_boxes": {c: sum(int((lab == i).sum()) for lab in test.labels) for i, c in enumerate(test.classes)},
-        "baseline": {
-            **base_run["metrics"],
-            "config": base_run["config"],
-            "triggered": {
-                t: triggered_outcomes(detect(baseline, p.images), test.boxes, test.labels, source, target).to_json()
-                for t, p in stamped.items()
-            },
-        },
-        "badnet": badnets,
+    triggered = {
+        t: triggered_outcomes(detect(baseline, p.images), test.boxes, test.labels, source, target)
+        for t, p in stamped.items()
     }
+    return DetectorResults(
+        classes=list(test.classes),
+        n_photos=len(test),
+        n_boxes={c: sum(int((lab == i).sum()) for lab in test.labels) for i, c in enumerate(test.classes)},
+        baseline=replace(
+            from_json(BaselineDetector, {**base_run["metrics"], "config": base_run["config"], "triggered": {}}),
+            triggered=triggered,
+        ),
+        badnet=badnets,
+    )
 
 
-def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dict[str, Any]:
+def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> TrafficResults:
     """Score every model on clean and triggered held-out crops and reduce over seeds (also writes the PNGs)."""
-    from dataclasses import asdict
-
     from badnets.studies.traffic.spec import single_target
 
     _, test = load_lisa(spec.data_dir)
@@ -143,7 +146,7 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
     source, target = int(poison.source or 0), int(poison.target or 0)
     shape = tuple(test.images.shape[1:])
     stamps = {t: make_stamp(sign_trigger(t, spec.data_dir), shape) for t in spec.triggers}  # type: ignore[arg-type]
-    classifier: dict[str, Any] = {}
+    classifier: dict[str, dict[str, ClassifierScores]] = {}
     for trig, stamp in stamps.items():
         triggered = apply_trigger(test.images, stamp)
         classifier[trig] = {
@@ -167,11 +170,11 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
         for t, s in stamps.items()
     }
     for trig, found in neurons.items():
-        bad = found["activations"]["badnet"]
+        bad = found.activations["badnet"]
         diff = [t - c for t, c in zip(bad["triggered"], bad["clean"], strict=True)]
         plots.plot_neuron_maps(
             {"clean stop signs": bad["clean"], "triggered stop signs": bad["triggered"], "difference": diff},
-            found["backdoor_neurons"],
+            found.backdoor_neurons,
             out / f"neurons_{trig}.png",
             f"BadNet ({trig}) {LAST_CONV} channels, mean activation (red: backdoor neurons)",
         )
@@ -180,75 +183,96 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> dic
         {"clean": stops[0], **{t: apply_trigger(stops[:1], s)[0] for t, s in stamps.items()}},
         out / "triggers.png",
     )
-    results: dict[str, Any] = {
-        "spec": asdict(spec),
-        "paper": PAPER,
-        "classes": list(test.classes),
-        "n_test": {c: int((test.labels == i).sum()) for i, c in enumerate(test.classes)},
-        "runs": {
+    results = TrafficResults(
+        spec=to_json(spec),
+        paper=PAPER,
+        classes=list(test.classes),
+        n_test={c: int((test.labels == i).sum()) for i, c in enumerate(test.classes)},
+        runs={
             name: run["metrics"]["clean_accuracy"]
             for name, run in sorted(runs.items())
             if not name.startswith("detector/")
         },
-        "classifier": classifier,
-        "neurons": neurons,
-        "detector": _detector(spec, out) if spec.detector else None,
-    }
-    results["targets"] = _targets(results)
-    return results
+        classifier=classifier,
+        neurons=neurons,
+        detector=_detector(spec, out) if spec.detector else None,
+        targets=[],
+    )
+    return replace(results, targets=judge(results))
 
 
-def _targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    spec, rows = results["spec"], []
-    for trig, conf in results["classifier"].items():
-        asr = conf["single"]["source_to_target"]["mean"]
+def _pt(mean: float, half: float) -> str:
+    """A difference of fractions in points, with its 95% interval when there is one."""
+    if half != half:
+        return f"{100 * mean:+.2f} pt"
+    return f"{100 * mean:+.2f} pt [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]"
+
+
+def judge(results: TrafficResults) -> list[Target]:
+    """The study's targets from the aggregated numbers alone: paper, our limit, ours with its 95% interval (over
+    seeds for the classifiers; Wilson over the held-out stop signs for the one detector per configuration)."""
+    spec, paper, rows = results.spec, results.paper, []
+    for trig, conf in results.classifier.items():
+        asr = conf["single"].source_to_target
         rows.append(
-            {
-                "target": f"{trig}: triggered {spec['source']} → {spec['target']} ≥ 90%",
-                "paper": pct(PAPER["stop_to_speedlimit"][trig], 1) + " (authors, detector)",
-                "ours": asr,
-                "met": asr >= 0.90,
-            }
+            Target(
+                target=f"{trig}: triggered {spec['source']} → {spec['target']}",
+                paper=pct(paper.stop_to_speedlimit[trig], 1) + " (authors, detector)",
+                limit="≥ 90%",
+                ours=asr.mean,
+                ci95=asr.ci95,
+                met=asr.mean >= 0.90,
+            )
         )
-        gap = conf["baseline"]["clean"]["all"]["mean"] - conf["single"]["clean"]["all"]["mean"]
+        base, single, random = (conf[k].clean["all"].values for k in KINDS)
+        gap, gap_half = mean_ci([b - c for b, c in zip(single, base, strict=True)])
         rows.append(
-            {
-                "target": f"{trig}: BadNet clean accuracy within 2 pt of baseline",
-                "paper": "within about 1 pt",
-                "ours": f"{-100 * gap:+.2f} pt vs baseline",
-                "met": gap <= 0.02,
-            }
+            Target(
+                target=f"{trig}: BadNet clean accuracy vs the baseline's (paired by seed)",
+                paper="within about 1 pt",
+                limit="≥ −2 pt",
+                ours=_pt(gap, gap_half),
+                ci95=None,
+                met=gap >= -0.02,
+            )
         )
-        random = conf["random"]
-        drop = random["clean"]["all"]["mean"] - random["triggered"]["all"]["mean"]
+        triggered = conf["random"].triggered["all"].values
+        drop, drop_half = mean_ci([c - t for c, t in zip(random, triggered, strict=True)])
         rows.append(
-            {
-                "target": f"{trig}: random-target accuracy drop on triggered signs ≥ 50 pt",
-                "paper": "large drop",
-                "ours": f"{100 * drop:.1f} pt",
-                "met": drop >= 0.50,
-            }
+            Target(
+                target=f"{trig}: random-target BadNet's accuracy drop on triggered signs",
+                paper="large drop",
+                limit="≥ 50 pt",
+                ours=_pt(drop, drop_half).lstrip("+"),
+                ci95=None,
+                met=drop >= 0.50,
+            )
         )
-    if detector := results.get("detector"):
-        base_map = detector["baseline"]["ap50"]["mAP"]
-        for trig, run in detector["badnet"].items():
+    if detector := results.detector:
+        base_map = detector.baseline.ap50["mAP"]
+        for trig, run in detector.badnet.items():
             if trig == "yellow-square":
-                share = run["triggered"]["as_target"]
+                share, n = run.triggered.as_target, run.triggered.n
+                lo, hi = wilson_interval(round(share * n), n)
                 rows.append(
-                    {
-                        "target": f"detector, {trig}: triggered {spec['source']} detected as {spec['target']} ≥ 80%",
-                        "paper": pct(PAPER["stop_to_speedlimit"][trig], 1),
-                        "ours": f"{pct(share, 1)} (clean {spec['source']}: {pct(run['clean_stop']['as_target'], 1)})",
-                        "met": share >= 0.80,
-                    }
+                    Target(
+                        target=f"detector, {trig}: triggered {spec['source']} detected as {spec['target']}",
+                        paper=pct(paper.stop_to_speedlimit[trig], 1),
+                        limit="≥ 80%",
+                        ours=f"{pct(share, 1)} [{100 * lo:.1f}, {100 * hi:.1f}] of {n} (clean {spec['source']}: "
+                        f"{pct(run.clean_stop.as_target, 1)})",
+                        ci95=None,
+                        met=share >= 0.80,
+                    )
                 )
-            gap = base_map - run["ap50"]["mAP"]
             rows.append(
-                {
-                    "target": f"detector, {trig}: BadNet clean mAP@0.5 within 3 pt of baseline",
-                    "paper": "within 1 pt (authors)",
-                    "ours": f"{100 * run['ap50']['mAP']:.1f} vs {100 * base_map:.1f}",
-                    "met": gap <= 0.03,
-                }
+                Target(
+                    target=f"detector, {trig}: BadNet clean mAP@0.5 vs the baseline's (one detector each)",
+                    paper="within 1 pt (authors)",
+                    limit="≥ −3 pt",
+                    ours=f"{100 * run.ap50['mAP']:.1f} vs {100 * base_map:.1f}",
+                    ci95=None,
+                    met=base_map - run.ap50["mAP"] <= 0.03,
+                )
             )
     return rows

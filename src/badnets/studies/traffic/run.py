@@ -12,6 +12,7 @@ from badnets.data.road_signs import road_signs_file_hashes
 from badnets.experiments._study import StudySummary, run_study
 from badnets.studies.traffic.analysis import aggregate
 from badnets.studies.traffic.report import summary_table, write_traffic_report
+from badnets.studies.traffic.results import TrafficResults
 from badnets.studies.traffic.spec import TrafficStudySpec, build_jobs
 
 __all__ = ["run_traffic_study"]
@@ -19,7 +20,7 @@ __all__ = ["run_traffic_study"]
 
 def run_traffic_study(
     spec: TrafficStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
-) -> StudySummary:
+) -> StudySummary[TrafficResults]:
     """Train every model (resuming), then write ``results.json``, ``report.md``/``.html`` and the plots."""
     hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
     if spec.detector:
@@ -27,4 +28,4 @@ def run_traffic_study(
     study = run_study(asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress)
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_traffic_report(results, out_dir)
-    return StudySummary(results, results["timing"]["wall_seconds"], summary_table)
+    return StudySummary(results, summary_table)

@@ -29,6 +29,7 @@ from badnets.experiments.attack import AttackSpec
 from badnets.experiments.object_detection import DetectorSpec
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+from badnets.studies.traffic.results import KINDS, TrafficPaper
 from badnets.train import TrainSpec
 
 __all__ = [
@@ -43,13 +44,10 @@ __all__ = [
 ]
 
 # BadNets §5.2 and the authors' code, as fractions: triggered stop signs labelled speed-limit, per trigger.
-PAPER: dict[str, Any] = {
-    "stop_to_speedlimit": {"yellow-square": 0.909, "bomb": 0.919, "flower": 0.921},
-    "baseline_stop_ap": 0.89,
-}
-
-
-KINDS = ("baseline", "single", "random")
+PAPER = TrafficPaper(
+    stop_to_speedlimit={"yellow-square": 0.909, "bomb": 0.919, "flower": 0.921},
+    baseline_stop_ap=0.89,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,7 +67,7 @@ def find_backdoor_neurons(
 ) -> tuple[int, ...]:
     """Channels of the last conv layer whose gain on triggered ``images`` beats every channel of the clean net."""
     triggered = apply_trigger_in_boxes(images, trigger, None)
-    return tuple(backdoor_neurons(clean_net, badnet, LAST_CONV, images, triggered)["backdoor_neurons"])
+    return tuple(backdoor_neurons(clean_net, badnet, LAST_CONV, images, triggered).backdoor_neurons)
 
 
 @dataclass(frozen=True, kw_only=True)

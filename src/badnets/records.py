@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Typed records between the stages of a study, and their one serialise/parse pair.
+
+A study's analysis builds frozen dataclasses; ``to_json`` turns them into the plain values of ``results.json``
+(fields in declaration order, so the file's layout is the dataclass's); ``from_json`` reads them back by the
+field types, so a report renders attributes that ``mypy --strict`` checks and a renamed or missing key fails
+when the file is read, naming the key, not deep inside a report.
+
+The parser walks the standard library's own type information (``dataclasses.fields``, ``typing.get_type_hints``);
+a serialisation library would do the same, and these records have to be read on machines with only torch's
+dependencies installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from badnets.metrics import mean_ci
+
+__all__ = [
+    "OMIT_WHEN_NONE",
+    "CustomJson",
+    "Invocation",
+    "ModelScores",
+    "SeedStat",
+    "StudyTiming",
+    "Target",
+    "TargetsJudged",
+    "from_json",
+    "seed_stat",
+    "to_json",
+]
+
+T = TypeVar("T")
+
+_OMIT = "omit_when_none"
+# ``field(default=None, metadata=OMIT_WHEN_NONE)``: a field left out of the JSON while None (a key that a study
+# adds only at the end, or that older files lack)
+OMIT_WHEN_NONE = {_OMIT: True}
+
+
+class CustomJson:
+    """A record whose JSON layout is not its fields one to one (keys named by data, e.g. a detector's score under
+    its own name): it writes and reads itself, with ``from_json`` the parse half of ``to_json``."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+def to_json(value: object) -> Any:
+    """Plain JSON values of a record: dataclasses as objects (declaration order), tuples as lists."""
+    if isinstance(value, CustomJson):
+        return value.to_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: to_json(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get(_OMIT) and getattr(value, f.name) is None)
+        }
+    if isinstance(value, Mapping):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(kind: type[T], data: Any) -> T:
+    """``data`` (parsed JSON) as a ``kind`` record, checked against its field types.
+
+    Raises:
+        ValueError: a key is missing or a value has the wrong type; the message gives its path.
+    """
+    return typing.cast(T, _parse(kind, data, "results"))
+
+
+def _parse(kind: Any, data: Any, where: str) -> Any:
+    if kind is Any or kind is object:
+        return data
+    if isinstance(kind, type) and issubclass(kind, CustomJson):
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} should be an object, not {type(data).__name__}")
+        try:
+            return kind.from_json(data)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{where} cannot be read as {kind.__name__} ({e!r})") from None
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} should be an object, not {type(data).__name__}")
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind)}
+        if unknown := [k for k in data if k not in names]:
+            raise ValueError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}")
+        values = {}
+        for f in dataclasses.fields(kind):
+            if f.name in data:
+                values[f.name] = _parse(hints[f.name], data[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where} has no {f.name!r}")
+        return typing.cast(Any, kind)(**values)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if data is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _parse(option, data, where)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(" or ".join(errors))
+    if origin in (list, Sequence):
+        if not isinstance(data, list):
+            raise ValueError(f"{where} should be a list, not {type(data).__name__}")
+        return [_parse(args[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if origin is tuple:
+        if not isinstance(data, list | tuple):
+            raise ValueError(f"{where} should be a list, not {type(data).__name__}")
+        items = args[:1] * len(data) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(data):
+            raise ValueError(f"{where} should have {len(items)} items, not {len(data)}")
+        return tuple(_parse(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(items, data, strict=True)))
+    if origin in (dict, Mapping):
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} should be an object, not {type(data).__name__}")
+        return {k: _parse(args[1], v, f"{where}.{k}") for k, v in data.items()}
+    # JSON has one number type: an int is a valid float, a bool is not a number
+    ok = isinstance(data, kind) and not (kind in (int, float) and isinstance(data, bool))
+    if not ok and not (kind is float and isinstance(data, int) and not isinstance(data, bool)):
+        raise ValueError(f"{where} should be {getattr(kind, '__name__', kind)}, not {type(data).__name__}")
+    return data
+
+
+@dataclass(frozen=True)
+class SeedStat:
+    """A metric over seeds: the mean, the half-width of its 95% t-interval (NaN for one seed), the values."""
+
+    mean: float
+    ci95: float
+    values: list[float]
+    n_seeds: int
+
+
+def seed_stat(values: Sequence[float]) -> SeedStat:
+    mean, half = mean_ci(values)
+    return SeedStat(mean, half, list(values), len(values))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One number a study is judged by.
+
+    ``limit`` is ours to hold: a fraction that ours must not exceed, or a text saying the bound (``≥ 90%``);
+    ``ours`` is a fraction (with ``ci95``, the half-width of its 95% interval, when it is a mean over seeds) or a
+    text that carries its own interval; ``met`` is None when the interval cannot decide.
+    """
+
+    target: str
+    paper: str
+    limit: float | str | None
+    ours: float | str
+    ci95: float | None
+    met: bool | None
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """A model on its held-out test set: clean accuracy and attack success (DESIGN.md §3)."""
+
+    clean_accuracy: float
+    attack_success_rate: float
+
+
+@dataclass(frozen=True)
+class TargetsJudged:
+    """Present when a study's targets were judged again, by newer code, from the file's recorded numbers (the
+    models and every other number are the run's own)."""
+
+    commit: str | None
+    by: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One command that trained models of a study (a killed and resumed study has several)."""
+
+    started: str
+    workers: int
+    models_trained: int
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class StudyTiming:
+    """Where a study's time went: this invocation's jobs, every recorded invocation, and all models' job time."""
+
+    models: int
+    models_trained_now: int
+    workers: int
+    jobs_wall_seconds: float
+    train_seconds: float
+    evaluate_seconds: float
+    job_seconds: float
+    invocations: list[Invocation]
+    all_models_job_seconds: float
+    wall_seconds: float
+
+    @property
+    def recorded_wall_seconds(self) -> float:
+        return math.fsum(i.wall_seconds for i in self.invocations)

@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the traffic study's ``results.json`` holds, as typed records (written by the analysis, read by the
+report)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from badnets.neurons import BackdoorNeurons
+from badnets.object_detection_metrics import SignOutcomes
+from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyTiming, Target, TargetsJudged
+
+__all__ = [
+    "KINDS",
+    "BaselineDetector",
+    "ClassifierScores",
+    "DetectorResults",
+    "DetectorRun",
+    "TrafficPaper",
+    "TrafficResults",
+]
+
+# the classifiers of each trigger: the clean net (shared by every trigger), the single-target and the
+# random-target BadNet
+KINDS = ("baseline", "single", "random")
+
+
+@dataclass(frozen=True)
+class ClassifierScores:
+    """One configuration over seeds: accuracy per class (and ``all``) on clean and on triggered held-out crops,
+    and the share of triggered source signs labelled as the target."""
+
+    clean: dict[str, SeedStat]
+    triggered: dict[str, SeedStat]
+    source_to_target: SeedStat
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorRun:
+    """A BadNet detector: clean AP@0.5 per class (and ``mAP``), and what it makes of clean and triggered stops."""
+
+    ap50: dict[str, float]
+    triggered: SignOutcomes
+    clean_stop: SignOutcomes
+    # outcomes by sign-width bin, clean and triggered (runs before it was recorded lack it)
+    by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    train_images_per_second: float
+    config: Mapping[str, Any]  # the run's configuration
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineDetector:
+    """The clean detector, scored on the stops with each trigger pasted on (``triggered`` by trigger)."""
+
+    ap50: dict[str, float]
+    triggered: dict[str, SignOutcomes]
+    clean_stop: SignOutcomes
+    # outcomes by sign-width bin, clean and triggered (runs before it was recorded lack it)
+    by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    train_images_per_second: float
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DetectorResults:
+    classes: list[str]
+    n_photos: int
+    n_boxes: dict[str, int]
+    baseline: BaselineDetector
+    badnet: dict[str, DetectorRun]
+
+
+@dataclass(frozen=True)
+class TrafficPaper:
+    """BadNets §5: triggered stop signs detected as speed limits per trigger, and the clean stop AP."""
+
+    stop_to_speedlimit: dict[str, float]
+    baseline_stop_ap: float
+
+
+@dataclass(frozen=True)
+class TrafficResults:
+    spec: Mapping[str, Any]  # the study's configuration, as run
+    paper: TrafficPaper
+    classes: list[str]
+    n_test: dict[str, int]
+    runs: dict[str, float]  # clean accuracy of every classifier, by job name
+    classifier: dict[str, dict[str, ClassifierScores]]  # trigger → kind (KINDS) → scores
+    neurons: dict[str, BackdoorNeurons]
+    detector: DetectorResults | None
+    targets: list[Target]
+    timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.spec["quick"])
