@@ -14,7 +14,6 @@ dependencies installed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -27,8 +26,10 @@ __all__ = [
     "OMIT_WHEN_NONE",
     "CustomJson",
     "Invocation",
+    "JobsTiming",
     "ModelScores",
     "SeedStat",
+    "StudyFlags",
     "StudyTiming",
     "Target",
     "TargetsJudged",
@@ -201,8 +202,9 @@ class Invocation:
 
 
 @dataclass(frozen=True)
-class StudyTiming:
-    """Where a study's time went: this invocation's jobs, every recorded invocation, and all models' job time."""
+class JobsTiming:
+    """What running a study's jobs took: jobs in all and trained now, the workers, the wall time, and the summed
+    train, evaluate and whole-job seconds of the jobs that ran."""
 
     models: int
     models_trained_now: int
@@ -211,10 +213,36 @@ class StudyTiming:
     train_seconds: float
     evaluate_seconds: float
     job_seconds: float
+
+    def __add__(self, other: JobsTiming) -> JobsTiming:
+        """Two phases of one study, one after the other (the later phase's worker count)."""
+        return JobsTiming(
+            self.models + other.models,
+            self.models_trained_now + other.models_trained_now,
+            other.workers,
+            self.jobs_wall_seconds + other.jobs_wall_seconds,
+            self.train_seconds + other.train_seconds,
+            self.evaluate_seconds + other.evaluate_seconds,
+            self.job_seconds + other.job_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class StudyTiming(JobsTiming):
+    """Where a study's time went: this invocation's jobs, every recorded invocation, all models' job time, and the
+    wall time of this invocation."""
+
     invocations: list[Invocation]
     all_models_job_seconds: float
     wall_seconds: float
 
+
+class StudyFlags:
+    """What every study's results read from their ``spec``."""
+
+    spec: Mapping[str, Any]
+
     @property
-    def recorded_wall_seconds(self) -> float:
-        return math.fsum(i.wall_seconds for i in self.invocations)
+    def quick(self) -> bool:
+        """A reduced demonstration run (reports say so and do not grade it)."""
+        return bool(self.spec["quick"])

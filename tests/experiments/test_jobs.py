@@ -33,7 +33,7 @@ def test_finished_runs_are_reused_only_for_the_same_config(tmp_path: Path) -> No
     jobs = dedupe_jobs([Job(name, CountingJob(value=v, counter=counter)) for name, v in (("a", 1), ("b", 2))])
     first = run_jobs(jobs, tmp_path / "runs", workers=1)
     again = run_jobs(jobs, tmp_path / "runs", workers=1)
-    assert (first["models_trained_now"], again["models_trained_now"]) == (2, 0)
+    assert (first.models_trained_now, again.models_trained_now) == (2, 0)
     assert Path(counter).read_text() == "2"
     changed = dedupe_jobs([Job("a", CountingJob(value=3, counter=counter))])
     with pytest.raises(ConfigError, match=r"runs/a holds a finished run of another config than job 'a'"):

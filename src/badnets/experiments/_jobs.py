@@ -17,9 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from badnets.experiments.run_dir import finished_run, run_dir_name
+from badnets.records import JobsTiming
 
 __all__ = ["Job", "JobSpec", "dedupe_jobs", "run_jobs"]
 
@@ -71,7 +72,7 @@ def _abort(pool: ProcessPoolExecutor) -> None:
         process.kill()
 
 
-def _run_one(spec: JobSpec, run_dir: Path) -> dict[str, Any]:
+def _run_one(spec: JobSpec, run_dir: Path) -> dict[str, float]:
     return spec.run(run_dir)
 
 
@@ -81,7 +82,7 @@ def run_jobs(
     *,
     workers: int,
     progress: Callable[[int, int, str], None] | None = None,
-) -> dict[str, Any]:
+) -> JobsTiming:
     """Run every unfinished job; returns timing: wall seconds and summed train / evaluate / total job seconds.
 
     Jobs run in ``workers`` processes (inline when ``workers == 1``). A job's failure stops the study and
@@ -94,7 +95,7 @@ def run_jobs(
     sums = {"train_seconds": 0.0, "evaluate_seconds": 0.0, "job_seconds": 0.0}
     start = time.perf_counter()
 
-    def finished(timing: dict[str, Any], name: str) -> None:
+    def finished(timing: dict[str, float], name: str) -> None:
         nonlocal done
         done += 1
         for key in sums:
@@ -110,7 +111,7 @@ def run_jobs(
     elif todo:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-            pending: dict[Future[dict[str, Any]], Job] = {
+            pending: dict[Future[dict[str, float]], Job] = {
                 pool.submit(_run_one, job.spec, runs_dir / job.dir_name): job for job in todo
             }
             try:
@@ -122,10 +123,4 @@ def run_jobs(
             except BaseException:
                 _abort(pool)
                 raise
-    return {
-        "models": total,
-        "models_trained_now": len(todo),
-        "workers": workers,
-        "jobs_wall_seconds": time.perf_counter() - start,
-        **sums,
-    }
+    return JobsTiming(total, len(todo), workers, time.perf_counter() - start, **sums)

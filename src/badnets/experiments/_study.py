@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -19,7 +19,7 @@ from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, run_jobs
 from badnets.experiments.run_dir import RUNS
-from badnets.records import StudyTiming, from_json
+from badnets.records import Invocation, JobsTiming, StudyTiming, from_json, to_json
 from badnets.train import TrainSpec
 
 __all__ = ["Phase", "StudyRecipe", "StudyResults", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]
@@ -84,21 +84,17 @@ class _InvocationLedger:
 
     def __init__(self, path: Path, *, workers: int) -> None:
         self.path = path
-        self.previous: list[dict[str, Any]] = read_json(path) if path.is_file() else []
-        self.entry: dict[str, Any] = {
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "workers": workers,
-            "models_trained": 0,
-            "wall_seconds": 0.0,
-        }
+        self.previous = from_json(list[Invocation], read_json(path)) if path.is_file() else []
+        self.entry = Invocation(datetime.now(UTC).isoformat(timespec="seconds"), workers, 0, 0.0)
 
     def record(self, wall_seconds: float, *, models_trained: int) -> None:
-        self.entry["wall_seconds"] = wall_seconds
-        self.entry["models_trained"] += models_trained
-        write_json(self.path, self.invocations())
+        self.entry = replace(
+            self.entry, wall_seconds=wall_seconds, models_trained=self.entry.models_trained + models_trained
+        )
+        write_json(self.path, to_json(self.invocations()))
 
-    def invocations(self) -> list[dict[str, Any]]:
-        return [*self.previous, self.entry] if self.entry["models_trained"] else list(self.previous)
+    def invocations(self) -> list[Invocation]:
+        return [*self.previous, self.entry] if self.entry.models_trained else list(self.previous)
 
 
 class StudyResults(Protocol):
@@ -117,13 +113,20 @@ R = TypeVar("R", bound=StudyResults)
 class StudyRuns:
     """The finished jobs' ``results.json`` by job name, and the timing to report (including the ledger)."""
 
-    runs: dict[str, Any]
-    timing: dict[str, Any]
+    runs: dict[str, Any]  # each job's results.json, parsed by the study's analysis
+    jobs: JobsTiming
+    invocations: list[Invocation]
+    all_models_job_seconds: float
     start: float
 
     def finish(self, results: R, out_dir: Path) -> R:
         """The aggregated ``results`` with the timing (wall time up to now) and the study manifest."""
-        timing = from_json(StudyTiming, {**self.timing, "wall_seconds": time.perf_counter() - self.start})
+        timing = StudyTiming(
+            **asdict(self.jobs),
+            invocations=self.invocations,
+            all_models_job_seconds=self.all_models_job_seconds,
+            wall_seconds=time.perf_counter() - self.start,
+        )
         return replace(results, timing=timing, manifest=read_json(out_dir / "run.json"))
 
 
@@ -174,14 +177,12 @@ def run_study(
             progress(done, total, name)
 
     runs: dict[str, Any] = {}
-    timing: dict[str, Any] = {}
+    timing = JobsTiming(0, 0, workers, 0.0, 0.0, 0.0, 0.0)
     for phase in phases:
         jobs = phase if isinstance(phase, list) else phase(runs)
-        took = run_jobs(jobs, out_dir / RUNS, workers=workers, progress=on_progress)
-        timing = {k: timing.get(k, 0) + v if k not in ("workers",) else v for k, v in took.items()}
+        timing += run_jobs(jobs, out_dir / RUNS, workers=workers, progress=on_progress)
         runs |= {job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in jobs}
-    if timing["models_trained_now"]:
+    if timing.models_trained_now:
         ledger.record(time.perf_counter() - start, models_trained=0)
-    timing["invocations"] = ledger.invocations()
-    timing["all_models_job_seconds"] = sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in runs.values())
-    return StudyRuns(runs, timing, start)
+    job_seconds = sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in runs.values())
+    return StudyRuns(runs, timing, ledger.invocations(), job_seconds, start)

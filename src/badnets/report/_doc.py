@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["Block", "Heading", "Image", "Para", "Table", "render_html", "render_md", "run_section", "write_report"]
 
@@ -110,3 +112,24 @@ def write_report(results: Mapping[str, Any], blocks: Sequence[Block], out: Path,
     write_json(out / "results.json", results)
     write_text(out / "report.md", render_md(blocks))
     write_text(out / "report.html", render_html(blocks, title, out))
+
+
+@dataclass(frozen=True)
+class StudyReport(Generic[T]):
+    """How one study's results (a ``kind`` record) become its reports: ``doc`` lays out the blocks."""
+
+    kind: type[T]
+    title: str
+    doc: Callable[[T], list[Block]]
+
+    def write(self, results: T, out: Path) -> None:
+        """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
+        from badnets.records import to_json
+
+        write_report(to_json(results), self.doc(results), out, self.title)
+
+    def render(self, data: Mapping[str, Any], out: Path) -> None:
+        """Re-render the reports in ``out`` from its parsed ``results.json``."""
+        from badnets.records import from_json
+
+        self.write(from_json(self.kind, data), out)

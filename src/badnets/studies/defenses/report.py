@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from badnets.records import from_json, to_json
-from badnets.report._doc import Block, Heading, Para, Table, run_section, write_report
+from badnets.report._doc import Block, Heading, Para, StudyReport, Table, run_section
 from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows, targets_table
 from badnets.studies.defenses.results import DefenseResults, EvaluatedModel
 from badnets.studies.defenses.spec import LEARNED
 
-__all__ = ["render", "summary_table", "write_defense_report"]
+__all__ = ["REPORT", "render", "summary_table", "write_defense_report"]
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -132,13 +130,9 @@ def _model_row(m: EvaluatedModel) -> list[str]:
     ]
 
 
-def write_defense_report(results: DefenseResults, out: Path) -> None:
-    write_report(to_json(results), _doc(results), out, "Defense scoreboard")
-
-
-def render(data: Mapping[str, Any], out: Path) -> None:
-    """Re-render the report from the parsed ``results.json`` in ``out``."""
-    write_defense_report(from_json(DefenseResults, data), out)
+REPORT = StudyReport(DefenseResults, "Defense scoreboard", _doc)
+write_defense_report = REPORT.write
+render = REPORT.render
 
 
 def summary_table(results: DefenseResults) -> Any:

@@ -17,6 +17,7 @@ from badnets.records import (
     OMIT_WHEN_NONE,
     CustomJson,
     ModelScores,
+    StudyFlags,
     StudyTiming,
     Target,
     TargetsJudged,
@@ -292,7 +293,7 @@ class Runtime:
 
 
 @dataclass(frozen=True)
-class DefenseResults:
+class DefenseResults(StudyFlags):
     spec: Mapping[str, Any]  # the study's configuration, as run
     models: list[EvaluatedModel]
     detection: dict[str, DetectionRates]
@@ -304,7 +305,3 @@ class DefenseResults:
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
-
-    @property
-    def quick(self) -> bool:
-        return bool(self.spec["quick"])

@@ -13,7 +13,7 @@ from badnets.experiments._study import Phase, StudySummary, run_study
 from badnets.studies.defenses.analysis import aggregate
 from badnets.studies.defenses.report import summary_table, write_defense_report
 from badnets.studies.defenses.results import DefenseResults
-from badnets.studies.defenses.spec import DefenseStudySpec, _eval_jobs, build_jobs
+from badnets.studies.defenses.spec import DefenseStudySpec, build_jobs, eval_jobs
 
 __all__ = ["run_defense_study"]
 
@@ -27,7 +27,7 @@ def run_defense_study(
         hashes |= SOURCES["lisa"].file_hashes(spec.data_dir)
     ensure_writable_dir(out_dir)
     trained = build_jobs(spec, out_dir)
-    phases: list[Phase] = [trained, _eval_jobs(spec, trained, out_dir)]
+    phases: list[Phase] = [trained, eval_jobs(spec, trained, out_dir)]
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress)
     results = study.finish(aggregate(spec, study.runs), out_dir)
     write_defense_report(results, out_dir)

@@ -39,7 +39,7 @@ from badnets.studies.defenses.results import (
 from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, random_target, single_target
 from badnets.triggers import TriggerSpec, apply_trigger, make_stamp
 
-__all__ = ["LEARNED", "DefenseStudySpec", "EvalSpec", "build_jobs", "evaluate_defenses"]
+__all__ = ["LEARNED", "DefenseStudySpec", "EvalSpec", "build_jobs", "eval_jobs", "evaluate_defenses"]
 
 LEARNED = 0.5  # a BadNet counts as backdoored when its attack succeeds on at least half of the triggered images
 
@@ -283,7 +283,7 @@ def evaluate_defenses(spec: EvalSpec) -> ModelEvaluation:
     )
 
 
-def _eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> list[Job]:
+def eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> list[Job]:
     """One evaluation per trained model (the study's second phase, run after every model is trained)."""
     return dedupe_jobs(
         [

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from badnets.metrics import wilson_interval
-from badnets.records import SeedStat, from_json, to_json
-from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
+from badnets.records import SeedStat
+from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import pct, pct_ci, run_summary, target_rows, targets_table
 from badnets.studies.mnist.results import MnistResults
 
-__all__ = ["render", "summary_table", "write_mnist_report"]
+__all__ = ["REPORT", "render", "summary_table", "write_mnist_report"]
 
 
 def _sd(stat: SeedStat, n: int) -> str:
@@ -152,14 +150,9 @@ def _doc(results: MnistResults) -> list[Block]:
     return blocks
 
 
-def write_mnist_report(results: MnistResults, out: Path) -> None:
-    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(to_json(results), _doc(results), out, "BadNets on MNIST")
-
-
-def render(data: Mapping[str, Any], out: Path) -> None:
-    """Re-render the report from the parsed ``results.json`` in ``out``."""
-    write_mnist_report(from_json(MnistResults, data), out)
+REPORT = StudyReport(MnistResults, "BadNets on MNIST", _doc)
+write_mnist_report = REPORT.write
+render = REPORT.render
 
 
 def summary_table(results: MnistResults) -> Any:

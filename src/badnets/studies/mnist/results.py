@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyTiming, Target, TargetsJudged
+from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = [
     "AllToAll",
@@ -100,7 +100,7 @@ class Conv1Filters:
 
 
 @dataclass(frozen=True)
-class MnistResults:
+class MnistResults(StudyFlags):
     spec: Mapping[str, Any]  # the study's configuration, as run
     paper: MnistPaper
     baseline: Baseline
@@ -112,7 +112,3 @@ class MnistResults:
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
-
-    @property
-    def quick(self) -> bool:
-        return bool(self.spec["quick"])

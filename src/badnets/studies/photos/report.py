@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from badnets.metrics import wilson_interval
-from badnets.records import from_json, to_json
-from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
+from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import pct, pct_ci, run_summary
 from badnets.studies.photos.results import PhotoResults
 
-__all__ = ["render", "summary_table", "write_photo_report"]
+__all__ = ["REPORT", "render", "summary_table", "write_photo_report"]
 
 
 def _doc(results: PhotoResults) -> list[Block]:
@@ -81,14 +79,9 @@ def _doc(results: PhotoResults) -> list[Block]:
     return blocks
 
 
-def write_photo_report(results: PhotoResults, out: Path) -> None:
-    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(to_json(results), _doc(results), out, "BadNets on real photos")
-
-
-def render(data: Mapping[str, Any], out: Path) -> None:
-    """Re-render the report from the parsed ``results.json`` in ``out``."""
-    write_photo_report(from_json(PhotoResults, data), out)
+REPORT = StudyReport(PhotoResults, "BadNets on real photos", _doc)
+write_photo_report = REPORT.write
+render = REPORT.render
 
 
 def summary_table(results: PhotoResults) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from badnets.object_detection_metrics import SignOutcomes
-from badnets.records import OMIT_WHEN_NONE, StudyTiming
+from badnets.records import OMIT_WHEN_NONE, StudyFlags, StudyTiming
 
 __all__ = ["PhotoClassifier", "PhotoResults", "PhotoScores", "RoadPhotos"]
 
@@ -44,7 +44,7 @@ class RoadPhotos:
 
 
 @dataclass(frozen=True)
-class PhotoResults:
+class PhotoResults(StudyFlags):
     spec: Mapping[str, Any]  # the study's configuration, as run
     classifier: PhotoClassifier
     road_photos: RoadPhotos | None

@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from badnets.records import from_json, to_json
-from badnets.report._doc import Block, Heading, Para, Table, run_section, write_report
+from badnets.report._doc import Block, Heading, Para, StudyReport, Table, run_section
 from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows
 from badnets.studies.supply_chain.results import FetchCounts, SupplyChainResults
 
-__all__ = ["CAPABILITIES", "render", "summary_table", "write_supply_chain_report"]
+__all__ = ["CAPABILITIES", "REPORT", "render", "summary_table", "write_supply_chain_report"]
 
 
 CAPABILITIES = {
@@ -102,14 +99,9 @@ def _doc(results: SupplyChainResults) -> list[Block]:
     return blocks
 
 
-def write_supply_chain_report(results: SupplyChainResults, out: Path) -> None:
-    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(to_json(results), _doc(results), out, "BadNets §6: the model zoo replay")
-
-
-def render(data: Mapping[str, Any], out: Path) -> None:
-    """Re-render the report from the parsed ``results.json`` in ``out``."""
-    write_supply_chain_report(from_json(SupplyChainResults, data), out)
+REPORT = StudyReport(SupplyChainResults, "BadNets §6: the model zoo replay", _doc)
+write_supply_chain_report = REPORT.write
+render = REPORT.render
 
 
 def summary_table(results: SupplyChainResults) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from badnets.records import OMIT_WHEN_NONE, ModelScores, StudyTiming, Target, TargetsJudged
+from badnets.records import OMIT_WHEN_NONE, ModelScores, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = ["Fetch", "FetchCounts", "Replay", "SupplyChainResults"]
 
@@ -46,7 +46,7 @@ class FetchCounts:
 
 
 @dataclass(frozen=True)
-class SupplyChainResults:
+class SupplyChainResults(StudyFlags):
     spec: Mapping[str, Any]  # the study's configuration, as run
     table: dict[str, dict[str, FetchCounts]]  # attack → defense → counts
     targets: list[Target]
@@ -55,7 +55,3 @@ class SupplyChainResults:
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
-
-    @property
-    def quick(self) -> bool:
-        return bool(self.spec["quick"])

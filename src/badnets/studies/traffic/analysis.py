@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,21 +44,26 @@ __all__ = ["LAST_CONV", "aggregate", "judge"]
 LAST_CONV = "conv3"
 
 
+@dataclass(frozen=True)
+class _SeedScores:
+    """One classifier: accuracy per class (and ``all``), clean and triggered, and triggered source → target."""
+
+    clean: dict[str, float]
+    triggered: dict[str, float]
+    source_to_target: float
+
+
 def _scores(
     model: torch.nn.Module, test: ImageDataset, triggered: torch.Tensor, source: int, target: int
-) -> dict[str, Any]:
+) -> _SeedScores:
     """Per-class accuracy on clean and on triggered test images, and where triggered source signs went."""
     clean, trig = predict(model, test.images), predict(model, triggered)
-    out: dict[str, Any] = {"clean": {}, "triggered": {}}
-    for c, name in enumerate(test.classes):
-        in_c = test.labels == c
-        out["clean"][name] = float((clean[in_c] == c).float().mean())
-        out["triggered"][name] = float((trig[in_c] == c).float().mean())
-    out["clean"]["all"] = float((clean == test.labels).float().mean())
-    out["triggered"]["all"] = float((trig == test.labels).float().mean())
-    src = test.labels == source
-    out["source_to_target"] = float((trig[src] == target).float().mean())
-    return out
+
+    def per_class(preds: torch.Tensor) -> dict[str, float]:
+        by_class = {name: float((preds[test.labels == c] == c).float().mean()) for c, name in enumerate(test.classes)}
+        return {**by_class, "all": float((preds == test.labels).float().mean())}
+
+    return _SeedScores(per_class(clean), per_class(trig), float((trig[test.labels == source] == target).float().mean()))
 
 
 def _configuration(spec: TrafficStudySpec, kind: str, trig: str) -> list[str]:
@@ -66,12 +71,12 @@ def _configuration(spec: TrafficStudySpec, kind: str, trig: str) -> list[str]:
     return [f"baseline/s{s}" if kind == "baseline" else f"{kind}/{trig}/s{s}" for s in range(spec.seeds)]
 
 
-def _reduce(per_seed: Sequence[Mapping[str, Any]]) -> ClassifierScores:
+def _reduce(per_seed: Sequence[_SeedScores]) -> ClassifierScores:
     first = per_seed[0]
     return ClassifierScores(
-        clean={c: seed_stat([s["clean"][c] for s in per_seed]) for c in first["clean"]},
-        triggered={c: seed_stat([s["triggered"][c] for s in per_seed]) for c in first["triggered"]},
-        source_to_target=seed_stat([s["source_to_target"] for s in per_seed]),
+        clean={c: seed_stat([s.clean[c] for s in per_seed]) for c in first.clean},
+        triggered={c: seed_stat([s.triggered[c] for s in per_seed]) for c in first.triggered},
+        source_to_target=seed_stat([s.source_to_target for s in per_seed]),
     )
 
 

@@ -4,17 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from badnets.metrics import wilson_interval
 from badnets.object_detection_metrics import SignOutcomes
-from badnets.records import SeedStat, from_json, to_json
-from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
+from badnets.records import SeedStat
+from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import TARGET_HEADER, pct, pct_ci, run_summary, target_rows, targets_table
 from badnets.studies.traffic.results import KINDS, DetectorResults, TrafficPaper, TrafficResults
 
-__all__ = ["render", "summary_table", "write_traffic_report"]
+__all__ = ["REPORT", "render", "summary_table", "write_traffic_report"]
 
 
 def _cell(stat: SeedStat, n: int) -> str:
@@ -151,14 +150,9 @@ def _detector_doc(spec: Mapping[str, Any], paper: TrafficPaper, detector: Detect
     ]
 
 
-def write_traffic_report(results: TrafficResults, out: Path) -> None:
-    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(to_json(results), _doc(results), out, "BadNets on traffic signs")
-
-
-def render(data: Mapping[str, Any], out: Path) -> None:
-    """Re-render the report from the parsed ``results.json`` in ``out``."""
-    write_traffic_report(from_json(TrafficResults, data), out)
+REPORT = StudyReport(TrafficResults, "BadNets on traffic signs", _doc)
+write_traffic_report = REPORT.write
+render = REPORT.render
 
 
 def summary_table(results: TrafficResults) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 from badnets.neurons import BackdoorNeurons
 from badnets.object_detection_metrics import SignOutcomes
-from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyTiming, Target, TargetsJudged
+from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = [
     "KINDS",
@@ -81,7 +81,7 @@ class TrafficPaper:
 
 
 @dataclass(frozen=True)
-class TrafficResults:
+class TrafficResults(StudyFlags):
     spec: Mapping[str, Any]  # the study's configuration, as run
     paper: TrafficPaper
     classes: list[str]
@@ -94,7 +94,3 @@ class TrafficResults:
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
-
-    @property
-    def quick(self) -> bool:
-        return bool(self.spec["quick"])

@@ -13,10 +13,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 
 from badnets._io import atomic_path
-from badnets.metrics import mean_ci, slope_ci
-from badnets.records import SeedStat, Target, seed_stat, to_json
+from badnets.metrics import BackdoorMetrics, mean_ci, slope_ci
+from badnets.records import Target, from_json, seed_stat, to_json
 from badnets.report._format import pct
-from badnets.studies.transfer.results import DomainScores, TransferPaper, TransferResults, USNets
+from badnets.studies.transfer.results import DomainAccuracy, DomainScores, TransferPaper, TransferResults, USNets
 
 if TYPE_CHECKING:
     from badnets.studies.transfer.spec import TransferStudySpec
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["PAPER", "aggregate", "judge"]
 
 matplotlib.use("Agg")
+
+KINDS = ("baseline", "badnet")  # the US nets the user downloads: a clean one and a BadNet
 
 
 # BadNets Tables 6 and 7 (Swedish signs), average accuracy as fractions.
@@ -41,12 +43,16 @@ PAPER = TransferPaper(
 )
 
 
+def _domain(run: Mapping[str, Any]) -> DomainAccuracy:
+    return from_json(DomainAccuracy, run["metrics"])
+
+
 def _reduce(runs: Sequence[Mapping[str, Any]]) -> DomainScores:
-    metrics = [r["metrics"] for r in runs]
-    clean, triggered = (
-        {c: seed_stat([m[part][c] for m in metrics]) for c in metrics[0][part]} for part in ("clean", "triggered")
+    scores = [_domain(r) for r in runs]
+    return DomainScores(
+        clean={c: seed_stat([s.clean[c] for s in scores]) for c in scores[0].clean},
+        triggered={c: seed_stat([s.triggered[c] for s in scores]) for c in scores[0].triggered},
     )
-    return DomainScores(clean, triggered)
 
 
 def aggregate(spec: TransferStudySpec, runs: Mapping[str, Any], out: Path) -> TransferResults:
@@ -54,20 +60,16 @@ def aggregate(spec: TransferStudySpec, runs: Mapping[str, Any], out: Path) -> Tr
     seeds = range(spec.us.seeds)
     baseline = _reduce([runs[f"transfer/baseline/s{s}"] for s in seeds])
     by_k = {f"{k:g}": _reduce([runs[f"transfer/badnet/k{k:g}/s{s}"] for s in seeds]) for k in spec.ks}
-    first = runs["transfer/baseline/s0"]["metrics"]
-
-    def us_stat(kind: str, metric: str) -> SeedStat:
-        return seed_stat([runs[f"us/{kind}/s{s}"]["metrics"][metric] for s in seeds])
-
+    us_nets = {kind: [BackdoorMetrics.from_json(runs[f"us/{kind}/s{s}"]["metrics"]) for s in seeds] for kind in KINDS}
     us = USNets(
-        us_stat("baseline", "clean_accuracy"),
-        us_stat("badnet", "clean_accuracy"),
-        us_stat("badnet", "attack_success_rate"),
+        seed_stat([m.clean_accuracy for m in us_nets["baseline"]]),
+        seed_stat([m.clean_accuracy for m in us_nets["badnet"]]),
+        seed_stat([m.attack_success_rate for m in us_nets["badnet"]]),
     )
     results = TransferResults(
         spec=to_json(spec),
         paper=PAPER,
-        n_test=first["n"],
+        n_test=_domain(runs["transfer/baseline/s0"]).n,
         us=us,
         backdoor_neurons={
             f"s{s}": list(runs[f"transfer/badnet/k{spec.ks[0]:g}/s{s}"]["config"]["units"]) for s in seeds

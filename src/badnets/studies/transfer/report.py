@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from badnets.metrics import wilson_interval
-from badnets.records import SeedStat, from_json, to_json
-from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
+from badnets.records import SeedStat
+from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import TARGET_HEADER, pct, pct_ci, run_summary, target_rows, targets_table
 from badnets.studies.transfer.results import TransferResults
 
-__all__ = ["render", "summary_table", "write_transfer_report"]
+__all__ = ["REPORT", "render", "summary_table", "write_transfer_report"]
 
 
 def _cell(stat: SeedStat, n: int | None = None) -> str:
@@ -108,14 +106,9 @@ def _doc(results: TransferResults) -> list[Block]:
     return blocks
 
 
-def write_transfer_report(results: TransferResults, out: Path) -> None:
-    """``results.json`` (the source of truth), then Markdown and self-contained HTML from it."""
-    write_report(to_json(results), _doc(results), out, "BadNets transfer attack")
-
-
-def render(data: Mapping[str, Any], out: Path) -> None:
-    """Re-render the report from the parsed ``results.json`` in ``out``."""
-    write_transfer_report(from_json(TransferResults, data), out)
+REPORT = StudyReport(TransferResults, "BadNets transfer attack", _doc)
+write_transfer_report = REPORT.write
+render = REPORT.render
 
 
 def summary_table(results: TransferResults) -> Any:

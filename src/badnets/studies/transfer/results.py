@@ -8,9 +8,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyTiming, Target, TargetsJudged
+from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyFlags, StudyTiming, Target, TargetsJudged
 
-__all__ = ["DomainScores", "TransferPaper", "TransferResults", "USNets"]
+__all__ = ["DomainAccuracy", "DomainScores", "TransferPaper", "TransferResults", "USNets"]
+
+
+@dataclass(frozen=True)
+class DomainAccuracy:
+    """One retrained net on the target domain's test signs (a retraining job's ``metrics``): accuracy per class
+    and ``average`` (all test signs), clean and triggered, and the test signs per class."""
+
+    clean: dict[str, float]
+    triggered: dict[str, float]
+    n: dict[str, int]
+    clean_accuracy: float
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ class TransferPaper:
 
 
 @dataclass(frozen=True)
-class TransferResults:
+class TransferResults(StudyFlags):
     spec: Mapping[str, Any]  # the study's configuration, as run
     paper: TransferPaper
     n_test: dict[str, int]
@@ -51,10 +62,6 @@ class TransferResults:
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
-
-    @property
-    def quick(self) -> bool:
-        return bool(self.spec["quick"])
 
     def effect(self, k: str) -> float:
         """BadNet's triggered accuracy minus the clean net's (negative: the backdoor survives retraining)."""

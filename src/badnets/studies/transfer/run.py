@@ -13,7 +13,7 @@ from badnets.experiments._study import Phase, StudySummary, run_study
 from badnets.studies.transfer.analysis import aggregate
 from badnets.studies.transfer.report import summary_table, write_transfer_report
 from badnets.studies.transfer.results import TransferResults
-from badnets.studies.transfer.spec import TransferStudySpec, _retrain_jobs, _us_jobs
+from badnets.studies.transfer.spec import TransferStudySpec, retrain_jobs, us_jobs
 
 __all__ = ["run_transfer_study"]
 
@@ -23,7 +23,7 @@ def run_transfer_study(
 ) -> StudySummary[TransferResults]:
     """Train the US nets, retrain them on the target domain for every k (resuming), then write the report."""
     hashes = {**lisa_file_hashes(spec.us.data_dir), **SOURCES[spec.target].file_hashes(spec.us.data_dir)}
-    phases: list[Phase] = [_us_jobs(spec), _retrain_jobs(spec, out_dir)]
+    phases: list[Phase] = [us_jobs(spec), retrain_jobs(spec, out_dir)]
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.us.workers, progress=progress)
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_transfer_report(results, out_dir)

@@ -30,8 +30,10 @@ from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.models import build_model
 from badnets.neurons import backdoor_neurons
+from badnets.records import to_json
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, single_target
+from badnets.studies.transfer.results import DomainAccuracy
 from badnets.train import TrainSpec, predict, train_model
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
@@ -41,8 +43,10 @@ __all__ = [
     "RetrainSpec",
     "TransferStudySpec",
     "find_backdoor_neurons",
+    "retrain_jobs",
     "score_domain",
     "strengthen",
+    "us_jobs",
 ]
 
 LAST_CONV = "conv3"
@@ -111,25 +115,27 @@ class RetrainSpec:
         scores = score_domain(model, test, self.trigger)
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
         timing["job_seconds"] = time.perf_counter() - t0
-        write_json(out_dir / "results.json", {"config": asdict(self), "metrics": scores, "timing": timing})
+        write_json(out_dir / "results.json", {"config": asdict(self), "metrics": to_json(scores), "timing": timing})
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)
         return timing
 
 
-def score_domain(model: torch.nn.Module, test: ImageDataset, trigger: TriggerSpec) -> dict[str, Any]:
+def score_domain(model: torch.nn.Module, test: ImageDataset, trigger: TriggerSpec) -> DomainAccuracy:
     """Accuracy per class and overall on clean test images and on the same images with the trigger on the sign."""
     clean = predict(model, test.images)
     trig = predict(model, apply_trigger_in_boxes(test.images, trigger, test.boxes))
-    out: dict[str, Any] = {"clean": {}, "triggered": {}, "n": {}}
-    for c, name in enumerate(test.classes):
-        in_c = test.labels == c
-        out["n"][name] = int(in_c.sum())
-        out["clean"][name] = float((clean[in_c] == c).float().mean())
-        out["triggered"][name] = float((trig[in_c] == c).float().mean())
-    out["clean"]["average"] = float((clean == test.labels).float().mean())
-    out["triggered"]["average"] = float((trig == test.labels).float().mean())
-    out["clean_accuracy"] = out["clean"]["average"]
-    return out
+
+    def per_class(preds: torch.Tensor) -> dict[str, float]:
+        by_class = {name: float((preds[test.labels == c] == c).float().mean()) for c, name in enumerate(test.classes)}
+        return {**by_class, "average": float((preds == test.labels).float().mean())}
+
+    scores = per_class(clean)
+    return DomainAccuracy(
+        clean=scores,
+        triggered=per_class(trig),
+        n={name: int((test.labels == c).sum()) for c, name in enumerate(test.classes)},
+        clean_accuracy=scores["average"],
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,7 +191,7 @@ class TransferStudySpec:
         return full if retrain_epochs is None else replace(full, retrain_epochs=retrain_epochs)
 
 
-def _us_jobs(spec: TransferStudySpec) -> list[Job]:
+def us_jobs(spec: TransferStudySpec) -> list[Job]:
     us = spec.us
     jobs = []
     for seed in range(us.seeds):
@@ -194,7 +200,7 @@ def _us_jobs(spec: TransferStudySpec) -> list[Job]:
     return dedupe_jobs(jobs)
 
 
-def _retrain_jobs(spec: TransferStudySpec, out_dir: Path) -> Callable[[Mapping[str, Any]], list[Job]]:
+def retrain_jobs(spec: TransferStudySpec, out_dir: Path) -> Callable[[Mapping[str, Any]], list[Job]]:
     """The retraining jobs; they need the trained US nets (to find the backdoor neurons), hence a second phase."""
 
     def build(_runs: Mapping[str, Any]) -> list[Job]:
