@@ -16,7 +16,7 @@ from torch import nn
 from badnets.data import load_mnist
 from badnets.experiments.attack import evaluate_attack
 from badnets.experiments.run_dir import load_model, run_dir
-from badnets.metrics import SlopeFit, grouped_slope_ci, mean_ci, sd_from_ci
+from badnets.metrics import BackdoorMetrics, SlopeFit, grouped_slope_ci, mean_ci, sd_from_ci
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec
 from badnets.records import Target, seed_stat, to_json
@@ -40,8 +40,9 @@ from badnets.studies.mnist.spec import PAPER
 __all__ = ["aggregate", "judge"]
 
 
-def _m(run: Mapping[str, Any]) -> Mapping[str, Any]:
-    return run["metrics"]  # type: ignore[no-any-return]
+def _m(run: Mapping[str, Any]) -> BackdoorMetrics:
+    """A finished attack run's metrics (its ``results.json``)."""
+    return BackdoorMetrics.from_json(run["metrics"])
 
 
 def _group(runs: Mapping[str, Any], prefix: str) -> list[Mapping[str, Any]]:
@@ -57,10 +58,10 @@ def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> Basel
         stamp = make_stamp(TriggerSpec(kind=trig), (1, 28, 28))
         m = evaluate_attack(model, test, stamp, PoisonSpec(mapping="all-to-all", rate=spec.rate))
         triggered[trig] = TriggeredErrors(m.backdoor_error, m.backdoored_accuracy)
-    per_class = np.mean([[row["clean_error"] for row in _m(r)["per_class"]] for r in group], axis=0)
+    per_class = np.mean([[row.clean_error for row in _m(r).per_class] for r in group], axis=0)
     return Baseline(
-        clean_error=seed_stat([_m(r)["clean_error"] for r in group]),
-        n_clean=_m(group[0])["n_clean"],
+        clean_error=seed_stat([_m(r).clean_error for r in group]),
+        n_clean=_m(group[0]).n_clean,
         per_class_clean_error=per_class.tolist(),
         clean_net_on_triggered=triggered,
     )
@@ -68,14 +69,16 @@ def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> Basel
 
 def _all_to_all(runs: Mapping[str, Any], trig: str) -> AllToAll:
     group = _group(runs, f"all-to-all/{trig}/")
-    rows = [_m(r)["per_class"] for r in group]
+    rows = [_m(r).per_class for r in group]
     return AllToAll(
-        clean_error=seed_stat([_m(r)["clean_error"] for r in group]),
-        backdoor_error=seed_stat([_m(r)["backdoor_error"] for r in group]),
-        n_clean=_m(group[0])["n_clean"],
-        n_backdoor=_m(group[0])["n_backdoor"],
-        per_class_clean_error=np.mean([[c["clean_error"] for c in r] for r in rows], axis=0).tolist(),
-        per_class_backdoor_error=np.mean([[c["backdoor_error"] for c in r] for r in rows], axis=0).tolist(),
+        clean_error=seed_stat([_m(r).clean_error for r in group]),
+        backdoor_error=seed_stat([_m(r).backdoor_error for r in group]),
+        n_clean=_m(group[0]).n_clean,
+        n_backdoor=_m(group[0]).n_backdoor,
+        per_class_clean_error=np.mean([[c.clean_error for c in r] for r in rows], axis=0).tolist(),
+        per_class_backdoor_error=np.mean(
+            [[math.nan if c.backdoor_error is None else c.backdoor_error for c in r] for r in rows], axis=0
+        ).tolist(),
     )
 
 
@@ -85,7 +88,7 @@ def _single(runs: Mapping[str, Any], trig: str) -> SingleTarget:
     for name, run in runs.items():
         if name.startswith(f"single/{trig}/"):
             i, j = (int(v) for v in name.rsplit("/", 1)[1].split("-"))
-            clean[i, j], backdoor[i, j] = _m(run)["clean_error"], _m(run)["backdoor_error"]
+            clean[i, j], backdoor[i, j] = _m(run).clean_error, _m(run).backdoor_error
     worst = np.unravel_index(np.nanargmax(backdoor), backdoor.shape)
     return SingleTarget(
         n_pairs=int(np.sum(~np.isnan(clean))),
@@ -104,8 +107,8 @@ def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[Swe
     for rate in spec.sweep_rates:
         group = _group(runs, f"sweep/{trig}/r{rate:g}/")
         clean, bd = (
-            seed_stat([_m(r)["clean_error"] for r in group]),
-            seed_stat([_m(r)["backdoor_error"] for r in group]),
+            seed_stat([_m(r).clean_error for r in group]),
+            seed_stat([_m(r).backdoor_error for r in group]),
         )
         points.append(
             SweepPoint(

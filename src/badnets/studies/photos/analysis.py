@@ -14,6 +14,7 @@ from badnets._io import read_json
 from badnets.data import dataset_source, load_road_signs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
+from badnets.metrics import BackdoorMetrics
 from badnets.object_detection_metrics import triggered_outcomes
 from badnets.records import to_json
 from badnets.report import plots
@@ -125,5 +126,5 @@ def aggregate(spec: PhotoStudySpec, runs: Mapping[str, Any], out: Path) -> Photo
         spec=to_json(spec),
         classifier=_classifier(spec, out),
         road_photos=_road_photos(spec, out),
-        runs={name: run["metrics"]["clean_accuracy"] for name, run in sorted(runs.items())},
+        runs={name: BackdoorMetrics.from_json(run["metrics"]).clean_accuracy for name, run in sorted(runs.items())},
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from badnets.metrics import BackdoorMetrics
 from badnets.records import ModelScores, Target, to_json
 from badnets.studies.supply_chain.results import Fetch, FetchCounts, Replay, SupplyChainResults
 
@@ -30,8 +31,8 @@ def aggregate(spec: SupplyChainSpec, runs: Mapping[str, Any], replayed: Replay) 
         table={a: {d: _cell(f) for d, f in by_defense.items()} for a, by_defense in replayed.outcomes.items()},
         targets=[],
         models={
-            name.split("/", 1)[1]: ModelScores(run["metrics"]["clean_accuracy"], run["metrics"]["attack_success_rate"])
-            for name, run in runs.items()
+            name.split("/", 1)[1]: ModelScores(m.clean_accuracy, m.attack_success_rate)
+            for name, m in ((name, BackdoorMetrics.from_json(run["metrics"])) for name, run in runs.items())
         },
         replay=replayed,
     )

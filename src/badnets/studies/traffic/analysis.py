@@ -16,7 +16,7 @@ from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
-from badnets.metrics import mean_ci, wilson_interval
+from badnets.metrics import BackdoorMetrics, mean_ci, wilson_interval
 from badnets.neurons import backdoor_neurons
 from badnets.object_detection_metrics import triggered_outcomes
 from badnets.records import Target, from_json, seed_stat, to_json
@@ -194,7 +194,7 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> Tra
         classes=list(test.classes),
         n_test={c: int((test.labels == i).sum()) for i, c in enumerate(test.classes)},
         runs={
-            name: run["metrics"]["clean_accuracy"]
+            name: BackdoorMetrics.from_json(run["metrics"]).clean_accuracy
             for name, run in sorted(runs.items())
             if not name.startswith("detector/")
         },
