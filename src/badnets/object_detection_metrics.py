@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torchvision.ops import box_iou
 
+from badnets.records import OMIT_WHEN_NONE
+
 __all__ = [
     "WIDTH_BINS",
+    "DetectionMetrics",
     "Detections",
     "SignOutcomes",
     "average_precision",
@@ -101,6 +104,19 @@ class SignOutcomes:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionMetrics:
+    """A detector on held-out photos: AP@0.5 per class and ``mAP``, what it makes of the triggered and the clean
+    source signs, the same by sign-width bin (``by_width[triggered | clean][bin]``; runs before it was recorded
+    lack it), and its training speed."""
+
+    ap50: dict[str, float]
+    triggered: SignOutcomes
+    clean_stop: SignOutcomes
+    by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    train_images_per_second: float
 
 
 def triggered_outcomes(

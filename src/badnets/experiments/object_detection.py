@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,15 @@ from badnets.data.road_signs import DetectionDataset, load_road_signs, road_sign
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
 from badnets.models.sign_detector import build_detector
-from badnets.object_detection_metrics import Detections, mean_average_precision, outcomes_by_width, triggered_outcomes
+from badnets.object_detection_metrics import (
+    DetectionMetrics,
+    Detections,
+    SignOutcomes,
+    mean_average_precision,
+    outcomes_by_width,
+    triggered_outcomes,
+)
+from badnets.records import to_json
 from badnets.train import TrainSpec, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
@@ -139,9 +148,8 @@ def detect(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> list[
     return out
 
 
-def detector_report_md(results: dict[str, Any], *, n_photos: int) -> str:
+def detector_report_md(config: Mapping[str, Any], metrics: DetectionMetrics, *, n_photos: int) -> str:
     """A detector run's ``report.md``: AP@0.5 per class and what became of the triggered source signs."""
-    config, metrics = results["config"], results["metrics"]
     kind = "baseline (clean training)" if config["baseline"] else f"BadNet ({config['source']} → {config['target']})"
     lines = [
         f"# Detector {kind}",
@@ -151,34 +159,34 @@ def detector_report_md(results: dict[str, Any], *, n_photos: int) -> str:
         "",
         "| class | AP@0.5 (clean photos) |",
         "|---|---|",
-        *(f"| {c} | {100 * v:.1f}% |" for c, v in metrics["ap50"].items() if v == v),
+        *(f"| {c} | {100 * v:.1f}% |" for c, v in metrics.ap50.items() if v == v),
         "",
         *(
-            f"{shown} {config['source']} signs ({metrics[key]['n']}): "
+            f"{shown} {config['source']} signs ({outcome.n}): "
             + ", ".join(
-                f"{label} {100 * metrics[key][share]:.1f}%"
+                f"{label} {100 * share:.1f}%"
                 for share, label in (
-                    ("as_target", f"detected as {config['target']}"),
-                    ("as_source", f"as {config['source']}"),
-                    ("as_other", "as another class"),
-                    ("missed", "missed"),
+                    (outcome.as_target, f"detected as {config['target']}"),
+                    (outcome.as_source, f"as {config['source']}"),
+                    (outcome.as_other, "as another class"),
+                    (outcome.missed, "missed"),
                 )
             )
             + "."
-            for shown, key in (("Triggered", "triggered"), ("Clean", "clean_stop"))
+            for shown, outcome in (("Triggered", metrics.triggered), ("Clean", metrics.clean_stop))
         ),
         "",
         "A backdoor is the gap between the two: a detector that also labels clean signs as the target learned a "
         "confusion, not a trigger.",
         "",
-        *_by_width_lines(config, metrics.get("by_width")),
+        *_by_width_lines(config, metrics.by_width),
         "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
         "",
     ]
     return "\n".join(lines)
 
 
-def _by_width_lines(config: dict[str, Any], by_width: dict[str, Any] | None) -> list[str]:
+def _by_width_lines(config: Mapping[str, Any], by_width: dict[str, dict[str, SignOutcomes]] | None) -> list[str]:
     """The outcome table by sign width: the trigger is sized relative to the sign, so small signs carry a
     trigger of a few pixels."""
     if not by_width:
@@ -195,8 +203,8 @@ def _by_width_lines(config: dict[str, Any], by_width: dict[str, Any] | None) -> 
     ]
     for bin_, trig in by_width["triggered"].items():
         clean = by_width["clean"][bin_]
-        if trig["n"]:
-            lines.append(f"| {bin_} | {trig['n']} | {100 * trig['as_target']:.1f}% | {100 * clean['as_target']:.1f}% |")
+        if trig.n:
+            lines.append(f"| {bin_} | {trig.n} | {100 * trig.as_target:.1f}% | {100 * clean.as_target:.1f}% |")
     return [*lines, ""]
 
 
@@ -246,25 +254,23 @@ class DetectorSpec:
         t2 = time.perf_counter()
         clean = detect(model, test.images)
         triggered = detect(model, stamp_boxes(test, self.trigger, source).images)
-        metrics = {
-            "ap50": mean_average_precision(clean, test.boxes, test.labels, test.classes),
-            "triggered": triggered_outcomes(triggered, test.boxes, test.labels, source, target).to_json(),
-            "clean_stop": triggered_outcomes(clean, test.boxes, test.labels, source, target).to_json(),
-            "by_width": {
-                kind: {
-                    bin_: o.to_json()
-                    for bin_, o in outcomes_by_width(dets, test.boxes, test.labels, source, target).items()
-                }
+        metrics = DetectionMetrics(
+            ap50=mean_average_precision(clean, test.boxes, test.labels, test.classes),
+            triggered=triggered_outcomes(triggered, test.boxes, test.labels, source, target),
+            clean_stop=triggered_outcomes(clean, test.boxes, test.labels, source, target),
+            by_width={
+                kind: outcomes_by_width(dets, test.boxes, test.labels, source, target)
                 for kind, dets in (("triggered", triggered), ("clean", clean))
             },
-            "train_images_per_second": len(train) * self.train.epochs / max(t2 - t1, 1e-9),
-        }
+            train_images_per_second=len(train) * self.train.epochs / max(t2 - t1, 1e-9),
+        )
         save_weights(model, out_dir / "model.safetensors")
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
         timing["job_seconds"] = time.perf_counter() - t0
-        results = {"config": asdict(self), "metrics": metrics, "timing": timing, "classes": list(test.classes)}
+        config = asdict(self)
+        results = {"config": config, "metrics": to_json(metrics), "timing": timing, "classes": list(test.classes)}
         with atomic_path(out_dir / "report.md") as tmp:
-            tmp.write_text(detector_report_md(results, n_photos=len(test)))
+            tmp.write_text(detector_report_md(config, metrics, n_photos=len(test)))
         write_json(out_dir / "results.json", results)
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)
         return timing

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from badnets.neurons import BackdoorNeurons
-from badnets.object_detection_metrics import SignOutcomes
+from badnets.object_detection_metrics import DetectionMetrics, SignOutcomes
 from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = [
@@ -38,16 +38,11 @@ class ClassifierScores:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectorRun:
-    """A BadNet detector: clean AP@0.5 per class (and ``mAP``), and what it makes of clean and triggered stops."""
+class DetectorRun(DetectionMetrics):
+    """A BadNet detector: its metrics (clean AP@0.5, what it makes of clean and triggered stops) and its run's
+    configuration."""
 
-    ap50: dict[str, float]
-    triggered: SignOutcomes
-    clean_stop: SignOutcomes
-    # outcomes by sign-width bin, clean and triggered (runs before it was recorded lack it)
-    by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
-    train_images_per_second: float
-    config: Mapping[str, Any]  # the run's configuration
+    config: Mapping[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
