@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from badnets.records import StudyTiming, Target
 
-__all__ = ["TARGET_HEADER", "md_table", "pct", "pct_ci", "run_summary", "target_cells", "target_rows", "targets_table"]
+__all__ = [
+    "TARGET_HEADER",
+    "md_table",
+    "pct",
+    "pct_ci",
+    "pt_ci",
+    "run_summary",
+    "share_ci",
+    "target_cells",
+    "target_rows",
+    "targets_table",
+]
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -27,6 +38,23 @@ def pct_ci(mean: float, half: float | None = None, lo_hi: Sequence[float] | None
     if lo_hi is not None:
         return f"{pct(mean, digits)} [{100 * lo_hi[0]:.{digits}f}, {100 * lo_hi[1]:.{digits}f}]"
     return pct(mean, digits)
+
+
+def share_ci(k: int, n: int, digits: int = 1) -> str:
+    """``k`` of ``n`` as a percentage with its Wilson 95% interval: ``72.2% [49.1, 87.5] (13/18)``."""
+    from badnets.metrics import wilson_interval
+
+    if not n:
+        return "none counted (0/0)"
+    return f"{pct_ci(k / n, lo_hi=wilson_interval(k, n), digits=digits)} ({k}/{n})"
+
+
+def pt_ci(mean: float, half: float, digits: int = 2) -> str:
+    """A difference of fractions in points, with its 95% interval when there is one: ``-0.25 pt [-0.61, +0.11]``."""
+    text = f"{100 * mean:+.{digits}f} pt"
+    if half != half:
+        return text
+    return f"{text} [{100 * (mean - half):+.{digits}f}, {100 * (mean + half):+.{digits}f}]"
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -9,9 +9,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from badnets.defenses.registry import defense_names
-from badnets.metrics import mean_ci, wilson_interval
+from badnets.metrics import mean_ci
 from badnets.records import Target, to_json
-from badnets.report._format import pct
+from badnets.report._format import pct, share_ci
 from badnets.studies.defenses.results import (
     DefenseResults,
     DetectionRates,
@@ -140,14 +140,6 @@ def _after(m: EvaluatedModel, method: str) -> Any:
     return (m.evaluation.repair or {})[method]
 
 
-def _share(k: int, n: int) -> str:
-    """``k/n`` as a percentage with its Wilson 95% interval."""
-    if not n:
-        return "no models"
-    lo, hi = wilson_interval(k, n)
-    return f"{pct(k / n, 1)} [{100 * lo:.1f}, {100 * hi:.1f}] ({k}/{n})"
-
-
 def _mean_text(values: Sequence[float], text: Callable[[float], str]) -> str:
     """The mean over models with its 95% t-interval (``text`` formats each number)."""
     m, half = mean_ci(values) if values else (float("nan"), float("nan"))
@@ -175,7 +167,7 @@ def judge(results: DefenseResults) -> list[Target]:
             "audit TPR on all-to-one / single-target BadNets",
             "–",
             "≥ 90%",
-            _share(len(hits), len(targeted)),
+            share_ci(len(hits), len(targeted)),
             None,
             audit.tpr_targeted >= 0.9,
         ),
@@ -183,12 +175,12 @@ def judge(results: DefenseResults) -> list[Target]:
             "correct suspected target among those detected",
             "–",
             "≥ 90%",
-            _share(len(right), len(hits)),
+            share_ci(len(right), len(hits)),
             None,
             audit.correct_target >= 0.9,
         ),
         Target(
-            "audit FPR on clean models", "–", "≤ 10%", _share(len(false_alarms), len(clean)), None, audit.fpr <= 0.1
+            "audit FPR on clean models", "–", "≤ 10%", share_ci(len(false_alarms), len(clean)), None, audit.fpr <= 0.1
         ),
         Target(
             "STRIP AUROC on all-to-one patch-trigger BadNets (mean)",
@@ -217,7 +209,7 @@ def judge(results: DefenseResults) -> list[Target]:
             "best mitigation (unlearning): ASR ≤ 5% with clean drop ≤ 1 pt",
             "–",
             "all BadNets",
-            _share(repaired, len(done)),
+            share_ci(repaired, len(done)),
             None,
             repaired == len(done),
         ),

@@ -16,12 +16,12 @@ from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
-from badnets.metrics import BackdoorMetrics, mean_ci, wilson_interval
+from badnets.metrics import BackdoorMetrics, mean_ci
 from badnets.neurons import backdoor_neurons
 from badnets.object_detection_metrics import triggered_outcomes
 from badnets.records import Target, from_json, seed_stat, to_json
 from badnets.report import plots
-from badnets.report._format import pct
+from badnets.report._format import pct, pt_ci, share_ci
 from badnets.sign_triggers import sign_trigger
 from badnets.train import predict
 from badnets.triggers import Stamp, apply_trigger, make_stamp
@@ -206,13 +206,6 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> Tra
     return replace(results, targets=judge(results))
 
 
-def _pt(mean: float, half: float) -> str:
-    """A difference of fractions in points, with its 95% interval when there is one."""
-    if half != half:
-        return f"{100 * mean:+.2f} pt"
-    return f"{100 * mean:+.2f} pt [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]"
-
-
 def judge(results: TrafficResults) -> list[Target]:
     """The study's targets from the aggregated numbers alone: paper, our limit, ours with its 95% interval (over
     seeds for the classifiers; Wilson over the held-out stop signs for the one detector per configuration)."""
@@ -236,7 +229,7 @@ def judge(results: TrafficResults) -> list[Target]:
                 target=f"{trig}: BadNet clean accuracy vs the baseline's (paired by seed)",
                 paper="within about 1 pt",
                 limit="≥ −2 pt",
-                ours=_pt(gap, gap_half),
+                ours=pt_ci(gap, gap_half),
                 ci95=None,
                 met=gap >= -0.02,
             )
@@ -248,7 +241,7 @@ def judge(results: TrafficResults) -> list[Target]:
                 target=f"{trig}: random-target BadNet's accuracy drop on triggered signs",
                 paper="large drop",
                 limit="≥ 50 pt",
-                ours=_pt(drop, drop_half).lstrip("+"),
+                ours=pt_ci(drop, drop_half).lstrip("+"),
                 ci95=None,
                 met=drop >= 0.50,
             )
@@ -258,14 +251,13 @@ def judge(results: TrafficResults) -> list[Target]:
         for trig, run in detector.badnet.items():
             if trig == "yellow-square":
                 share, n = run.triggered.as_target, run.triggered.n
-                lo, hi = wilson_interval(round(share * n), n)
                 rows.append(
                     Target(
                         target=f"detector, {trig}: triggered {spec['source']} detected as {spec['target']}",
                         paper=pct(paper.stop_to_speedlimit[trig], 1),
                         limit="≥ 80%",
-                        ours=f"{pct(share, 1)} [{100 * lo:.1f}, {100 * hi:.1f}] of {n} (clean {spec['source']}: "
-                        f"{pct(run.clean_stop.as_target, 1)})",
+                        ours=f"{share_ci(round(share * n), n)}; clean {spec['source']}: "
+                        f"{pct(run.clean_stop.as_target, 1)}",
                         ci95=None,
                         met=share >= 0.80,
                     )

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from badnets._io import atomic_path
 from badnets.metrics import BackdoorMetrics, mean_ci, slope_ci
 from badnets.records import Target, from_json, seed_stat, to_json
-from badnets.report._format import pct
+from badnets.report._format import pct, pt_ci
 from badnets.studies.transfer.results import DomainAccuracy, DomainScores, TransferPaper, TransferResults, USNets
 
 if TYPE_CHECKING:
@@ -112,13 +112,6 @@ def _paired_gap(badnet: Sequence[float], clean: Sequence[float]) -> tuple[float,
     return mean_ci([b - c for b, c in zip(badnet, clean, strict=True)])
 
 
-def _pt(mean: float, half: float) -> str:
-    """A difference of fractions in points, with its 95% interval when there is one."""
-    if half != half:
-        return f"{100 * mean:+.1f} pt"
-    return f"{100 * mean:+.1f} pt [{100 * (mean - half):+.1f}, {100 * (mean + half):+.1f}]"
-
-
 def judge(results: TransferResults) -> list[Target]:
     """The study's targets from the aggregated numbers alone: paper, our limit, ours with its 95% interval over
     seeds, and whether ours is within the limit (``met``; None when a slope's interval cannot decide)."""
@@ -138,7 +131,7 @@ def judge(results: TransferResults) -> list[Target]:
             target=f"BadNet clean accuracy (k = {first}) vs the clean net's",
             paper="74.9% vs 72.7%",
             limit="≥ −2 pt",
-            ours=f"{_pt(gap, gap_half)} ({pct(by_k[first].clean['average'].mean, 1)} vs "
+            ours=f"{pt_ci(gap, gap_half)} ({pct(by_k[first].clean['average'].mean, 1)} vs "
             f"{pct(base.clean['average'].mean, 1)})",
             ci95=None,
             met=gap >= -0.02,
@@ -147,8 +140,8 @@ def judge(results: TransferResults) -> list[Target]:
             target="BadNet triggered accuracy vs the clean net's, best k ≤ 20",
             paper="−8.6 pt at k = 1; −25.1 pt at k = 20",
             limit="≤ −8 pt",
-            ours=f"{_pt(*effect[best])} at k = {best}"
-            + (f" (k = {first}: {_pt(*effect[first])})" if best != first else ""),
+            ours=f"{pt_ci(*effect[best])} at k = {best}"
+            + (f" (k = {first}: {pt_ci(*effect[first])})" if best != first else ""),
             ci95=None,
             met=effect[best][0] <= -0.08,
         ),
