@@ -79,7 +79,7 @@ def from_json(kind: type[T], data: Any) -> T:
     """``data`` (parsed JSON) as a ``kind`` record, checked against its field types.
 
     Raises:
-        ValueError: a key is missing or a value has the wrong type; the message gives its path.
+        ValueError: a key is missing or unknown, or a value has the wrong type; the message gives its path.
     """
     return typing.cast(T, _parse(kind, data, "results"))
 
