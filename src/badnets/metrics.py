@@ -29,6 +29,8 @@ __all__ = [
     "clean_accuracy",
     "grouped_slope_ci",
     "mean_ci",
+    "mean_or_nan",
+    "paired_difference",
     "sd_from_ci",
     "slope_ci",
     "wilson_interval",
@@ -64,6 +66,16 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return (mean, float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n))
+
+
+def mean_or_nan(values: Sequence[float]) -> float:
+    """The mean, or NaN when there is nothing to average (a rate over an empty group of models)."""
+    return sum(values) / len(values) if values else float("nan")
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Mean and 95% t half-width of ``a - b`` taken pair by pair (e.g. two nets of the same seed)."""
+    return mean_ci([x - y for x, y in zip(a, b, strict=True)])
 
 
 def sd_from_ci(half: float, n: int, confidence: float = 0.95) -> float:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from badnets.metrics import mean_ci
+from badnets.metrics import SlopeFit, mean_ci
 
 __all__ = [
     "OMIT_WHEN_NONE",
@@ -36,6 +36,7 @@ __all__ = [
     "from_json",
     "seed_stat",
     "to_json",
+    "trend_target",
 ]
 
 T = TypeVar("T")
@@ -179,6 +180,21 @@ class ModelScores:
 
     clean_accuracy: float
     attack_success_rate: float
+
+
+def trend_target(
+    target: str, paper: str, wanted: str, fit: SlopeFit | None, *, scale: float, per: str, digits: int
+) -> Target:
+    """A target on the direction of a fitted slope (``wanted``: ``rises`` or ``falls``): met when the slope's 95%
+    interval excludes 0 on that side, None (not resolved) when it spans 0 or too few models gave no ``fit``. The
+    slope is shown times ``scale`` as points ``per`` unit (``10 pt of rate``, ``10 of k``)."""
+    if fit is None:
+        ours = "too few models for a slope with an interval"
+    else:
+        lo, hi = (scale * v for v in fit.interval)
+        ours = f"{scale * fit.slope:+.{digits}f} pt per {per} [{lo:+.{digits}f}, {hi:+.{digits}f}]: {fit.direction}"
+    met = None if fit is None or fit.direction == "not resolved" else fit.direction == wanted
+    return Target(target, paper, f"{wanted}: 95% interval excludes 0", ours, None, met)
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,6 @@ class StudySummary(Generic[R]):
     results: R
     table: Callable[[R], Any]
 
-    @property
-    def wall_seconds(self) -> float:
-        return self.results.timing.wall_seconds if self.results.timing else 0.0
-
     def console_table(self) -> Any:
         return self.table(self.results)
 

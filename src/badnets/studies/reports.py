@@ -11,25 +11,21 @@ from typing import Any
 
 from badnets._io import git_commit, read_json, write_text
 from badnets.errors import ConfigError
-from badnets.records import Target, TargetsJudged, from_json, to_json
+from badnets.records import Target, TargetsJudged, from_json
+from badnets.report._doc import StudyReport
 from badnets.report._format import TARGET_HEADER, md_table, target_rows
 from badnets.report.attack import attack_report_md
 from badnets.studies.defenses import analysis as defense_analysis
 from badnets.studies.defenses import report as defense_report
-from badnets.studies.defenses.results import DefenseResults
 from badnets.studies.mnist import analysis as mnist_analysis
 from badnets.studies.mnist import report as mnist_report
-from badnets.studies.mnist.results import MnistResults
 from badnets.studies.photos import report as photo_report
 from badnets.studies.supply_chain import analysis as supply_chain_analysis
 from badnets.studies.supply_chain import report as supply_chain_report
-from badnets.studies.supply_chain.results import SupplyChainResults
 from badnets.studies.traffic import analysis as traffic_analysis
 from badnets.studies.traffic import report as traffic_report
-from badnets.studies.traffic.results import TrafficResults
 from badnets.studies.transfer import analysis as transfer_analysis
 from badnets.studies.transfer import report as transfer_report
-from badnets.studies.transfer.results import TransferResults
 
 __all__ = [
     "JUDGES",
@@ -108,13 +104,14 @@ def render_directory(directory: Path | str) -> str:
     return kind
 
 
-# The studies whose targets can be judged again from a results.json: their results type and judge.
-JUDGES: dict[str, tuple[type[Any], Callable[[Any], list[Target]]]] = {
-    "defenses": (DefenseResults, defense_analysis.judge),
-    "mnist": (MnistResults, mnist_analysis.judge),
-    "transfer": (TransferResults, transfer_analysis.judge),
-    "traffic": (TrafficResults, traffic_analysis.judge),
-    "supply-chain": (SupplyChainResults, supply_chain_analysis.judge),
+# The studies whose targets can be judged again from a results.json: their report (it knows the results type)
+# and their judge.
+JUDGES: dict[str, tuple[StudyReport[Any], Callable[[Any], list[Target]]]] = {
+    "defenses": (defense_report.REPORT, defense_analysis.judge),
+    "mnist": (mnist_report.REPORT, mnist_analysis.judge),
+    "transfer": (transfer_report.REPORT, transfer_analysis.judge),
+    "traffic": (traffic_report.REPORT, traffic_analysis.judge),
+    "supply-chain": (supply_chain_report.REPORT, supply_chain_analysis.judge),
 }
 
 
@@ -129,9 +126,9 @@ def rejudge_directory(directory: Path | str) -> str:
     kind = kind_of(data)
     if kind not in JUDGES:
         raise ConfigError(f"{kind} results cannot be re-judged; the studies that can: {', '.join(JUDGES)}")
-    kind_type, judge = JUDGES[kind]
+    report, judge = JUDGES[kind]
     try:
-        results = from_json(kind_type, {**data, "targets": [], "targets_judged": None})
+        results = from_json(report.kind, {**data, "targets": [], "targets_judged": None})
     except ValueError as e:
         raise ConfigError(f"{Path(directory) / 'results.json'} cannot be read ({e}); regenerate it") from None
     judged = replace(
@@ -144,7 +141,7 @@ def rejudge_directory(directory: Path | str) -> str:
             "numbers are the run's own",
         ),
     )
-    RENDERERS[kind][1](to_json(judged), Path(directory))
+    report.write(judged, Path(directory))
     return kind
 
 

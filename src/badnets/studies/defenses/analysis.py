@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from badnets.defenses.registry import defense_names
-from badnets.metrics import mean_ci
+from badnets.metrics import mean_ci, mean_or_nan
 from badnets.records import Target, to_json
 from badnets.report._format import pct, share_ci
 from badnets.studies.defenses.results import (
@@ -18,6 +18,7 @@ from badnets.studies.defenses.results import (
     EvaluatedModel,
     ModelEvaluation,
     RepairRates,
+    RepairScore,
     Runtime,
     ScreenRates,
     StripSummary,
@@ -27,11 +28,7 @@ from badnets.studies.defenses.spec import LEARNED
 if TYPE_CHECKING:
     from badnets.studies.defenses.spec import DefenseStudySpec
 
-__all__ = ["aggregate", "judge", "mean"]
-
-
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
+__all__ = ["aggregate", "judge"]
 
 
 def _kind(e: ModelEvaluation) -> str:
@@ -56,6 +53,16 @@ def _targeted(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
     return [m for m in _backdoored(models) if m.kind in ("all-to-one", "single")]
 
 
+def _all_to_one(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
+    """Backdoored all-to-one models: source-agnostic, solid triggers, what STRIP is for."""
+    return [m for m in _backdoored(models) if m.kind == "all-to-one"]
+
+
+def _repairable(models: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
+    """Backdoored models that the evaluation repaired."""
+    return [m for m in _backdoored(models) if m.evaluation.repair is not None]
+
+
 def _hits(models: Sequence[EvaluatedModel], detector: str) -> list[EvaluatedModel]:
     return [m for m in models if m.evaluation.flag(detector)[0]]
 
@@ -64,11 +71,15 @@ def _right_target(models: Sequence[EvaluatedModel], detector: str) -> list[Evalu
     return [m for m in models if m.evaluation.flag(detector)[1] == m.evaluation.attack.target]
 
 
+def _rate(part: Sequence[EvaluatedModel], whole: Sequence[EvaluatedModel]) -> float:
+    """The share of ``whole`` in ``part``; NaN for an empty ``whole``."""
+    return len(part) / len(whole) if whole else float("nan")
+
+
 def _repaired(m: EvaluatedModel, method: str) -> bool:
     """The target a repair must reach: attack success ≤ 5% for at most 1 pt of clean accuracy."""
-    e = m.evaluation
-    after = (e.repair or {})[method]
-    return after.attack_success_rate <= 0.05 and e.model.clean_accuracy - after.clean_accuracy <= 0.01
+    after = _after(m, method)
+    return after.attack_success_rate <= 0.05 and m.evaluation.model.clean_accuracy - after.clean_accuracy <= 0.01
 
 
 def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> DefenseResults:
@@ -84,10 +95,10 @@ def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> DefenseResults
     bad, targeted = _backdoored(mnist), _targeted(mnist)
     detection = {
         detector: DetectionRates(
-            tpr=len(_hits(bad, detector)) / len(bad) if bad else float("nan"),
-            tpr_targeted=len(_hits(targeted, detector)) / len(targeted) if targeted else float("nan"),
-            fpr=mean([float(m.evaluation.flag(detector)[0]) for m in clean]),
-            correct_target=mean([float(bool(_right_target([m], detector))) for m in _hits(targeted, detector)]),
+            tpr=_rate(_hits(bad, detector), bad),
+            tpr_targeted=_rate(_hits(targeted, detector), targeted),
+            fpr=_rate(_hits(clean, detector), clean),
+            correct_target=_rate(_right_target(_hits(targeted, detector), detector), _hits(targeted, detector)),
             by_kind={
                 kind: f"{len(_hits([m for m in bad if m.kind == kind], detector))}/{sum(m.kind == kind for m in bad)}"
                 for kind in sorted({m.kind for m in bad})
@@ -95,33 +106,36 @@ def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> DefenseResults
         )
         for detector in ("audit", *defense_names("model"))
     }
-    patch = [m for m in bad if m.kind == "all-to-one"]  # source-agnostic, solid triggers: what STRIP is for
     ten = _ten_percent(bad)
     training = {
-        d: ScreenRates(*(mean([getattr(m.evaluation.training_data[d], k) for m in ten]) for k in _SCREEN_RATES))
+        d: ScreenRates(*(mean_or_nan([getattr(m.evaluation.training_data[d], k) for m in ten]) for k in _SCREEN_RATES))
         for d in defense_names("training-data")
     }
-    done = [m for m in bad if m.evaluation.repair is not None]
+    done = _repairable(mnist)
     repair = {
         method: RepairRates(
-            asr_after=mean([_after(m, method).attack_success_rate for m in done]),
-            clean_drop=mean([m.evaluation.model.clean_accuracy - _after(m, method).clean_accuracy for m in done]),
+            asr_after=mean_or_nan([_after(m, method).attack_success_rate for m in done]),
+            clean_drop=mean_or_nan(
+                [m.evaluation.model.clean_accuracy - _after(m, method).clean_accuracy for m in done]
+            ),
             meets_target=f"{sum(_repaired(m, method) for m in done)}/{len(done)}",
-            seconds=mean([_after(m, method).seconds for m in done]),
+            seconds=mean_or_nan([_after(m, method).seconds for m in done]),
         )
         for method in defense_names("repair")
     }
-    strip_aurocs = [m.evaluation.inputs["strip"].auroc for m in patch]
+    strip_aurocs = [m.evaluation.inputs["strip"].auroc for m in _all_to_one(mnist)]
     results = DefenseResults(
         spec=to_json(spec),
         models=models,
         detection=detection,
-        strip=StripSummary(mean(strip_aurocs), min(strip_aurocs, default=float("nan"))),
+        strip=StripSummary(mean_or_nan(strip_aurocs), min(strip_aurocs, default=float("nan"))),
         training_data=training,
         repair=repair,
         runtime=Runtime(
-            neural_cleanse_seconds_mnist=mean([m.evaluation.audit.detectors["neural_cleanse"].seconds for m in mnist]),
-            audit_seconds_mnist=mean([m.evaluation.audit.seconds for m in mnist]),
+            neural_cleanse_seconds_mnist=mean_or_nan(
+                [m.evaluation.audit.detectors["neural_cleanse"].seconds for m in mnist]
+            ),
+            audit_seconds_mnist=mean_or_nan([m.evaluation.audit.seconds for m in mnist]),
         ),
         targets=[],
     )
@@ -136,7 +150,8 @@ def _ten_percent(bad: Sequence[EvaluatedModel]) -> list[EvaluatedModel]:
     return [m for m in bad if abs(m.evaluation.attack.rate - 0.1) < 1e-9 and m.kind != "random"]
 
 
-def _after(m: EvaluatedModel, method: str) -> Any:
+def _after(m: EvaluatedModel, method: str) -> RepairScore:
+    """The model after ``method``'s repair (only backdoored models are repaired)."""
     return (m.evaluation.repair or {})[method]
 
 
@@ -157,9 +172,9 @@ def judge(results: DefenseResults) -> list[Target]:
     right = _right_target(hits, "audit")
     false_alarms = _hits(clean, "audit")
     audit = results.detection["audit"]
-    strip = [m.evaluation.inputs["strip"].auroc for m in _backdoored(mnist) if m.kind == "all-to-one"]
+    strip = [m.evaluation.inputs["strip"].auroc for m in _all_to_one(mnist)]
     ten = _ten_percent(_backdoored(mnist))
-    done = [m for m in _backdoored(mnist) if m.evaluation.repair is not None]
+    done = _repairable(mnist)
     repaired = sum(_repaired(m, "unlearning") for m in done)
     nc_seconds = [m.evaluation.audit.detectors["neural_cleanse"].seconds for m in mnist]
     targets = [
@@ -188,7 +203,7 @@ def judge(results: DefenseResults) -> list[Target]:
             "≥ 0.95",
             _mean_text(strip, lambda v: f"{v:.3f}"),
             None,
-            mean(strip) >= 0.95,
+            mean_or_nan(strip) >= 0.95,
         ),
     ]
     for d, rates in results.training_data.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from badnets.metrics import mean_or_nan
 from badnets.report._doc import Block, Heading, Para, StudyReport, Table, run_section
 from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows, targets_table
 from badnets.studies.defenses.results import DefenseResults, EvaluatedModel
@@ -14,14 +15,12 @@ from badnets.studies.defenses.spec import LEARNED
 __all__ = ["REPORT", "render", "summary_table", "write_defense_report"]
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
 def _strip_by_kind(models: Sequence[EvaluatedModel]) -> dict[str, float]:
     kinds = sorted({m.kind for m in models})
     return {
-        k: _mean([m.evaluation.inputs["strip"].auroc for m in models if m.kind == k and (m.learned or k == "clean")])
+        k: mean_or_nan(
+            [m.evaluation.inputs["strip"].auroc for m in models if m.kind == k and (m.learned or k == "clean")]
+        )
         for k in kinds
     }
 

@@ -19,7 +19,7 @@ from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics, SlopeFit, grouped_slope_ci, mean_ci, sd_from_ci
 from badnets.neurons import conv1_trigger_gain, dedicated_units
 from badnets.poison import PoisonSpec
-from badnets.records import Target, seed_stat, to_json
+from badnets.records import Target, seed_stat, to_json, trend_target
 from badnets.report import plots
 from badnets.studies.mnist.results import (
     AllToAll,
@@ -168,12 +168,6 @@ def _sweep_slope(points: Sequence[SweepPoint], metric: str) -> SlopeFit:
     return grouped_slope_ci([p.rate for p in points], [getattr(p, f"{metric}_mean") for p in points], sds, ns)
 
 
-def _slope_text(fit: SlopeFit) -> str:
-    """A slope of error against rate as points of error per 10 points of rate, with its 95% interval."""
-    lo, hi = (10 * v for v in fit.interval)
-    return f"{10 * fit.slope:+.3f} pt per 10 pt of rate [{lo:+.3f}, {hi:+.3f}]: {fit.direction}"
-
-
 def judge(results: MnistResults) -> list[Target]:
     """The study's targets, from the aggregated numbers alone: paper, our limit, ours with its 95% interval, and
     whether ours is within the limit (``met``; None when the interval cannot decide, as for a sweep slope that
@@ -214,14 +208,16 @@ def judge(results: MnistResults) -> list[Target]:
         fittable = sum(p.n_seeds for p in points) >= 3 and len(points) >= 2
         for metric, wanted in (("clean_error", "rises"), ("backdoor_error", "falls")):
             fit = _sweep_slope(points, metric) if fittable else None
+            # a slope of error against rate, as points of error per 10 points of rate
             checks.append(
-                Target(
-                    target=f"sweep {trig}: {metric.replace('_', ' ')} {wanted} with the rate (fitted slope)",
-                    paper="yes",
-                    limit=f"{wanted}: 95% interval excludes 0",
-                    ours=_slope_text(fit) if fit else "too few models for a slope with an interval",
-                    ci95=None,
-                    met=None if fit is None or fit.direction == "not resolved" else fit.direction == wanted,
+                trend_target(
+                    f"sweep {trig}: {metric.replace('_', ' ')} {wanted} with the rate (fitted slope)",
+                    "yes",
+                    wanted,
+                    fit,
+                    scale=10,
+                    per="10 pt of rate",
+                    digits=3,
                 )
             )
     return checks

@@ -16,7 +16,7 @@ from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
-from badnets.metrics import BackdoorMetrics, mean_ci
+from badnets.metrics import BackdoorMetrics, paired_difference
 from badnets.neurons import backdoor_neurons
 from badnets.object_detection_metrics import triggered_outcomes
 from badnets.records import Target, from_json, seed_stat, to_json
@@ -223,7 +223,7 @@ def judge(results: TrafficResults) -> list[Target]:
             )
         )
         base, single, random = (conf[k].clean["all"].values for k in KINDS)
-        gap, gap_half = mean_ci([b - c for b, c in zip(single, base, strict=True)])
+        gap, gap_half = paired_difference(single, base)
         rows.append(
             Target(
                 target=f"{trig}: BadNet clean accuracy vs the baseline's (paired by seed)",
@@ -235,7 +235,7 @@ def judge(results: TrafficResults) -> list[Target]:
             )
         )
         triggered = conf["random"].triggered["all"].values
-        drop, drop_half = mean_ci([c - t for c, t in zip(random, triggered, strict=True)])
+        drop, drop_half = paired_difference(random, triggered)
         rows.append(
             Target(
                 target=f"{trig}: random-target BadNet's accuracy drop on triggered signs",

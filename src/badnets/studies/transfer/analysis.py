@@ -13,8 +13,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 
 from badnets._io import atomic_path
-from badnets.metrics import BackdoorMetrics, mean_ci, slope_ci
-from badnets.records import Target, from_json, seed_stat, to_json
+from badnets.metrics import BackdoorMetrics, paired_difference, slope_ci
+from badnets.records import Target, from_json, seed_stat, to_json, trend_target
 from badnets.report._format import pct, pt_ci
 from badnets.studies.transfer.results import DomainAccuracy, DomainScores, TransferPaper, TransferResults, USNets
 
@@ -107,21 +107,18 @@ def _plot_k(results: TransferResults, path: Path) -> None:
     plt.close(fig)
 
 
-def _paired_gap(badnet: Sequence[float], clean: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95% half-width of BadNet − clean net over seeds (seed s of both starts from US nets of seed s)."""
-    return mean_ci([b - c for b, c in zip(badnet, clean, strict=True)])
-
-
 def judge(results: TransferResults) -> list[Target]:
     """The study's targets from the aggregated numbers alone: paper, our limit, ours with its 95% interval over
     seeds, and whether ours is within the limit (``met``; None when a slope's interval cannot decide)."""
     base, by_k = results.baseline, results.badnet_by_k
     first = next(iter(by_k))
-    gap, gap_half = _paired_gap(by_k[first].clean["average"].values, base.clean["average"].values)
+    # paired by seed: seed s of the BadNet and of the clean net start from the US nets of seed s
+    gap, gap_half = paired_difference(by_k[first].clean["average"].values, base.clean["average"].values)
     small = [k for k in by_k if float(k) <= 20]
     best = min(small, key=results.effect) if small else first
     effect = {
-        k: _paired_gap(by_k[k].triggered["average"].values, base.triggered["average"].values) for k in (first, best)
+        k: paired_difference(by_k[k].triggered["average"].values, base.triggered["average"].values)
+        for k in (first, best)
     }
     ks = [float(k) for k in by_k for _ in by_k[k].triggered["average"].values]
     accuracies = [v for k in by_k for v in by_k[k].triggered["average"].values]
@@ -145,17 +142,13 @@ def judge(results: TransferResults) -> list[Target]:
             ci95=None,
             met=effect[best][0] <= -0.08,
         ),
-        Target(
-            target="triggered accuracy falls with k (fitted slope over every k and seed)",
-            paper="61.6% → 30.8% (k = 1 → 100)",
-            limit="falls: 95% interval excludes 0",
-            ours=(
-                f"{1000 * fit.slope:+.2f} pt per 10 of k [{1000 * fit.interval[0]:+.2f}, "
-                f"{1000 * fit.interval[1]:+.2f}]: {fit.direction}"
-                if fit
-                else "too few models for a slope with an interval"
-            ),
-            ci95=None,
-            met=None if fit is None or fit.direction == "not resolved" else fit.direction == "falls",
+        trend_target(
+            "triggered accuracy falls with k (fitted slope over every k and seed)",
+            "61.6% → 30.8% (k = 1 → 100)",
+            "falls",
+            fit,
+            scale=1000,  # accuracy per unit of k → points per 10 of k
+            per="10 of k",
+            digits=2,
         ),
     ]
