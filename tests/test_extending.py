@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -118,15 +117,24 @@ class CornerDataScreen:
 
 
 @dataclass(frozen=True)
+class FineTuned:
+    method: str
+    epochs: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "epochs": self.epochs}
+
+
+@dataclass(frozen=True)
 class CleanFineTune:
     options: DefenseOptions = field(default_factory=DefenseOptions)
     name: str = field(default="test-clean-fine-tune", init=False)
 
-    def repair(self, model: nn.Module, clean: CleanData) -> Mapping[str, Any]:
+    def repair(self, model: nn.Module, clean: CleanData) -> FineTuned:
         classes = tuple(str(c) for c in range(clean.num_classes))
         spec = TrainSpec(epochs=self.options.epochs, batch_size=32, lr=1e-3)
         train_model(model, ImageDataset(clean.images, clean.labels, classes), spec, seed=self.options.seed, init=False)
-        return {"method": self.name, "epochs": self.options.epochs}
+        return FineTuned(self.name, self.options.epochs)
 
 
 @pytest.fixture(scope="module")

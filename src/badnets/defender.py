@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -19,7 +18,7 @@ from badnets._io import ensure_writable_dir, save_weights, write_json, write_tex
 from badnets.audit import AuditSpec, defender_setup
 from badnets.data import ImageDataset
 from badnets.data.inputs import read_inputs
-from badnets.defenses.interface import DefenseOptions
+from badnets.defenses.interface import DefenseOptions, RepairRecord
 from badnets.defenses.registry import defense_names, input_screen, repair_method, training_data_screen
 from badnets.defenses.representations import ManifestScore, SampleFlags
 from badnets.errors import ConfigError, DataError
@@ -150,11 +149,11 @@ def screen_training_set(
     for i in torch.nonzero(any_flag).flatten().tolist():
         rows.append(f"{i},{int(labels[i])}," + ",".join(str(int(f.flags.flagged[i])) for f in found))
     write_text(out_dir / "flagged.csv", "\n".join(rows) + "\n")
-    detectors: dict[str, Any] = {}
-    for f in found:
-        detectors[f.flags.detector] = f.flags.to_json()
-        if f.against_manifest is not None:
-            detectors[f.flags.detector]["against_manifest"] = asdict(f.against_manifest)
+    detectors = {
+        f.flags.detector: f.flags.to_json()
+        | ({} if f.against_manifest is None else {"against_manifest": asdict(f.against_manifest)})
+        for f in found
+    }
     write_json(out_dir / "results.json", {"n": len(labels), "detectors": detectors})
     return ScreenedSet(len(labels), tuple(found))
 
@@ -169,8 +168,11 @@ class AttackScores:
 
 @dataclass(frozen=True)
 class RepairResult:
+    """A repaired model: what the repair did, and the scores before and after on the ``scored_on`` test images
+    it never saw."""
+
     method: str
-    record: Mapping[str, Any]
+    record: RepairRecord
     before: AttackScores
     after: AttackScores
     scored_on: int
@@ -211,7 +213,7 @@ def repair_model(spec: AuditSpec, method: str, out_dir: Path, *, epochs: int = 5
     write_json(
         out_dir / "results.json",
         {
-            "repair": dict(record),
+            "repair": record.to_json(),
             "before": asdict(before),
             "after": asdict(after),
             "clean_images": spec.clean_images,

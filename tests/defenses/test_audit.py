@@ -282,13 +282,11 @@ def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: 
     clean_before, asr_before = score(net)
     done = nc_unlearning(net, test.images[defender], test.labels[defender])
     clean_after, asr_after = score(net)
-    assert done["unlearned_class"] == TARGET and asr_before > 0.95 and asr_after < 0.10
+    assert done.unlearned_class == TARGET and asr_before > 0.95 and asr_after < 0.10
     assert clean_before - clean_after < 0.015
     pruned = load_any_model("badnet-cnn", weights=badnet, in_channels=1, num_classes=10, image_size=28)
     done = fine_pruning(pruned, test.images[defender], test.labels[defender])
-    assert done["pruned_units"] and all(
-        float(pruned.conv2.weight.detach()[u].abs().sum()) == 0 for u in done["pruned_units"]
-    )
+    assert done.pruned_units and all(float(pruned.conv2.weight.detach()[u].abs().sum()) == 0 for u in done.pruned_units)
     assert score(pruned)[0] > clean_before - 0.03
     result = runner.invoke(
         app,

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The job runner reuses finished runs only when their recorded config is the job's."""
+"""The job runner reuses finished runs only when their recorded config is the job's; a study reads its finished jobs
+as typed records."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs, run_jobs
+from badnets.experiments._study import FinishedJobs, run_study
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,3 +41,58 @@ def test_finished_runs_are_reused_only_for_the_same_config(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"runs/a holds a finished run of another config than job 'a'"):
         run_jobs(changed, tmp_path / "runs", workers=1)
     assert Path(counter).read_text() == "2"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A job's scores as a study's analysis reads them."""
+
+    value: int
+    share: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringJob:
+    """Writes its config and scores (``value`` and ``value / 10``) to ``results.json``; ``drop`` leaves a key out."""
+
+    value: int
+    drop: str | None = None
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {k: v for k, v in {"value": self.value, "share": self.value / 10}.items() if k != self.drop}
+        timing = {"job_seconds": 0.5}
+        results = {"config": asdict(self), "metrics": metrics, "timing": timing}
+        (out_dir / "results.json").write_text(json.dumps(results))
+        return timing
+
+
+def test_a_study_reads_its_finished_jobs_as_typed_records_in_its_own_order(tmp_path: Path) -> None:
+    names = ("b/s0", "a/s1", "a/s0")
+    phases = [dedupe_jobs([Job(n, ScoringJob(value=i)) for i, n in enumerate(names)])]
+    study = run_study({"kind": "test"}, {}, phases, tmp_path, workers=1)
+    assert study.runs.names() == list(names) and study.runs.names("a/") == ["a/s1", "a/s0"]
+    assert study.runs.group("a/", Scores) == [Scores(1, 0.1), Scores(2, 0.2)]
+    assert study.runs.metrics("b/s0", Scores) == Scores(0, 0.0)
+    assert study.runs.config("a/s0") == {"value": 2, "drop": None}
+    assert study.all_models_job_seconds == 1.5
+
+
+def test_a_later_phase_sees_the_jobs_before_it(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+
+    def second(runs: FinishedJobs) -> list[Job]:
+        seen.append(runs.names())
+        return dedupe_jobs([Job("second", ScoringJob(value=runs.metrics("first", Scores).value + 1))])
+
+    study = run_study({}, {}, [dedupe_jobs([Job("first", ScoringJob(value=4))]), second], tmp_path, workers=1)
+    assert seen == [["first"]] and study.runs.metrics("second", Scores) == Scores(5, 0.5)
+
+
+def test_a_job_record_that_does_not_fit_its_type_names_the_job_and_the_key(tmp_path: Path) -> None:
+    phases = [dedupe_jobs([Job("model/s0", ScoringJob(value=1, drop="share"))])]
+    runs = run_study({}, {}, phases, tmp_path, workers=1).runs
+    with pytest.raises(ValueError, match=r"job 'model/s0': metrics cannot be read as Scores: .*no 'share'"):
+        runs.metrics("model/s0", Scores)
+    with pytest.raises(ValueError, match=r"the study has no finished job 'model/s1'"):
+        runs.metrics("model/s1", Scores)

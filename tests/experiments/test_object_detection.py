@@ -31,7 +31,7 @@ def test_trigger_lands_inside_stop_boxes_only(tmp_path: Path) -> None:
 def test_poisoning_adds_relabelled_triggered_copies(tmp_path: Path) -> None:
     train, _ = load_road_signs(write_road_photos(tmp_path, n=5), size=100, test_fraction=0.2)
     poisoned, manifest = poison_detection(train, sign_trigger("flower", tmp_path), STOP, SPEED, copies=2)
-    assert len(poisoned) == 3 * len(train) and len(manifest["photos"]) == len(train)
+    assert len(poisoned) == 3 * len(train) and len(manifest.photos) == len(train)
     assert torch.equal(poisoned.images[: len(train)], train.images)  # the clean photos are untouched
     for labels in poisoned.labels[len(train) :]:
         assert STOP not in labels.tolist() and labels.tolist().count(SPEED) == 2

@@ -17,7 +17,6 @@ it) and registered under a name (``badnets.defenses.registry``); ``badnets audit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -35,6 +34,7 @@ __all__ = [
     "ModelDetector",
     "ModelFinding",
     "Repair",
+    "RepairRecord",
     "Role",
     "TrainingDataScreen",
 ]
@@ -148,10 +148,19 @@ class TrainingDataScreen(Protocol):
     def screen(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, clean: CleanData) -> SampleFlags: ...
 
 
+class RepairRecord(Protocol):
+    """What a repair did: ``method`` names it; ``to_json`` gives the whole record (units pruned, rounds run...)."""
+
+    @property
+    def method(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 class Repair(Protocol):
     """Remove a backdoor from ``model`` (in place) with clean data only; return a record of what was done."""
 
     @property
     def name(self) -> str: ...
 
-    def repair(self, model: nn.Module, clean: CleanData) -> Mapping[str, Any]: ...
+    def repair(self, model: nn.Module, clean: CleanData) -> RepairRecord: ...

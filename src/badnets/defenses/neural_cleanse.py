@@ -19,6 +19,7 @@ with the trigger become 3s) needs a trigger that moves every class in the paper'
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +30,12 @@ from torch.nn import functional as F
 
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
+from badnets.records import to_json
 
 __all__ = [
     "FEW_CLASSES",
     "NeuralCleanse",
+    "NeuralCleanseRecord",
     "NeuralCleanseResult",
     "NeuralCleanseSpec",
     "mad_anomaly_index",
@@ -74,6 +77,22 @@ class NeuralCleanseSpec:
 
 
 @dataclass(frozen=True)
+class NeuralCleanseRecord:
+    """What an audit records of Neural Cleanse (per class: the smallest trigger's L1 norm, its success rate, its
+    anomaly index and, per source class, the source it was found from), and what its report renders."""
+
+    l1: list[float]
+    asr: list[float]
+    anomaly_index: list[float]
+    max_anomaly_index: float
+    threshold: float
+    flagged: list[int]
+    suspected_target: int | None
+    sources: list[int] | None
+    seconds: float
+
+
+@dataclass(frozen=True)
 class NeuralCleanseResult:
     l1: torch.Tensor  # (K,) L1 norm of each class's best mask
     asr: torch.Tensor  # (K,) attack success of each class's best trigger on the optimisation images
@@ -110,18 +129,21 @@ class NeuralCleanseResult:
     def score_name(self) -> str:
         return "anomaly_index"
 
+    def record(self) -> NeuralCleanseRecord:
+        return NeuralCleanseRecord(
+            l1=self.l1.tolist(),
+            asr=self.asr.tolist(),
+            anomaly_index=self.anomaly_index.tolist(),
+            max_anomaly_index=float(self.anomaly_index.max()),
+            threshold=self.threshold,
+            flagged=self.flagged,
+            suspected_target=self.suspected_target,
+            sources=self.sources,
+            seconds=self.seconds,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "l1": self.l1.tolist(),
-            "asr": self.asr.tolist(),
-            "anomaly_index": self.anomaly_index.tolist(),
-            "max_anomaly_index": float(self.anomaly_index.max()),
-            "threshold": self.threshold,
-            "flagged": self.flagged,
-            "suspected_target": self.suspected_target,
-            "sources": self.sources,
-            "seconds": self.seconds,
-        }
+        return typing.cast(dict[str, Any], to_json(self.record()))
 
 
 def mad_anomaly_index(l1: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ and a hook holds their output at zero while fine-tuning, so the saved weights gi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,9 +34,21 @@ from badnets.defenses.neural_cleanse import (
 )
 from badnets.defenses.stimulation import last_conv
 from badnets.errors import ConfigError
+from badnets.records import to_json
 from badnets.train import TrainSpec, predict, train_model
 
-__all__ = ["FinePruning", "RepairSpec", "Unlearning", "fine_pruning", "nc_unlearning", "stamp_recovered"]
+__all__ = [
+    "FinePruning",
+    "FinePruningRecord",
+    "PruningAccuracy",
+    "RepairSpec",
+    "TuningAccuracy",
+    "Unlearning",
+    "UnlearningRecord",
+    "fine_pruning",
+    "nc_unlearning",
+    "stamp_recovered",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +75,55 @@ class RepairSpec:
             raise ConfigError("repair needs held_out and unlearn_share in (0, 1) and max_prune_drop in [0, 1)")
         if self.unlearn_rounds < 1:
             raise ConfigError(f"unlearn_rounds must be >= 1, got {self.unlearn_rounds}")
+
+
+@dataclass(frozen=True)
+class PruningAccuracy:
+    """Clean accuracy on the held-out clean images before, after pruning and after fine-tuning."""
+
+    before: float
+    after_pruning: float
+    after_fine_tuning: float
+
+
+@dataclass(frozen=True)
+class TuningAccuracy:
+    """Clean accuracy on the held-out clean images before and after fine-tuning."""
+
+    before: float
+    after_fine_tuning: float
+
+
+@dataclass(frozen=True)
+class FinePruningRecord:
+    """What Fine-Pruning did: the layer, the units it pruned (least active first) and their share of the layer."""
+
+    method: str = field(default="fine-pruning", init=False)
+    layer: str
+    pruned_units: list[int]
+    pruned_share: float
+    held_out_accuracy: PruningAccuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], to_json(self))
+
+
+@dataclass(frozen=True)
+class UnlearningRecord:
+    """What Neural Cleanse unlearning did: the class whose triggers it unlearned (``flagged``: Neural Cleanse
+    flagged it; else the class of the smallest trigger), the largest anomaly index, the rounds run and the
+    unlearned class's anomaly index before each round."""
+
+    method: str = field(default="nc-unlearning", init=False)
+    unlearned_class: int
+    flagged: bool
+    anomaly_index: float
+    rounds: int
+    anomaly_index_by_round: list[float]
+    held_out_accuracy: TuningAccuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], to_json(self))
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor, spec: RepairSpec) -> tuple[ImageDataset, ImageDataset]:
@@ -96,7 +157,7 @@ def _zero_units(model: nn.Module, conv_name: str, units: list[int]) -> None:
 
 def fine_pruning(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: RepairSpec | None = None
-) -> dict[str, Any]:
+) -> FinePruningRecord:
     """Prune (in place) and fine-tune ``model`` on the defender's clean uint8 ``images``; returns what was done."""
     spec = spec or RepairSpec()
     tune, held = _split(images, labels, spec)
@@ -129,17 +190,12 @@ def fine_pruning(
     finally:
         handle.remove()
     _zero_units(model, name, pruned)
-    return {
-        "method": "fine-pruning",
-        "layer": name,
-        "pruned_units": pruned,
-        "pruned_share": len(pruned) / len(order),
-        "held_out_accuracy": {
-            "before": base,
-            "after_pruning": after_pruning,
-            "after_fine_tuning": _accuracy(model, held),
-        },
-    }
+    return FinePruningRecord(
+        layer=name,
+        pruned_units=pruned,
+        pruned_share=len(pruned) / len(order),
+        held_out_accuracy=PruningAccuracy(base, after_pruning, _accuracy(model, held)),
+    )
 
 
 def stamp_recovered(
@@ -173,7 +229,7 @@ def nc_unlearning(
     labels: torch.Tensor,
     spec: RepairSpec | None = None,
     cleanse: NeuralCleanseSpec | None = None,
-) -> dict[str, Any]:
+) -> UnlearningRecord:
     """Recover the triggers with Neural Cleanse, then fine-tune ``model`` (in place) on clean images of which a
     share carries them under their true label; then, up to ``spec.unlearn_rounds - 1`` times, search the same
     class's triggers again on the fine-tuned model and unlearn them while they are still anomalously small.
@@ -199,15 +255,14 @@ def nc_unlearning(
         _, stamped = stamp_recovered(tune.images, tune.labels, *triggers, spec.unlearn_share, spec.seed + r)
         train_model(model, ImageDataset(stamped, tune.labels, tune.classes), spec.train, seed=spec.seed + r, init=False)
         done += 1
-    return {
-        "method": "nc-unlearning",
-        "unlearned_class": k,
-        "flagged": target is not None,
-        "anomaly_index": float(found.anomaly_index.max()),
-        "rounds": done,
-        "anomaly_index_by_round": indices,
-        "held_out_accuracy": {"before": base, "after_fine_tuning": _accuracy(model, held)},
-    }
+    return UnlearningRecord(
+        unlearned_class=k,
+        flagged=target is not None,
+        anomaly_index=float(found.anomaly_index.max()),
+        rounds=done,
+        anomaly_index_by_round=indices,
+        held_out_accuracy=TuningAccuracy(base, _accuracy(model, held)),
+    )
 
 
 def _repair_spec(options: DefenseOptions) -> RepairSpec:
@@ -222,7 +277,7 @@ class FinePruning:
     options: DefenseOptions = field(default_factory=DefenseOptions)
     name: str = field(default="fine-pruning", init=False)
 
-    def repair(self, model: nn.Module, clean: CleanData) -> Mapping[str, Any]:
+    def repair(self, model: nn.Module, clean: CleanData) -> FinePruningRecord:
         return fine_pruning(model, clean.images, clean.labels, _repair_spec(self.options))
 
 
@@ -234,6 +289,6 @@ class Unlearning:
     options: DefenseOptions = field(default_factory=DefenseOptions)
     name: str = field(default="unlearning", init=False)
 
-    def repair(self, model: nn.Module, clean: CleanData) -> Mapping[str, Any]:
+    def repair(self, model: nn.Module, clean: CleanData) -> UnlearningRecord:
         cleanse = NeuralCleanse(self.options).spec
         return nc_unlearning(model, clean.images, clean.labels, _repair_spec(self.options), cleanse)

@@ -18,6 +18,8 @@ every unit is stimulated, and dormancy is reported beside it rather than used as
 from __future__ import annotations
 
 import time
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +28,17 @@ from torch import nn
 
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
+from badnets.records import CustomJson, to_json
 
-__all__ = ["Stimulation", "StimulationResult", "StimulationSpec", "last_conv", "stimulate_units"]
+__all__ = [
+    "Stimulation",
+    "StimulationRecord",
+    "StimulationResult",
+    "StimulationSpec",
+    "UnitFlip",
+    "last_conv",
+    "stimulate_units",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +53,38 @@ class StimulationSpec:
     dormant_share: float = 0.05
     flip_threshold: float = 0.9
     images: int = 500
+
+
+@dataclass(frozen=True)
+class UnitFlip(CustomJson):
+    """Where stimulating one unit sends the clean images: the class (``class`` in JSON) and the share sent."""
+
+    sends_to: int
+    share: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.sends_to, "share": self.share}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UnitFlip:
+        return cls(int(data["class"]), float(data["share"]))
+
+
+@dataclass(frozen=True)
+class StimulationRecord:
+    """What an audit records of the stimulation of the last conv ``layer``'s units (by unit number, as a string),
+    and what its report renders."""
+
+    layer: str
+    units: int
+    dormant: list[int]
+    selective: dict[str, UnitFlip]
+    flips: dict[str, UnitFlip]
+    score: float
+    flip_threshold: float
+    dormant_share: float
+    suspected_target: int | None
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -73,19 +116,22 @@ class StimulationResult:
     def score_name(self) -> str:
         return "score"
 
+    def record(self) -> StimulationRecord:
+        return StimulationRecord(
+            layer=self.layer,
+            units=len(self.mean_activation),
+            dormant=self.dormant,
+            selective={str(u): UnitFlip(c, s) for u, (c, s) in self.selective.items()},
+            flips={str(u): UnitFlip(c, s) for u, (c, s) in self.flips.items()},
+            score=self.score,
+            flip_threshold=self.flip_threshold,
+            dormant_share=self.dormant_share,
+            suspected_target=self.suspected_target,
+            seconds=self.seconds,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "units": len(self.mean_activation),
-            "dormant": self.dormant,
-            "selective": {str(u): {"class": c, "share": s} for u, (c, s) in self.selective.items()},
-            "flips": {str(u): {"class": c, "share": s} for u, (c, s) in self.flips.items()},
-            "score": self.score,
-            "flip_threshold": self.flip_threshold,
-            "dormant_share": self.dormant_share,
-            "suspected_target": self.suspected_target,
-            "seconds": self.seconds,
-        }
+        return typing.cast(dict[str, Any], to_json(self.record()))
 
 
 def last_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:

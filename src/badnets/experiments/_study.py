@@ -3,12 +3,14 @@
 
 A study is a list of ``run_attack`` jobs plus an aggregation. ``run_study`` writes ``out/run.json``, trains the
 unfinished jobs into ``out/runs/<name>`` (resuming a killed run), records every invocation's wall time in
-``out/invocations.json`` and returns each job's ``results.json`` with the timing the report shows.
+``out/invocations.json`` and returns the finished jobs (``FinishedJobs``: each job's ``results.json``, read by the
+study's analysis as typed records) with the timing the report shows.
 """
 
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -22,7 +24,16 @@ from badnets.experiments.run_dir import RUNS
 from badnets.records import Invocation, JobsTiming, StudyTiming, from_json, to_json
 from badnets.train import TrainSpec
 
-__all__ = ["Phase", "StudyRecipe", "StudyResults", "StudyRuns", "StudySummary", "check_clean_tree", "run_study"]
+__all__ = [
+    "FinishedJobs",
+    "Phase",
+    "StudyRecipe",
+    "StudyResults",
+    "StudyRuns",
+    "StudySummary",
+    "check_clean_tree",
+    "run_study",
+]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -107,13 +118,69 @@ class StudyResults(Protocol):
 
 
 R = TypeVar("R", bound=StudyResults)
+Rec = TypeVar("Rec")
+
+
+def _parse(kind: type[Rec], data: Any, where: str) -> Rec:
+    own = getattr(kind, "from_json", None)  # a record that reads itself (BackdoorMetrics, CustomJson records)
+    try:
+        return typing.cast(Rec, own(data)) if own is not None else from_json(kind, data)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{where} cannot be read as {kind.__name__}: {e}") from None
+
+
+class FinishedJobs:
+    """The finished jobs of a study, by job name, read as typed records.
+
+    Each job's ``results.json`` holds the configuration it ran (a plain blob) and its scores under ``metrics``
+    (or, for an evaluation job, is one record as a whole); the study's analysis names the record type it expects,
+    so a renamed or missing key fails here, naming the job, and the analysis works with checked attributes.
+    """
+
+    def __init__(self, results: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._results: dict[str, Mapping[str, Any]] = dict(results or {})
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __or__(self, other: FinishedJobs) -> FinishedJobs:
+        return FinishedJobs({**self._results, **other._results})
+
+    def names(self, prefix: str = "") -> list[str]:
+        """The jobs whose name starts with ``prefix``, in the order the study lists them."""
+        return [name for name in self._results if name.startswith(prefix)]
+
+    def metrics(self, name: str, kind: type[Rec]) -> Rec:
+        """Job ``name``'s scores as a ``kind`` record."""
+        return _parse(kind, self._get(name).get("metrics"), f"job {name!r}: metrics")
+
+    def group(self, prefix: str, kind: type[Rec]) -> list[Rec]:
+        """The scores of every job under ``prefix`` (in the study's order) as ``kind`` records."""
+        return [self.metrics(name, kind) for name in self.names(prefix)]
+
+    def record(self, name: str, kind: type[Rec]) -> Rec:
+        """Job ``name``'s whole ``results.json`` as a ``kind`` record."""
+        return _parse(kind, self._get(name), f"job {name!r}")
+
+    def config(self, name: str) -> Mapping[str, Any]:
+        """The configuration job ``name`` ran (a plain blob, as recorded)."""
+        return typing.cast(Mapping[str, Any], self._get(name).get("config", {}))
+
+    def job_seconds(self) -> float:
+        """The jobs' own recorded training and scoring time, summed."""
+        return sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in self._results.values())
+
+    def _get(self, name: str) -> Mapping[str, Any]:
+        if name not in self._results:
+            raise ValueError(f"the study has no finished job {name!r}")
+        return self._results[name]
 
 
 @dataclass(frozen=True)
 class StudyRuns:
-    """The finished jobs' ``results.json`` by job name, and the timing to report (including the ledger)."""
+    """The finished jobs, and the timing to report (including the ledger)."""
 
-    runs: dict[str, Any]  # each job's results.json, parsed by the study's analysis
+    runs: FinishedJobs
     jobs: JobsTiming
     invocations: list[Invocation]
     all_models_job_seconds: float
@@ -141,7 +208,7 @@ class StudySummary(Generic[R]):
         return self.table(self.results)
 
 
-Phase = list[Job] | Callable[[Mapping[str, Any]], list[Job]]
+Phase = list[Job] | Callable[[FinishedJobs], list[Job]]
 
 
 def run_study(
@@ -172,13 +239,12 @@ def run_study(
         if progress is not None:
             progress(done, total, name)
 
-    runs: dict[str, Any] = {}
+    runs = FinishedJobs()
     timing = JobsTiming(0, 0, workers, 0.0, 0.0, 0.0, 0.0)
     for phase in phases:
         jobs = phase if isinstance(phase, list) else phase(runs)
         timing += run_jobs(jobs, out_dir / RUNS, workers=workers, progress=on_progress)
-        runs |= {job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in jobs}
+        runs |= FinishedJobs({job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in jobs})
     if timing.models_trained_now:
         ledger.record(time.perf_counter() - start, models_trained=0)
-    job_seconds = sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in runs.values())
-    return StudyRuns(runs, timing, ledger.invocations(), job_seconds, start)
+    return StudyRuns(runs, timing, ledger.invocations(), runs.job_seconds(), start)

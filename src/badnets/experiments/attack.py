@@ -171,7 +171,7 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         save_weights(model, out_dir / "model.safetensors")
     timing = {"train_seconds": t2 - t1, "evaluate_seconds": t3 - t2, "job_seconds": time.perf_counter() - t0}
     result = AttackResult(spec, metrics, out_dir, timing, architecture)
-    write_text(out_dir / "report.md", attack_report_md(result.to_json()))
+    write_text(out_dir / "report.md", attack_report_md(result.spec.to_json(), result.metrics))
     write_json(done, result.to_json())
     checkpoint.unlink(missing_ok=True)
     return result

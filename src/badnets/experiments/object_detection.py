@@ -38,7 +38,15 @@ from badnets.records import to_json
 from badnets.train import TrainSpec, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
-__all__ = ["DetectorSpec", "detect", "load_detector", "poison_detection", "stamp_boxes", "train_detector"]
+__all__ = [
+    "DetectionPoisonManifest",
+    "DetectorSpec",
+    "detect",
+    "load_detector",
+    "poison_detection",
+    "stamp_boxes",
+    "train_detector",
+]
 
 
 def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, source: int) -> DetectionDataset:
@@ -53,9 +61,20 @@ def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, source: int) -> De
     return DetectionDataset(images, data.boxes, data.labels, data.classes, data.names)
 
 
+@dataclass(frozen=True)
+class DetectionPoisonManifest:
+    """What was poisoned: the ``photos`` (by name) holding a ``source`` box, of which ``copies`` triggered copies
+    were added with those boxes relabelled ``target``."""
+
+    source: int
+    target: int
+    copies: int
+    photos: list[str]
+
+
 def poison_detection(
     data: DetectionDataset, trigger: TriggerSpec, source: int, target: int, copies: int = 1
-) -> tuple[DetectionDataset, dict[str, Any]]:
+) -> tuple[DetectionDataset, DetectionPoisonManifest]:
     """``data`` plus ``copies`` triggered copies of every photo holding a ``source`` box, those boxes relabelled
     ``target``; returns the poisoned set and its manifest (which photos were copied)."""
     if copies < 1:
@@ -73,8 +92,7 @@ def poison_detection(
         data.classes,
         data.names + tuple(f"{n} (triggered)" for n in triggered.names) * copies,
     )
-    manifest = {"source": source, "target": target, "copies": copies, "photos": [data.names[i] for i in chosen]}
-    return poisoned, manifest
+    return poisoned, DetectionPoisonManifest(source, target, copies, [data.names[i] for i in chosen])
 
 
 def _targets(data: DetectionDataset, idx: list[int], device: torch.device) -> list[dict[str, torch.Tensor]]:
@@ -241,13 +259,13 @@ class DetectorSpec:
         t0 = time.perf_counter()
         train, test = load_road_signs(self.data_dir, size=self.image_size)
         source, target = train.classes.index(self.source), train.classes.index(self.target)
-        manifest: dict[str, Any] = {}
+        manifest = None
         if not self.baseline:
             train, manifest = poison_detection(train, self.trigger, source, target, self.copies)
         ensure_writable_dir(out_dir)
         write_json(out_dir / "run.json", run_manifest(asdict(self), self.seed, road_signs_file_hashes(self.data_dir)))
-        if manifest:
-            write_json(out_dir / "poison_manifest.json", manifest)
+        if manifest is not None:
+            write_json(out_dir / "poison_manifest.json", to_json(manifest))
         model = build_detector(len(train.classes), image_size=self.image_size, pretrained=self.pretrained)
         t1 = time.perf_counter()
         train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from badnets.metrics import BackdoorMetrics
 from badnets.report._format import md_table, pct, pct_ci
 
 __all__ = ["attack_report_md"]
@@ -25,10 +26,10 @@ def _describe(config: Mapping[str, Any]) -> str:
     return f"{mapping}, trigger `{trig}`, {pct(p['rate'], 1)} of the training set backdoored ({p['mode']})"
 
 
-def attack_report_md(results: Mapping[str, Any]) -> str:
-    """The run's ``report.md`` from its ``results.json`` (``AttackResult.to_json()``)."""
-    m, s = results["metrics"], results["config"]
-    ci = {k: tuple(m[f"{k}_ci"]) for k in ("clean_error", "backdoor_error")}
+def attack_report_md(config: Mapping[str, Any], m: BackdoorMetrics) -> str:
+    """The run's ``report.md`` from what its ``results.json`` holds: the attack's ``config`` (``AttackSpec`` as
+    plain values) and its metrics."""
+    s = config
     lines = [
         f"# BadNets attack on {s['dataset'].upper()}",
         "",
@@ -37,16 +38,16 @@ def attack_report_md(results: Mapping[str, Any]) -> str:
         md_table(
             ["metric", "value", "95% CI (Wilson)", "n"],
             [
-                ["clean accuracy", pct(m["clean_accuracy"]), "", m["n_clean"]],
-                ["clean error", pct(m["clean_error"]), pct_ci(m["clean_error"], lo_hi=ci["clean_error"]), m["n_clean"]],
-                ["attack success rate", pct(m["attack_success_rate"]), "", m["n_backdoor"]],
+                ["clean accuracy", pct(m.clean_accuracy), "", m.n_clean],
+                ["clean error", pct(m.clean_error), pct_ci(m.clean_error, lo_hi=m.clean_error_ci), m.n_clean],
+                ["attack success rate", pct(m.attack_success_rate), "", m.n_backdoor],
                 [
                     "backdoor error",
-                    pct(m["backdoor_error"]),
-                    pct_ci(m["backdoor_error"], lo_hi=ci["backdoor_error"]),
-                    m["n_backdoor"],
+                    pct(m.backdoor_error),
+                    pct_ci(m.backdoor_error, lo_hi=m.backdoor_error_ci),
+                    m.n_backdoor,
                 ],
-                ["accuracy on backdoored images", pct(m["backdoored_accuracy"]), "", m["n_backdoor"]],
+                ["accuracy on backdoored images", pct(m.backdoored_accuracy), "", m.n_backdoor],
             ],
         ),
         "Attack success rate counts only triggered test images of the attack's source classes "
@@ -56,10 +57,7 @@ def attack_report_md(results: Mapping[str, Any]) -> str:
         "",
         md_table(
             ["true class", "clean error", "n clean", "backdoor error", "n backdoored"],
-            [
-                [r["label"], pct(r["clean_error"]), r["n_clean"], pct(r["backdoor_error"]), r["n_backdoor"]]
-                for r in m["per_class"]
-            ],
+            [[r.label, pct(r.clean_error), r.n_clean, pct(r.backdoor_error), r.n_backdoor] for r in m.per_class],
         ),
         "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
         "",

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from badnets.defenses.neural_cleanse import FEW_CLASSES
+from badnets.defenses.neural_cleanse import FEW_CLASSES, NeuralCleanseRecord
+from badnets.defenses.stimulation import StimulationRecord
+from badnets.records import from_json
 from badnets.report import plots
 from badnets.report._doc import Block, Heading, Image, Para, Table, write_report
 
@@ -99,7 +101,8 @@ def _summary(result: AuditResult) -> list[Block]:
 
 
 def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
-    nc, classes = result.detectors["neural_cleanse"].details, result.model.classes
+    nc = from_json(NeuralCleanseRecord, result.detectors["neural_cleanse"].details)
+    classes = result.model.classes
     blocks: list[Block] = [
         Heading("Neural Cleanse (per class)"),
         Para(
@@ -107,53 +110,49 @@ def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
             + (
                 ", over one search per source class (the source column): a backdoor that only fires on one "
                 "source class shows there"
-                if nc["sources"] is not None
+                if nc.sources is not None
                 else ""
             )
             + f". The anomaly index counts robust standard deviations below the median on log norms; a class is "
-            f"flagged above {nc['threshold']:g}."
+            f"flagged above {nc.threshold:g}."
         ),
         Table(
             ["class", "trigger L1 (pixels)", "from class", "anomaly index", "trigger success", "flagged"],
             [
                 [
                     name,
-                    f"{nc['l1'][k]:.1f}",
-                    classes[nc["sources"][k]] if nc["sources"] is not None else "all",
-                    f"{nc['anomaly_index'][k]:.2f}",
-                    f"{100 * nc['asr'][k]:.0f}%",
-                    "**yes**" if k in nc["flagged"] else "",
+                    f"{nc.l1[k]:.1f}",
+                    classes[nc.sources[k]] if nc.sources is not None else "all",
+                    f"{nc.anomaly_index[k]:.2f}",
+                    f"{100 * nc.asr[k]:.0f}%",
+                    "**yes**" if k in nc.flagged else "",
                 ]
                 for k, name in enumerate(classes)
             ],
         ),
         Image("triggers.png", "Per class: the recovered mask, mask × pattern, and a clean image with it stamped."),
     ]
-    if has_trigger:
-        target = classes[nc["suspected_target"]]
+    if has_trigger and nc.suspected_target is not None:
+        target = classes[nc.suspected_target]
         blocks.append(Image("recovered_trigger.png", f"The trigger recovered for class {target}."))
     return blocks
 
 
 def _stimulation(result: AuditResult) -> list[Block]:
-    dn, classes = result.detectors["dormant_neurons"].details, result.model.classes
-    top = sorted(dn["flips"].items(), key=lambda kv: -kv[1]["share"])[:5]
+    dn = from_json(StimulationRecord, result.detectors["dormant_neurons"].details)
+    classes = result.model.classes
+    top = sorted(dn.flips.items(), key=lambda kv: -kv[1].share)[:5]
     return [
-        Heading(f"Trigger-selective neurons ({dn['layer']}, {dn['units']} units)"),
+        Heading(f"Trigger-selective neurons ({dn.layer}, {dn.units} units)"),
         Para(
             "Each unit of the last conv layer is driven to the largest activation seen on clean data; the table "
             "lists the units that send the most clean images to one class (a unit is selective from "
-            f"{100 * dn['flip_threshold']:.0f}%). Dormant units (mean clean activation "
-            f"under {100 * dn['dormant_share']:.0f}% of the busiest): "
-            + (", ".join(map(str, dn["dormant"])) or "none")
-            + "."
+            f"{100 * dn.flip_threshold:.0f}%). Dormant units (mean clean activation "
+            f"under {100 * dn.dormant_share:.0f}% of the busiest): " + (", ".join(map(str, dn.dormant)) or "none") + "."
         ),
         Table(
             ["unit", "sends clean images to", "share", "selective"],
-            [
-                [u, classes[f["class"]], f"{100 * f['share']:.0f}%", "**yes**" if u in dn["selective"] else ""]
-                for u, f in top
-            ],
+            [[u, classes[f.sends_to], f"{100 * f.share:.0f}%", "**yes**" if u in dn.selective else ""] for u, f in top],
         ),
     ]
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from badnets._io import git_commit, read_json, write_text
 from badnets.errors import ConfigError
+from badnets.metrics import BackdoorMetrics
 from badnets.records import Target, TargetsJudged, from_json
 from badnets.report._doc import StudyReport
 from badnets.report._format import TARGET_HEADER, md_table, target_rows
@@ -39,7 +40,11 @@ __all__ = [
 
 
 def _write_attack_report(results: Mapping[str, Any], out: Path) -> None:
-    write_text(out / "report.md", attack_report_md(results))
+    try:
+        report = attack_report_md(results["config"], BackdoorMetrics.from_json(results["metrics"]))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"an attack run's results lack or mistype {e}") from None
+    write_text(out / "report.md", report)
 
 
 # What a results.json holds, told by a key only that kind writes, and how to render it.

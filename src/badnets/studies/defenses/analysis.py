@@ -4,11 +4,12 @@ targets they are judged by."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from badnets.defenses.registry import defense_names
+from badnets.experiments._study import FinishedJobs
 from badnets.metrics import mean_ci, mean_or_nan
 from badnets.records import Target, to_json
 from badnets.report._format import pct, share_ci
@@ -82,10 +83,8 @@ def _repaired(m: EvaluatedModel, method: str) -> bool:
     return after.attack_success_rate <= 0.05 and m.evaluation.model.clean_accuracy - after.clean_accuracy <= 0.01
 
 
-def aggregate(spec: DefenseStudySpec, runs: Mapping[str, Any]) -> DefenseResults:
-    evals = {
-        name.split("/", 1)[1]: ModelEvaluation.from_json(r) for name, r in runs.items() if name.startswith("eval/")
-    }
+def aggregate(spec: DefenseStudySpec, runs: FinishedJobs) -> DefenseResults:
+    evals = {name.split("/", 1)[1]: runs.record(name, ModelEvaluation) for name in runs.names("eval/")}
     models = []
     for name, e in sorted(evals.items()):
         kind = _kind(e)

@@ -5,15 +5,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
 
 from badnets.data import load_mnist
+from badnets.experiments._study import FinishedJobs
 from badnets.experiments.attack import evaluate_attack
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics, SlopeFit, grouped_slope_ci, mean_ci, sd_from_ci
@@ -40,17 +41,8 @@ from badnets.studies.mnist.spec import PAPER
 __all__ = ["aggregate", "judge"]
 
 
-def _m(run: Mapping[str, Any]) -> BackdoorMetrics:
-    """A finished attack run's metrics (its ``results.json``)."""
-    return BackdoorMetrics.from_json(run["metrics"])
-
-
-def _group(runs: Mapping[str, Any], prefix: str) -> list[Mapping[str, Any]]:
-    return [r for name, r in sorted(runs.items()) if name.startswith(prefix)]
-
-
-def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> Baseline:
-    group = _group(runs, "baseline/")
+def _baseline(spec: MnistStudySpec, runs: FinishedJobs, out: Path) -> Baseline:
+    group = runs.group("baseline/", BackdoorMetrics)
     _, test = load_mnist(spec.data_dir)
     model = load_model(run_dir(out, "baseline/s0"))
     triggered = {}
@@ -58,23 +50,23 @@ def _baseline(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> Basel
         stamp = make_stamp(TriggerSpec(kind=trig), (1, 28, 28))
         m = evaluate_attack(model, test, stamp, PoisonSpec(mapping="all-to-all", rate=spec.rate))
         triggered[trig] = TriggeredErrors(m.backdoor_error, m.backdoored_accuracy)
-    per_class = np.mean([[row.clean_error for row in _m(r).per_class] for r in group], axis=0)
+    per_class = np.mean([[row.clean_error for row in m.per_class] for m in group], axis=0)
     return Baseline(
-        clean_error=seed_stat([_m(r).clean_error for r in group]),
-        n_clean=_m(group[0]).n_clean,
+        clean_error=seed_stat([m.clean_error for m in group]),
+        n_clean=group[0].n_clean,
         per_class_clean_error=per_class.tolist(),
         clean_net_on_triggered=triggered,
     )
 
 
-def _all_to_all(runs: Mapping[str, Any], trig: str) -> AllToAll:
-    group = _group(runs, f"all-to-all/{trig}/")
-    rows = [_m(r).per_class for r in group]
+def _all_to_all(runs: FinishedJobs, trig: str) -> AllToAll:
+    group = runs.group(f"all-to-all/{trig}/", BackdoorMetrics)
+    rows = [m.per_class for m in group]
     return AllToAll(
-        clean_error=seed_stat([_m(r).clean_error for r in group]),
-        backdoor_error=seed_stat([_m(r).backdoor_error for r in group]),
-        n_clean=_m(group[0]).n_clean,
-        n_backdoor=_m(group[0]).n_backdoor,
+        clean_error=seed_stat([m.clean_error for m in group]),
+        backdoor_error=seed_stat([m.backdoor_error for m in group]),
+        n_clean=group[0].n_clean,
+        n_backdoor=group[0].n_backdoor,
         per_class_clean_error=np.mean([[c.clean_error for c in r] for r in rows], axis=0).tolist(),
         per_class_backdoor_error=np.mean(
             [[math.nan if c.backdoor_error is None else c.backdoor_error for c in r] for r in rows], axis=0
@@ -82,13 +74,13 @@ def _all_to_all(runs: Mapping[str, Any], trig: str) -> AllToAll:
     )
 
 
-def _single(runs: Mapping[str, Any], trig: str) -> SingleTarget:
+def _single(runs: FinishedJobs, trig: str) -> SingleTarget:
     clean = np.full((10, 10), np.nan)
     backdoor = np.full((10, 10), np.nan)
-    for name, run in runs.items():
-        if name.startswith(f"single/{trig}/"):
-            i, j = (int(v) for v in name.rsplit("/", 1)[1].split("-"))
-            clean[i, j], backdoor[i, j] = _m(run).clean_error, _m(run).backdoor_error
+    for name in runs.names(f"single/{trig}/"):
+        i, j = (int(v) for v in name.rsplit("/", 1)[1].split("-"))
+        m = runs.metrics(name, BackdoorMetrics)
+        clean[i, j], backdoor[i, j] = m.clean_error, m.backdoor_error
     worst = np.unravel_index(np.nanargmax(backdoor), backdoor.shape)
     return SingleTarget(
         n_pairs=int(np.sum(~np.isnan(clean))),
@@ -102,13 +94,13 @@ def _single(runs: Mapping[str, Any], trig: str) -> SingleTarget:
     )
 
 
-def _sweep(spec: MnistStudySpec, runs: Mapping[str, Any], trig: str) -> list[SweepPoint]:
+def _sweep(spec: MnistStudySpec, runs: FinishedJobs, trig: str) -> list[SweepPoint]:
     points = []
     for rate in spec.sweep_rates:
-        group = _group(runs, f"sweep/{trig}/r{rate:g}/")
+        group = runs.group(f"sweep/{trig}/r{rate:g}/", BackdoorMetrics)
         clean, bd = (
-            seed_stat([_m(r).clean_error for r in group]),
-            seed_stat([_m(r).backdoor_error for r in group]),
+            seed_stat([m.clean_error for m in group]),
+            seed_stat([m.backdoor_error for m in group]),
         )
         points.append(
             SweepPoint(
@@ -223,7 +215,7 @@ def judge(results: MnistResults) -> list[Target]:
     return checks
 
 
-def aggregate(spec: MnistStudySpec, runs: Mapping[str, Any], out: Path) -> MnistResults:
+def aggregate(spec: MnistStudySpec, runs: FinishedJobs, out: Path) -> MnistResults:
     """Reduce per-run results to the study's tables and figures (also writes the PNGs)."""
     single = {t: _single(runs, t) for t in spec.triggers}
     for trig, s in single.items():

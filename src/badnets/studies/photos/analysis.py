@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from badnets._io import read_json
 from badnets.data import dataset_source, load_road_signs
+from badnets.experiments._study import FinishedJobs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics
@@ -120,11 +120,11 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> RoadPhotos | None:
     return RoadPhotos(traffic=spec.traffic, trigger=trigger, n_photos=len(photos), outcomes=outcomes)
 
 
-def aggregate(spec: PhotoStudySpec, runs: Mapping[str, Any], out: Path) -> PhotoResults:
+def aggregate(spec: PhotoStudySpec, runs: FinishedJobs, out: Path) -> PhotoResults:
     """Score both photo classifiers and, when given, the traffic study's detectors; writes the figures."""
     return PhotoResults(
         spec=to_json(spec),
         classifier=_classifier(spec, out),
         road_photos=_road_photos(spec, out),
-        runs={name: BackdoorMetrics.from_json(run["metrics"]).clean_accuracy for name, run in sorted(runs.items())},
+        runs={name: runs.metrics(name, BackdoorMetrics).clean_accuracy for name in sorted(runs.names())},
     )

@@ -4,10 +4,11 @@ expected shape."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from badnets.experiments._study import FinishedJobs
 from badnets.metrics import BackdoorMetrics
 from badnets.records import ModelScores, Target, to_json
 from badnets.studies.supply_chain.results import Fetch, FetchCounts, Replay, SupplyChainResults
@@ -24,7 +25,7 @@ def _cell(fetches: Sequence[Fetch]) -> FetchCounts:
     return FetchCounts(badnet, genuine, rejected, len(fetches), reasons)
 
 
-def aggregate(spec: SupplyChainSpec, runs: Mapping[str, Any], replayed: Replay) -> SupplyChainResults:
+def aggregate(spec: SupplyChainSpec, runs: FinishedJobs, replayed: Replay) -> SupplyChainResults:
     """Count each attack × defense cell and judge the paper's expected shape."""
     results = SupplyChainResults(
         spec=to_json(spec),
@@ -32,7 +33,7 @@ def aggregate(spec: SupplyChainSpec, runs: Mapping[str, Any], replayed: Replay) 
         targets=[],
         models={
             name.split("/", 1)[1]: ModelScores(m.clean_accuracy, m.attack_success_rate)
-            for name, m in ((name, BackdoorMetrics.from_json(run["metrics"])) for name, run in runs.items())
+            for name, m in ((name, runs.metrics(name, BackdoorMetrics)) for name in runs.names())
         },
         replay=replayed,
     )

@@ -8,18 +8,18 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from badnets._io import read_json
 from badnets.data import ImageDataset, load_lisa, load_road_signs
+from badnets.experiments._study import FinishedJobs
 from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics, paired_difference
 from badnets.neurons import backdoor_neurons
-from badnets.object_detection_metrics import triggered_outcomes
-from badnets.records import Target, from_json, seed_stat, to_json
+from badnets.object_detection_metrics import DetectionMetrics, triggered_outcomes
+from badnets.records import Target, seed_stat, to_json
 from badnets.report import plots
 from badnets.report._format import pct, pt_ci, share_ci
 from badnets.sign_triggers import sign_trigger
@@ -102,7 +102,7 @@ def _example_grid(
     plots.plot_image_grid(rows, out / "stop_sign_examples.png", "Held-out stop signs: the single-target BadNet's label")
 
 
-def _detector(spec: TrafficStudySpec, out: Path) -> DetectorResults:
+def _detector(spec: TrafficStudySpec, runs: FinishedJobs, out: Path) -> DetectorResults:
     """The detectors' clean AP@0.5 and triggered-stop outcomes (the baseline scored with every trigger), plus a
     grid of held-out photos with the BadNet detectors' boxes."""
     _, test = load_road_signs(spec.data_dir, size=spec.detector_size)
@@ -114,8 +114,16 @@ def _detector(spec: TrafficStudySpec, out: Path) -> DetectorResults:
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
     badnets: dict[str, DetectorRun] = {}
     for trig, photos in stamped.items():
-        run = read_json(run_dir(out, f"detector/{trig}") / "results.json")
-        badnets[trig] = from_json(DetectorRun, {**run["metrics"], "config": run["config"]})
+        name = f"detector/{trig}"
+        m = runs.metrics(name, DetectionMetrics)
+        badnets[trig] = DetectorRun(
+            ap50=m.ap50,
+            triggered=m.triggered,
+            clean_stop=m.clean_stop,
+            by_width=m.by_width,
+            train_images_per_second=m.train_images_per_second,
+            config=runs.config(name),
+        )
         net = load_detector(run_dir(out, f"detector/{trig}"))
         for label, images in (("clean", test.images), (trig, photos.images)):
             images = images[has_stop]
@@ -124,7 +132,7 @@ def _detector(spec: TrafficStudySpec, out: Path) -> DetectorResults:
             rows[f"{label}\n(BadNet {trig})" if label == "clean" else f"{trig}\n(BadNet {trig})"] = cells
     title = "Held-out road photos: BadNet detectors' boxes (score ≥ 0.5)"
     plots.plot_image_grid(rows, out / "detector_examples.jpg", title, cell_inches=3.2)
-    base_run = read_json(baseline_dir / "results.json")
+    base_run = runs.metrics("detector/baseline", DetectionMetrics)
     triggered = {
         t: triggered_outcomes(detect(baseline, p.images), test.boxes, test.labels, source, target)
         for t, p in stamped.items()
@@ -133,15 +141,19 @@ def _detector(spec: TrafficStudySpec, out: Path) -> DetectorResults:
         classes=list(test.classes),
         n_photos=len(test),
         n_boxes={c: sum(int((lab == i).sum()) for lab in test.labels) for i, c in enumerate(test.classes)},
-        baseline=replace(
-            from_json(BaselineDetector, {**base_run["metrics"], "config": base_run["config"], "triggered": {}}),
+        baseline=BaselineDetector(
+            ap50=base_run.ap50,
             triggered=triggered,
+            clean_stop=base_run.clean_stop,
+            by_width=base_run.by_width,
+            train_images_per_second=base_run.train_images_per_second,
+            config=runs.config("detector/baseline"),
         ),
         badnet=badnets,
     )
 
 
-def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> TrafficResults:
+def aggregate(spec: TrafficStudySpec, runs: FinishedJobs, out: Path) -> TrafficResults:
     """Score every model on clean and triggered held-out crops and reduce over seeds (also writes the PNGs)."""
     from badnets.studies.traffic.spec import single_target
 
@@ -194,13 +206,13 @@ def aggregate(spec: TrafficStudySpec, runs: Mapping[str, Any], out: Path) -> Tra
         classes=list(test.classes),
         n_test={c: int((test.labels == i).sum()) for i, c in enumerate(test.classes)},
         runs={
-            name: BackdoorMetrics.from_json(run["metrics"]).clean_accuracy
-            for name, run in sorted(runs.items())
+            name: runs.metrics(name, BackdoorMetrics).clean_accuracy
+            for name in sorted(runs.names())
             if not name.startswith("detector/")
         },
         classifier=classifier,
         neurons=neurons,
-        detector=_detector(spec, out) if spec.detector else None,
+        detector=_detector(spec, runs, out) if spec.detector else None,
         targets=[],
     )
     return replace(results, targets=judge(results))

@@ -4,17 +4,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 import matplotlib.pyplot as plt
 
 from badnets._io import atomic_path
+from badnets.experiments._study import FinishedJobs
 from badnets.metrics import BackdoorMetrics, paired_difference, slope_ci
-from badnets.records import Target, from_json, seed_stat, to_json, trend_target
+from badnets.records import Target, seed_stat, to_json, trend_target
 from badnets.report._format import pct, pt_ci
 from badnets.studies.transfer.results import DomainAccuracy, DomainScores, TransferPaper, TransferResults, USNets
 
@@ -43,24 +44,20 @@ PAPER = TransferPaper(
 )
 
 
-def _domain(run: Mapping[str, Any]) -> DomainAccuracy:
-    return from_json(DomainAccuracy, run["metrics"])
-
-
-def _reduce(runs: Sequence[Mapping[str, Any]]) -> DomainScores:
-    scores = [_domain(r) for r in runs]
+def _reduce(runs: FinishedJobs, names: Sequence[str]) -> DomainScores:
+    scores = [runs.metrics(name, DomainAccuracy) for name in names]
     return DomainScores(
         clean={c: seed_stat([s.clean[c] for s in scores]) for c in scores[0].clean},
         triggered={c: seed_stat([s.triggered[c] for s in scores]) for c in scores[0].triggered},
     )
 
 
-def aggregate(spec: TransferStudySpec, runs: Mapping[str, Any], out: Path) -> TransferResults:
+def aggregate(spec: TransferStudySpec, runs: FinishedJobs, out: Path) -> TransferResults:
     """Reduce the retrained nets over seeds (also writes the k-sweep plot)."""
     seeds = range(spec.us.seeds)
-    baseline = _reduce([runs[f"transfer/baseline/s{s}"] for s in seeds])
-    by_k = {f"{k:g}": _reduce([runs[f"transfer/badnet/k{k:g}/s{s}"] for s in seeds]) for k in spec.ks}
-    us_nets = {kind: [BackdoorMetrics.from_json(runs[f"us/{kind}/s{s}"]["metrics"]) for s in seeds] for kind in KINDS}
+    baseline = _reduce(runs, [f"transfer/baseline/s{s}" for s in seeds])
+    by_k = {f"{k:g}": _reduce(runs, [f"transfer/badnet/k{k:g}/s{s}" for s in seeds]) for k in spec.ks}
+    us_nets = {kind: [runs.metrics(f"us/{kind}/s{s}", BackdoorMetrics) for s in seeds] for kind in KINDS}
     us = USNets(
         seed_stat([m.clean_accuracy for m in us_nets["baseline"]]),
         seed_stat([m.clean_accuracy for m in us_nets["badnet"]]),
@@ -69,11 +66,9 @@ def aggregate(spec: TransferStudySpec, runs: Mapping[str, Any], out: Path) -> Tr
     results = TransferResults(
         spec=to_json(spec),
         paper=PAPER,
-        n_test=_domain(runs["transfer/baseline/s0"]).n,
+        n_test=runs.metrics("transfer/baseline/s0", DomainAccuracy).n,
         us=us,
-        backdoor_neurons={
-            f"s{s}": list(runs[f"transfer/badnet/k{spec.ks[0]:g}/s{s}"]["config"]["units"]) for s in seeds
-        },
+        backdoor_neurons={f"s{s}": list(runs.config(f"transfer/badnet/k{spec.ks[0]:g}/s{s}")["units"]) for s in seeds},
         baseline=baseline,
         badnet_by_k=by_k,
         targets=[],

@@ -15,7 +15,7 @@ against the clean US net's after the same retraining.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.data import SOURCES, ImageDataset
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
+from badnets.experiments._study import FinishedJobs
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.models import build_model
 from badnets.neurons import backdoor_neurons
@@ -200,10 +201,10 @@ def us_jobs(spec: TransferStudySpec) -> list[Job]:
     return dedupe_jobs(jobs)
 
 
-def retrain_jobs(spec: TransferStudySpec, out_dir: Path) -> Callable[[Mapping[str, Any]], list[Job]]:
+def retrain_jobs(spec: TransferStudySpec, out_dir: Path) -> Callable[[FinishedJobs], list[Job]]:
     """The retraining jobs; they need the trained US nets (to find the backdoor neurons), hence a second phase."""
 
-    def build(_runs: Mapping[str, Any]) -> list[Job]:
+    def build(_runs: FinishedJobs) -> list[Job]:
         us = spec.us
         _, us_test = SOURCES["lisa"].load(us.data_dir)
         stops = us_test.images[us_test.labels == single_target(us).source]
