@@ -140,9 +140,6 @@ class FinishedJobs:
     def __init__(self, results: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._results: dict[str, Mapping[str, Any]] = dict(results or {})
 
-    def __len__(self) -> int:
-        return len(self._results)
-
     def __or__(self, other: FinishedJobs) -> FinishedJobs:
         return FinishedJobs({**self._results, **other._results})
 
