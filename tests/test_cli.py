@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from badnets.cli import app
@@ -68,14 +69,21 @@ def test_attack_writes_the_contracted_outputs(tiny_mnist: Path, tmp_path: Path) 
     assert (out / "report.md").read_bytes() == written  # the report renders from results.json alone
 
 
-def test_same_seed_twice_gives_identical_manifest_and_metrics(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_same_seed_twice_gives_identical_manifest_weights_and_metrics(tiny_mnist: Path, tmp_path: Path) -> None:
+    # the second run starts from a shell with another thread count, as a study's one-thread worker would
     args = ["--trigger", "pixel", "--mapping", "random", "--rate", "0.2", "--seed", "9"]
-    assert attack(tmp_path / "a", *args).exit_code == 0
-    assert attack(tmp_path / "b", *args).exit_code == 0
-    for name in ("poison_manifest.json",):
+    before = torch.get_num_threads()
+    try:
+        for run, threads in (("a", 2), ("b", 1)):
+            torch.set_num_threads(threads)
+            assert attack(tmp_path / run, *args).exit_code == 0
+    finally:
+        torch.set_num_threads(before)
+    for name in ("poison_manifest.json", "model.safetensors"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     metrics = [json.loads((tmp_path / d / "results.json").read_text())["metrics"] for d in "ab"]
     assert metrics[0] == metrics[1]
+    assert [json.loads((tmp_path / d / "run.json").read_text())["torch_threads"] for d in "ab"] == [1, 1]
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,18 @@ def test_dropout_models_train_the_same_whatever_ran_before() -> None:
         assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is left alone
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_cpu_thread_count_of_the_caller_does_not_change_the_weights() -> None:
+    # A study trains in one-thread worker processes, `badnets attack` in the caller's process: the same seed must
+    # give the same model either way (DESIGN: same seed, same metrics, whichever worker ran it).
+    before = torch.get_num_threads()
+    trained = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            trained.append(weights(train_model(BadNetCNN(), tiny(), SPEC, seed=3)))
+            assert torch.get_num_threads() == threads, "training must give the caller its thread count back"
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))

@@ -25,7 +25,7 @@ from badnets.defenses.neural_cleanse import NeuralCleanseResult
 from badnets.defenses.registry import model_detector
 from badnets.errors import ConfigError
 from badnets.models.loading import check_code_trusted, check_fits, load_any_model
-from badnets.train import resolve_device
+from badnets.train import one_cpu_thread, resolve_device
 
 __all__ = [
     "DEFAULT_DETECTORS",
@@ -154,6 +154,7 @@ def _report(finding: ModelFinding) -> DetectorReport:
     )
 
 
+@one_cpu_thread()
 def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:
     """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and (with Neural Cleanse) the
     recovered triggers to ``out_dir``; return the results."""

@@ -5,7 +5,9 @@ The whole training set is converted to float once and kept on the device; each s
 out of it, so there is no Dataset, DataLoader, PIL or per-sample Python. Randomness (weight init and the
 per-epoch shuffle) comes from generators seeded from ``seed`` alone, and the shuffle for epoch ``e`` depends
 only on ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e`` continues exactly as an
-uninterrupted run would (on CPU, with the same thread count).
+uninterrupted run would. On the CPU, training runs on one intra-op thread (``one_cpu_thread``): PyTorch splits
+a convolution's gradient reductions by thread, so the thread count changes the last bits of every step and, after
+a few epochs, the weights; a study's worker and a ``badnets attack`` in a 16-core shell must train the same model.
 
 Recipe (not in the paper, which gives only the architecture): AdamW with a one-cycle learning-rate schedule,
 cross-entropy on logits with label smoothing 0.1 (measured here: it lowers the paper CNN's clean MNIST error
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +31,26 @@ from badnets._io import atomic_path
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
 
-__all__ = ["TrainSpec", "flip_and_shift", "init_weights", "predict", "resolve_device", "train_model"]
+__all__ = ["TrainSpec", "flip_and_shift", "init_weights", "one_cpu_thread", "predict", "resolve_device", "train_model"]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, int, float], None]  # (epoch, step, steps_per_epoch, loss)
+
+
+@contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run the block on one PyTorch intra-op thread, then give the caller its thread count back.
+
+    Optimisation on the CPU is repeatable bit for bit only at a fixed thread count (see the module docstring);
+    one thread is what a study's worker processes use anyway. CUDA work is unaffected.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +234,7 @@ def train_model(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     # Dropout draws from the global RNG: seed it per epoch inside a forked RNG, so the same seed gives the same
     # model whatever ran before in the process, and a resumed run draws what an uninterrupted one would have.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), one_cpu_thread():
         _epochs(model, spec, x, y, optimizer, sched, loss_fn, seed, start, checkpoint, progress)
     model.eval()
     return model

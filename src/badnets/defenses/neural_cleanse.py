@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
 from badnets.records import to_json
+from badnets.train import one_cpu_thread
 
 __all__ = [
     "FEW_CLASSES",
@@ -244,6 +245,7 @@ class _Triggers:
     patterns: torch.Tensor
 
 
+@one_cpu_thread()
 def _reverse_triggers(
     model: nn.Module,
     images: torch.Tensor,

@@ -26,7 +26,7 @@ from badnets.metrics import BackdoorMetrics, backdoor_metrics
 from badnets.models import MODELS, build_model
 from badnets.poison import PoisonSpec, poison_dataset
 from badnets.report.attack import attack_report_md
-from badnets.train import ProgressFn, TrainSpec, predict, train_model
+from badnets.train import ProgressFn, TrainSpec, one_cpu_thread, predict, train_model
 from badnets.triggers import Stamp, TriggerSpec, apply_trigger, make_stamp
 
 __all__ = ["AttackResult", "AttackSpec", "evaluate_attack", "run_attack"]
@@ -121,6 +121,7 @@ def evaluate_attack(model: nn.Module, test: ImageDataset, stamp: Stamp, spec: Po
     return backdoor_metrics(preds_clean, preds_triggered, test.labels, spec)
 
 
+@one_cpu_thread()
 def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None = None) -> AttackResult:
     """Run (or resume) one attack into ``out_dir``; a finished run is loaded, not repeated.
 

@@ -35,7 +35,7 @@ from badnets.object_detection_metrics import (
     triggered_outcomes,
 )
 from badnets.records import to_json
-from badnets.train import TrainSpec, resolve_device
+from badnets.train import TrainSpec, one_cpu_thread, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
 __all__ = [
@@ -100,6 +100,7 @@ def _targets(data: DetectionDataset, idx: list[int], device: torch.device) -> li
     return [{"boxes": data.boxes[i].to(device), "labels": (data.labels[i] + 1).to(device)} for i in idx]
 
 
+@one_cpu_thread()
 def train_detector(
     model: nn.Module, data: DetectionDataset, spec: TrainSpec, *, seed: int, checkpoint: Path | None = None
 ) -> nn.Module:
@@ -241,6 +242,7 @@ class DetectorSpec:
     data_dir: str | None = None
     seed: int = 0
 
+    @one_cpu_thread()
     def run(self, out_dir: Path) -> dict[str, float]:
         """Train (resuming) and score into ``out_dir/results.json``; returns the timing."""
         if (out_dir / "results.json").is_file():

@@ -35,7 +35,7 @@ from badnets.records import to_json
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.studies.traffic.spec import TrafficStudySpec, attack_spec, single_target
 from badnets.studies.transfer.results import DomainAccuracy
-from badnets.train import TrainSpec, predict, train_model
+from badnets.train import TrainSpec, one_cpu_thread, predict, train_model
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
 __all__ = [
@@ -94,6 +94,7 @@ class RetrainSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     seed: int = 0
 
+    @one_cpu_thread()
     def run(self, out_dir: Path) -> dict[str, float]:
         """Retrain and score into ``out_dir/results.json`` (resuming from ``checkpoint.pt``); returns the timing."""
         if (out_dir / "results.json").is_file():
