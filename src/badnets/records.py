@@ -34,6 +34,7 @@ __all__ = [
     "Target",
     "TargetsJudged",
     "from_json",
+    "json_object",
     "seed_stat",
     "to_json",
     "trend_target",
@@ -49,7 +50,11 @@ OMIT_WHEN_NONE = {_OMIT: True}
 
 class CustomJson:
     """A record whose JSON layout is not its fields one to one (keys named by data, e.g. a detector's score under
-    its own name): it writes and reads itself, with ``from_json`` the parse half of ``to_json``."""
+    its own name): it writes and reads itself, with ``from_json`` the parse half of ``to_json``.
+
+    The parser also lets any class with a ``from_json`` classmethod read itself (``BackdoorMetrics``, which sits
+    below this module); subclassing says so to the reader and to mypy.
+    """
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -76,24 +81,31 @@ def to_json(value: object) -> Any:
     return value
 
 
-def from_json(kind: type[T], data: Any) -> T:
+def json_object(record: object) -> dict[str, Any]:
+    """``to_json`` of a record that is a JSON object (a dataclass or a ``CustomJson``), typed as one."""
+    return typing.cast(dict[str, Any], to_json(record))
+
+
+def from_json(kind: type[T], data: Any, where: str = "results") -> T:
     """``data`` (parsed JSON) as a ``kind`` record, checked against its field types.
+
+    ``where`` names ``data`` in error messages (e.g. ``job 'baseline/s0': metrics``).
 
     Raises:
         ValueError: a key is missing or unknown, or a value has the wrong type; the message gives its path.
     """
-    return typing.cast(T, _parse(kind, data, "results"))
+    return typing.cast(T, _parse(kind, data, where))
 
 
 def _parse(kind: Any, data: Any, where: str) -> Any:
     if kind is Any or kind is object:
         return data
-    if isinstance(kind, type) and issubclass(kind, CustomJson):
+    if isinstance(kind, type) and callable(reads_itself := getattr(kind, "from_json", None)):
         if not isinstance(data, Mapping):
             raise ValueError(f"{where} should be an object, not {type(data).__name__}")
         try:
-            return kind.from_json(data)
-        except (KeyError, TypeError) as e:
+            return reads_itself(data)
+        except (AttributeError, KeyError, TypeError) as e:
             raise ValueError(f"{where} cannot be read as {kind.__name__} ({e!r})") from None
     if dataclasses.is_dataclass(kind):
         if not isinstance(data, Mapping):

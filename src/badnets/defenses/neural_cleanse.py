@@ -19,7 +19,6 @@ with the trigger become 3s) needs a trigger that moves every class in the paper'
 from __future__ import annotations
 
 import time
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ from torch.nn import functional as F
 
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
-from badnets.records import to_json
+from badnets.records import json_object
 from badnets.train import one_cpu_thread
 
 __all__ = [
@@ -144,7 +143,7 @@ class NeuralCleanseResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_json(self.record()))
+        return json_object(self.record())
 
 
 def mad_anomaly_index(l1: torch.Tensor) -> torch.Tensor:

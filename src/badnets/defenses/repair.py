@@ -16,7 +16,6 @@ and a hook holds their output at zero while fine-tuning, so the saved weights gi
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,7 +33,7 @@ from badnets.defenses.neural_cleanse import (
 )
 from badnets.defenses.stimulation import last_conv
 from badnets.errors import ConfigError
-from badnets.records import to_json
+from badnets.records import json_object
 from badnets.train import TrainSpec, predict, train_model
 
 __all__ = [
@@ -105,7 +104,7 @@ class FinePruningRecord:
     held_out_accuracy: PruningAccuracy
 
     def to_json(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_json(self))
+        return json_object(self)
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ class UnlearningRecord:
     held_out_accuracy: TuningAccuracy
 
     def to_json(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_json(self))
+        return json_object(self)
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor, spec: RepairSpec) -> tuple[ImageDataset, ImageDataset]:

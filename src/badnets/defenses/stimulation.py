@@ -18,7 +18,6 @@ every unit is stimulated, and dormancy is reported beside it rather than used as
 from __future__ import annotations
 
 import time
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,7 @@ from torch import nn
 
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
-from badnets.records import CustomJson, to_json
+from badnets.records import CustomJson, json_object
 
 __all__ = [
     "Stimulation",
@@ -131,7 +130,7 @@ class StimulationResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_json(self.record()))
+        return json_object(self.record())
 
 
 def last_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:

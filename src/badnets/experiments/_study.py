@@ -121,14 +121,6 @@ R = TypeVar("R", bound=StudyResults)
 Rec = TypeVar("Rec")
 
 
-def _parse(kind: type[Rec], data: Any, where: str) -> Rec:
-    own = getattr(kind, "from_json", None)  # a record that reads itself (BackdoorMetrics, CustomJson records)
-    try:
-        return typing.cast(Rec, own(data)) if own is not None else from_json(kind, data)
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{where} cannot be read as {kind.__name__}: {e}") from None
-
-
 class FinishedJobs:
     """The finished jobs of a study, by job name, read as typed records.
 
@@ -149,7 +141,7 @@ class FinishedJobs:
 
     def metrics(self, name: str, kind: type[Rec]) -> Rec:
         """Job ``name``'s scores as a ``kind`` record."""
-        return _parse(kind, self._get(name).get("metrics"), f"job {name!r}: metrics")
+        return from_json(kind, self._get(name).get("metrics"), f"job {name!r}: metrics")
 
     def group(self, prefix: str, kind: type[Rec]) -> list[Rec]:
         """The scores of every job under ``prefix`` (in the study's order) as ``kind`` records."""
@@ -157,7 +149,7 @@ class FinishedJobs:
 
     def record(self, name: str, kind: type[Rec]) -> Rec:
         """Job ``name``'s whole ``results.json`` as a ``kind`` record."""
-        return _parse(kind, self._get(name), f"job {name!r}")
+        return from_json(kind, self._get(name), f"job {name!r}")
 
     def config(self, name: str) -> Mapping[str, Any]:
         """The configuration job ``name`` ran (a plain blob, as recorded)."""
