@@ -4,6 +4,7 @@ targets they are judged by."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -154,10 +155,11 @@ def _after(m: EvaluatedModel, method: str) -> RepairScore:
     return (m.evaluation.repair or {})[method]
 
 
-def _mean_text(values: Sequence[float], text: Callable[[float], str]) -> str:
-    """The mean over models with its 95% t-interval (``text`` formats each number)."""
+def _mean_text(values: Sequence[float], text: Callable[[float], str], *, most: float = 1.0) -> str:
+    """The mean over models with its 95% t-interval, cut to the values' range ``[0, most]`` (``text`` formats
+    each number): a t-interval around an AUROC of 0.98 over ten models reaches past 1, which no AUROC can."""
     m, half = mean_ci(values) if values else (float("nan"), float("nan"))
-    interval = "" if half != half else f" [{text(m - half)}, {text(m + half)}]"
+    interval = "" if half != half else f" [{text(max(0.0, m - half))}, {text(min(most, m + half))}]"
     return f"{text(m)}{interval} over {len(values)} models"
 
 
@@ -231,7 +233,7 @@ def judge(results: DefenseResults) -> list[Target]:
             "Neural Cleanse runtime per MNIST model (1 core: 2 jobs share 2 cores)",
             "–",
             "≤ 60 s",
-            _mean_text(nc_seconds, lambda v: f"{v:.1f} s"),
+            _mean_text(nc_seconds, lambda v: f"{v:.1f} s", most=math.inf),
             None,
             results.runtime.neural_cleanse_seconds_mnist <= 60,
         ),
