@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from badnets._io import git_commit, read_json
 from badnets.audit import AuditSpec, clean_sample
 from badnets.defenses.activation_clustering import activation_clustering
 from badnets.defenses.representations import penultimate_features
@@ -66,7 +67,13 @@ def crosscheck(run: Path, clean_images: int = 2000) -> dict[str, Any]:
     x_train = train.images.float().div(255).numpy()
     y_train = np.eye(k, dtype=np.float32)[train.labels.numpy()]
     truth = truth_t.numpy()
-    out: dict[str, Any] = {"run": str(run), "n_train": len(truth), "poisoned": int(truth.sum())}
+    out: dict[str, Any] = {
+        "run": str(run),
+        "model_git_commit": read_json(run / "run.json").get("git_commit"),  # the code that trained the model
+        "git_commit": git_commit(),  # the code that ran this cross-check
+        "n_train": len(truth),
+        "poisoned": int(truth.sum()),
+    }
 
     start = time.perf_counter()
     features = penultimate_features(model, train.images)

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from badnets._io import git_commit
 from badnets.data import ImageDataset, load_mnist
 from badnets.models import BadNetCNN
 from badnets.poison import PoisonSpec, poison_dataset
@@ -161,6 +162,7 @@ def main() -> None:
         "train_images": n,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "git_commit": git_commit(),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
