@@ -222,9 +222,12 @@ def test_registered_dataset_model_and_defenses_run_end_to_end(registered: None, 
     assert record["before"]["attack_success_rate"] > 0.9
 
     from badnets.studies.defenses.results import ModelEvaluation
-    from badnets.studies.defenses.spec import EvalSpec, evaluate_defenses
+    from badnets.studies.defenses.spec import EvalSpec
 
-    scored = evaluate_defenses(EvalSpec(run_dir=str(run), clean_images=100, nc_steps=10, repair_epochs=1))
+    timing = EvalSpec(run_dir=str(run), clean_images=100, nc_steps=10, repair_epochs=1).run(tmp_path / "eval")
+    scored = ModelEvaluation.from_json(json.loads((tmp_path / "eval" / "results.json").read_text()))
+    # the scoreboard job's time is its evaluation's (it once stopped the clock before evaluating: 0 s)
+    assert timing["evaluate_seconds"] == timing["job_seconds"] >= scored.audit.seconds > 0
     assert scored.audit.detectors["test-corner-detector"].suspected_target == 2
     assert scored.inputs["test-corner-screen"].auroc == 1.0
     assert scored.training_data["test-corner-data"].recall == 1.0

@@ -169,4 +169,7 @@ def run_manifest(config: Mapping[str, Any], seed: int | None, data_hashes: Mappi
         "argv": list(sys.argv),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
+        # the instruction set PyTorch chose its CPU kernels for: AVX512 and AVX2 round differently, so one seed
+        # gives the same weights only on machines that report the same capability (ATEN_CPU_CAPABILITY sets it)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
