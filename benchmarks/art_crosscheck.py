@@ -118,7 +118,7 @@ def crosscheck(run: Path, clean_images: int = 2000) -> dict[str, Any]:
     triggered_x = apply_trigger(clean_x, stamp)
     start = time.perf_counter()
     guard = StripGuard.fit(model, sample.images[:1000], StripSpec(frr=0.01))
-    ours_flags = np.concatenate([guard.flags(clean_x)[1].numpy(), guard.flags(triggered_x)[1].numpy()])
+    ours_flags = np.concatenate([guard.flagged(guard.scores(x)).numpy() for x in (clean_x, triggered_x)])
     ours_seconds = time.perf_counter() - start
     start = time.perf_counter()
     probabilities = PyTorchClassifier(  # ART's STRIP takes the entropy of the outputs: give it probabilities
