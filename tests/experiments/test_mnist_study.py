@@ -71,7 +71,7 @@ def test_tiny_study_end_to_end(tiny_mnist: Path, tmp_path: Path) -> None:
     again = run_mnist_study(TINY, out)  # everything finished: nothing is retrained
     assert again.results.timing and again.results.timing.models_trained_now == 0
     assert [i.models_trained for i in again.results.timing.invocations] == [9]
-    assert "Recorded invocations: 1, training 9 models" in (out / "report.md").read_text()
+    assert "Recorded invocations: 1, running 9 jobs" in (out / "report.md").read_text()
     assert json.dumps(to_json(again.results.single)) == json.dumps(to_json(summary.results.single))  # NaN-safe
 
 

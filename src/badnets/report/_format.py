@@ -64,14 +64,15 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def run_summary(timing: StudyTiming) -> str:
-    """Wall time and the share outside compute, over every invocation that trained models of this study."""
+    """Wall time and the share outside compute, over every invocation that ran jobs of this study."""
     workers = timing.workers
-    text = f"{timing.models} models on {workers} worker(s). "
+    # a job trains one model or (the scoreboard's second phase) evaluates one
+    text = f"{timing.models} jobs on {workers} worker(s). "
     if invocations := timing.invocations:
         wall = sum(i.wall_seconds for i in invocations)
         trained = sum(i.models_trained for i in invocations)
         text += (
-            f"Recorded invocations: {len(invocations)}, training {trained} models in {wall / 60:.1f} min of wall time. "
+            f"Recorded invocations: {len(invocations)}, running {trained} jobs in {wall / 60:.1f} min of wall time. "
         )
     if timing.models_trained_now:
         compute = timing.train_seconds + timing.evaluate_seconds
@@ -81,12 +82,12 @@ def run_summary(timing: StudyTiming) -> str:
             compute, outside = timing.job_seconds, "the jobs (start-up, scheduling, idle workers)"
         share = 1 - compute / (timing.wall_seconds * workers)
         text += (
-            f"The last invocation trained {timing.models_trained_now} in {timing.wall_seconds / 60:.1f} "
+            f"The last invocation ran {timing.models_trained_now} in {timing.wall_seconds / 60:.1f} "
             f"min; {pct(share, 1)} of its wall time × workers was spent outside {outside}. "
         )
     if job_hours := timing.all_models_job_seconds / 3600:
         text += (
-            f"Summed per-model job time over all {timing.models} models: {job_hours:.2f} h, "
+            f"Summed job time over all {timing.models} jobs: {job_hours:.2f} h, "
             f"i.e. {job_hours / workers:.2f} h on {workers} workers. "
         )
     return text + "Regenerate with the command in `run.json`."
