@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ import numpy as np
 import torch
 
 from badnets._io import git_commit, read_json
-from badnets.audit import AuditSpec, clean_sample
+from badnets.audit import AuditSpec, CleanSample, clean_sample
+from badnets.data import ImageDataset
 from badnets.defenses.activation_clustering import activation_clustering
 from badnets.defenses.representations import penultimate_features
 from badnets.defenses.spectral_signatures import spectral_signatures
 from badnets.defenses.strip import StripGuard, StripSpec
+from badnets.experiments.attack import AttackSpec
 from badnets.experiments.run_dir import attack_training_set, load_model, recorded_attack
 from badnets.triggers import apply_trigger, make_stamp
 
@@ -47,15 +50,64 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"same_decision": float((a == b).mean()), "jaccard_of_flagged": both / either if either else 1.0}
 
 
+@dataclass(frozen=True)
+class Case:
+    """What both sides get: a finished run's attack, model, rebuilt training set (and which samples are poisoned)
+    and the defender's clean sample."""
+
+    attack: AttackSpec
+    model: torch.nn.Module
+    train: ImageDataset
+    truth: np.ndarray
+    sample: CleanSample
+
+
+def load_case(run: Path, clean_images: int) -> Case:
+    attack = recorded_attack(run)
+    train, truth = attack_training_set(run)
+    sample = clean_sample(AuditSpec(model=str(run), dataset=attack.dataset, clean_images=clean_images))
+    return Case(attack, load_model(run), train, truth.numpy(), sample)
+
+
+def our_training_data_flags(case: Case) -> tuple[dict[str, tuple[np.ndarray, float]], float]:
+    """Our Activation Clustering and Spectral Signatures: per detector its flags and seconds (each with the
+    feature pass, as when run alone), and the seconds of both on one feature pass, as `badnets inspect-data` runs
+    them (ART computes the activations per defense)."""
+    # one untimed pass first: whichever side ran first would otherwise pay the kernels' one-time set-up (≈ 1.8 s)
+    penultimate_features(case.model, case.train.images[:4096])
+    start = time.perf_counter()
+    features = penultimate_features(case.model, case.train.images)
+    reference = penultimate_features(case.model, case.sample.images)
+    feature_seconds = time.perf_counter() - start
+    ours = {}
+    for detector in (activation_clustering, spectral_signatures):
+        flags = detector(features, case.train.labels, reference, case.sample.labels)
+        ours[flags.detector] = (flags.flagged.numpy(), flags.seconds + feature_seconds)
+    return ours, sum(seconds for _, seconds in ours.values()) - feature_seconds
+
+
+def strip_inputs(case: Case, n: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``n`` clean test images of the attack's source classes the defender never saw, and the same triggered."""
+    rest = case.sample.rest
+    clean_x = rest.images[rest.labels != case.attack.poison.target][:n]
+    return clean_x, apply_trigger(clean_x, make_stamp(case.attack.trigger, case.sample.shape))
+
+
+def our_strip_flags(case: Case, clean_x: torch.Tensor, triggered_x: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Our STRIP fitted on the defender's first 1,000 clean images: flags for clean then triggered inputs, seconds."""
+    start = time.perf_counter()
+    guard = StripGuard.fit(case.model, case.sample.images[:1000], StripSpec(frr=0.01))
+    flags = np.concatenate([guard.flagged(guard.scores(x)).numpy() for x in (clean_x, triggered_x)])
+    return flags, time.perf_counter() - start
+
+
 def crosscheck(run: Path, clean_images: int = 2000) -> dict[str, Any]:
     from art.defences.detector.poison import ActivationDefence, SpectralSignatureDefense
     from art.defences.transformer.poisoning import STRIP
     from art.estimators.classification import PyTorchClassifier
 
-    attack = recorded_attack(run)
-    model = load_model(run)
-    train, truth_t = attack_training_set(run)
-    sample = clean_sample(AuditSpec(model=str(run), dataset=attack.dataset, clean_images=clean_images))
+    case = load_case(run, clean_images)
+    model, train, truth, sample = case.model, case.train, case.truth, case.sample
     k = len(sample.classes)
     classifier = PyTorchClassifier(
         model=model,
@@ -66,7 +118,6 @@ def crosscheck(run: Path, clean_images: int = 2000) -> dict[str, Any]:
     )
     x_train = train.images.float().div(255).numpy()
     y_train = np.eye(k, dtype=np.float32)[train.labels.numpy()]
-    truth = truth_t.numpy()
     out: dict[str, Any] = {
         "run": str(run),
         "model_git_commit": read_json(run / "run.json").get("git_commit"),  # the code that trained the model
@@ -75,18 +126,7 @@ def crosscheck(run: Path, clean_images: int = 2000) -> dict[str, Any]:
         "poisoned": int(truth.sum()),
     }
 
-    # one untimed pass first: whichever side ran first would otherwise pay the kernels' one-time set-up (≈ 1.8 s)
-    penultimate_features(model, train.images[:4096])
-    start = time.perf_counter()
-    features = penultimate_features(model, train.images)
-    reference = penultimate_features(model, sample.images)
-    feature_seconds = time.perf_counter() - start
-    ours = {}
-    for detector in (activation_clustering, spectral_signatures):
-        flags = detector(features, train.labels, reference, sample.labels)
-        ours[flags.detector] = (flags.flagged.numpy(), flags.seconds + feature_seconds)
-    # `badnets inspect-data` runs both detectors on one feature pass; ART computes the activations per defense
-    both_ours = sum(seconds for _, seconds in ours.values()) - feature_seconds
+    ours, both_ours = our_training_data_flags(case)
 
     start = time.perf_counter()
     ac = ActivationDefence(classifier, x_train, y_train)
@@ -113,15 +153,8 @@ def crosscheck(run: Path, clean_images: int = 2000) -> dict[str, Any]:
         "art_time_over_ours": (art_ac[1] + art_spectral[1]) / both_ours,
     }
 
-    stamp = make_stamp(attack.trigger, sample.shape)
-    rest = sample.rest
-    sources = rest.labels != attack.poison.target
-    clean_x = rest.images[sources][:1000]
-    triggered_x = apply_trigger(clean_x, stamp)
-    start = time.perf_counter()
-    guard = StripGuard.fit(model, sample.images[:1000], StripSpec(frr=0.01))
-    ours_flags = np.concatenate([guard.flagged(guard.scores(x)).numpy() for x in (clean_x, triggered_x)])
-    ours_seconds = time.perf_counter() - start
+    clean_x, triggered_x = strip_inputs(case)
+    ours_flags, ours_seconds = our_strip_flags(case, clean_x, triggered_x)
     start = time.perf_counter()
     probabilities = PyTorchClassifier(  # ART's STRIP takes the entropy of the outputs: give it probabilities
         model=torch.nn.Sequential(model, torch.nn.Softmax(dim=1)),
