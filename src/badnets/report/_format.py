@@ -76,7 +76,7 @@ def run_summary(timing: StudyTiming) -> str:
         )
     if timing.models_trained_now:
         compute = timing.train_seconds + timing.evaluate_seconds
-        # jobs that are not trainings (a study's evaluation phase) report only their whole time
+        # a job may report only its whole time (the job protocol asks for no more); then that is the compute
         outside = "training and evaluation compute (data loading, poisoning, writing, idle workers)"
         if not compute:
             compute, outside = timing.job_seconds, "the jobs (start-up, scheduling, idle workers)"
