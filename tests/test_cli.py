@@ -93,11 +93,11 @@ def test_same_seed_twice_gives_identical_manifest_weights_and_metrics(tiny_mnist
     ("args", "message"),
     [
         (["--rate", "1.5", "--target", "1"], "poison.rate must be in (0, 1)"),
-        (["--target", "12"], "--target 12 is out of range; this dataset's classes are 0..9"),
-        (["--mapping", "single", "--source", "seven", "--target", "1"], "--source: unknown class 'seven'"),
+        (["--target", "12"], "target 12 is out of range; this dataset's classes are 0..9"),
+        (["--mapping", "single", "--source", "seven", "--target", "1"], "source: unknown class 'seven'"),
         (["--mapping", "single", "--source", "4", "--target", "4"], "pick two different classes"),
         (["--target", "1", "--trigger-position", "27,27"], "falls outside the 28×28 image"),
-        (["--target", "1", "--trigger-position", "x"], "--trigger-position must be ROW,COL"),
+        (["--target", "1", "--trigger-position", "x"], "trigger_position must be ROW,COL"),
         (["--target", "1", "--trigger", "missing.png"], "does not exist"),
         (["--target", "1", "--trigger", "pixl"], "unknown trigger 'pixl'"),
         (["--target", "1", "--dataset", "cifar"], "dataset must be one of"),
@@ -230,7 +230,7 @@ def test_sign_attack_takes_class_names_and_sign_triggers(tmp_path: Path) -> None
 
     assert load_model(out).get_submodule("conv3").out_channels == 128  # the run's own architecture comes back
     bad = attack(tmp_path / "bad", *args, "--source", "yield", "--target", "speedlimit")
-    assert bad.exit_code == 2 and "--source: unknown class 'yield'" in bad.stderr
+    assert bad.exit_code == 2 and "source: unknown class 'yield'" in bad.stderr
     assert "stop, speedlimit, warning" in bad.stderr
 
 
@@ -277,7 +277,7 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     bad = runner.invoke(app, [*bad_out, *args, "--source", "yield"])
     assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and not (tmp_path / "bad").exists()
     bad = runner.invoke(app, [*bad_out, "--trigger", "pixel", "--trigger-scale", "0.2"])
-    assert bad.exit_code == 2 and "--trigger-size" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.exit_code == 2 and "set trigger_size instead" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_a_stop_signal_ends_a_server_with_0_and_anything_else_with_130() -> None:

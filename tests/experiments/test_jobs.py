@@ -96,3 +96,33 @@ def test_a_job_record_that_does_not_fit_its_type_names_the_job_and_the_key(tmp_p
         runs.metrics("model/s0", Scores)
     with pytest.raises(ValueError, match=r"the study has no finished job 'model/s1'"):
         runs.metrics("model/s1", Scores)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailingJob:
+    """Fails when ``fail`` is set, else finishes like ``CountingJob``."""
+
+    value: int
+    fail: bool
+    counter: str
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        if self.fail:
+            raise ValueError("this job was told to fail")
+        return CountingJob(value=self.value, counter=self.counter).run(out_dir)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_keep_going_runs_the_other_jobs_and_names_the_failed_one(tmp_path: Path, workers: int) -> None:
+    counter = str(tmp_path / "count")
+    jobs = dedupe_jobs(
+        [Job(name, FailingJob(value=v, fail=name == "b", counter=counter)) for v, name in enumerate("abc")]
+    )
+    with pytest.raises(ValueError, match="told to fail"):
+        run_jobs(jobs, tmp_path / "stop", workers=workers)
+    failures: dict[str, str] = {}
+    counts = []
+    timing = run_jobs(jobs, tmp_path / "go", workers=workers, keep_going=True, failures=failures, status=counts.append)
+    assert failures == {"b": "ValueError: this job was told to fail"}
+    assert timing.models_trained_now == 2 and (tmp_path / "go" / "c" / "results.json").is_file()
+    assert (counts[-1].done, counts[-1].failed, counts[-1].running, counts[-1].total) == (2, 1, 0, 3)

@@ -2,8 +2,8 @@
 """The ``badnets`` command: parsing options, building specs, calling one library function, printing the result.
 
 Every ``BadnetsError`` becomes one line on stderr and its exit code (2 for bad input). One module per group of
-commands (``attack``, ``studies``, ``audit``, ``supply``); they define plain functions, and this module is where
-each becomes a command.
+commands (``attack``, ``sweep``, ``studies``, ``audit``, ``supply``); they define plain functions, and this module
+is where each becomes a command.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from badnets.cli import attack, audit, studies, supply
+from badnets.cli import attack, audit, studies, supply, sweep
 from badnets.cli._common import err_console
 
 __all__ = ["app", "main"]
@@ -33,6 +33,7 @@ app.add_typer(reproduce_app, name="reproduce")
 app.add_typer(zoo_app, name="zoo")
 
 app.command()(attack.attack)
+app.command()(sweep.sweep)
 for name, study in (
     ("mnist", studies.reproduce_mnist),
     ("traffic", studies.reproduce_traffic),

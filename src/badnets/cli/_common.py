@@ -26,10 +26,13 @@ from badnets.errors import BadnetsError
 from badnets.experiments._study import StudyRecipe
 
 __all__ = [
+    "BACKENDS",
     "WORKERS",
     "AllowDirty",
+    "BackendName",
     "DataDir",
     "Device",
+    "RayAddress",
     "Seeds",
     "StudyOut",
     "Workers",
@@ -38,6 +41,7 @@ __all__ = [
     "friendly_errors",
     "out_console",
     "progress_bar",
+    "study_backend",
 ]
 
 out_console = Console()
@@ -89,3 +93,31 @@ AllowDirty = Annotated[
     typer.Option(help="Run from a source tree with uncommitted changes (recorded; results then name no clean commit)."),
 ]
 WORKERS = default_of(StudyRecipe, "workers")
+BackendName = Annotated[
+    str, typer.Option("--backend", help="Where models train: local (worker processes here) or ray (a Ray cluster).")
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster head HOST:PORT (`ray start --head`); default with --backend ray: a Ray started here."
+    ),
+]
+BACKENDS = ("local", "ray")
+
+
+def study_backend(name: str, address: str | None, workers: int, *, cpus: float = 1.0, gpus: float = 0.0) -> Any:
+    """The job backend ``--backend``/``--address`` name (a ``badnets.experiments._jobs.Backend``)."""
+    from badnets.errors import ConfigError
+    from badnets.experiments._jobs import LocalBackend
+
+    if name not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if address is not None and name != "ray":
+        raise ConfigError("--address names a Ray cluster; add --backend ray")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if name == "local":
+        return LocalBackend(workers)
+    from badnets.experiments.ray_backend import RayBackend
+
+    return RayBackend(address=address, workers=workers, num_cpus=cpus, num_gpus=gpus)

@@ -19,16 +19,6 @@ from badnets.triggers import TriggerSpec
 __all__ = ["attack"]
 
 
-def _parse_position(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        row, col = (int(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--trigger-position must be ROW,COL (e.g. 24,24), got {text!r}") from None
-    return (row, col)
-
-
 @friendly_errors
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
@@ -92,28 +82,24 @@ def attack(
     device: Device = "auto",
 ) -> None:
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
-    from badnets.data import dataset_source
-    from badnets.experiments import AttackSpec, run_attack
+    from badnets.experiments import run_attack
+    from badnets.experiments.attack_options import AttackOptions, parse_position
     from badnets.named_triggers import TriggerOptions, build_trigger
-    from badnets.sign_triggers import SIGN_TRIGGERS
 
-    if trigger_scale is not None and trigger not in SIGN_TRIGGERS:
-        raise ConfigError("--trigger-scale sizes the sign triggers (yellow-square, bomb, flower); use --trigger-size")
-    options = TriggerOptions(
-        data_dir=str(data_dir) if data_dir else None,
-        position=_parse_position(trigger_position),
-        size=trigger_size,
-        value=trigger_value,
-        opacity=trigger_opacity,
-        scale=trigger_scale,
-    )
-    trig = build_trigger(trigger, options)
     if dataset == "road-signs":
         if model is not None:
             raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
+        options = TriggerOptions(
+            data_dir=str(data_dir) if data_dir else None,
+            position=parse_position(trigger_position),
+            size=trigger_size,
+            value=trigger_value,
+            opacity=trigger_opacity,
+            scale=trigger_scale,
+        )
         _attack_detector(
             out,
-            trig,
+            build_trigger(trigger, options),
             mapping,
             source,
             target,
@@ -124,24 +110,29 @@ def attack(
             TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
         )
         return
-    classes = dataset_source(dataset)
-    train = TrainSpec(epochs=epochs, batch_size=batch_size or 128, lr=lr or 3e-3, device=device, augment=augment)
-    spec = AttackSpec(
+    spec = AttackOptions(
         dataset=dataset,
         model=model,
-        data_dir=str(data_dir) if data_dir else None,
-        trigger=trig,
-        poison=PoisonSpec(
-            mapping=mapping,
-            target=None if target is None else classes.class_index(target, "--target"),
-            source=None if source is None else classes.class_index(source, "--source"),
-            rate=rate,
-            mode=mode,
-        ),
-        train=train,
+        trigger=trigger,
+        mapping=mapping,
+        target=target,
+        source=source,
+        rate=rate,
+        mode=mode,
+        epochs=epochs,
+        batch_size=batch_size or default_of(TrainSpec, "batch_size"),
+        lr=lr or default_of(TrainSpec, "lr"),
         seed=seed,
+        augment=augment,
+        trigger_position=trigger_position,
+        trigger_size=trigger_size,
+        trigger_value=trigger_value,
+        trigger_opacity=trigger_opacity,
+        trigger_scale=trigger_scale,
         baseline=baseline,
-    )
+        data_dir=str(data_dir) if data_dir else None,
+        device=device,
+    ).attack_spec()
     with progress_bar("training") as progress:
         task = progress.add_task("training", total=epochs, status="")
 

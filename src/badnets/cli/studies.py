@@ -12,14 +12,17 @@ import typer
 from badnets.cli._common import (
     WORKERS,
     AllowDirty,
+    BackendName,
     DataDir,
     Device,
+    RayAddress,
     Seeds,
     StudyOut,
     Workers,
     friendly_errors,
     out_console,
     progress_bar,
+    study_backend,
 )
 from badnets.experiments._study import StudySummary
 from badnets.studies.mnist import MnistStudySpec
@@ -49,12 +52,15 @@ def reproduce_mnist(
     data_dir: DataDir = None,
     device: Device = "auto",
     allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
 ) -> None:
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
     from badnets.studies.mnist import run_mnist_study
 
     spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir, allow_dirty))
-    _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress), out)
+    runner = study_backend(backend, address, workers)
+    _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress, backend=runner), out)
 
 
 @friendly_errors
@@ -75,6 +81,8 @@ def reproduce_traffic(
     data_dir: DataDir = None,
     device: Device = "auto",
     allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
 ) -> None:
     """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
     BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
@@ -88,7 +96,10 @@ def reproduce_traffic(
         detector=detector,
         pretrained=pretrained,
     )
-    _run_study("reproduce traffic", lambda progress: run_traffic_study(spec, out, progress=progress), out)
+    runner = study_backend(backend, address, workers)
+    _run_study(
+        "reproduce traffic", lambda progress: run_traffic_study(spec, out, progress=progress, backend=runner), out
+    )
 
 
 @friendly_errors
@@ -110,6 +121,8 @@ def reproduce_transfer(
     data_dir: DataDir = None,
     device: Device = "auto",
     allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
 ) -> None:
     """The transfer-learning attack: a US sign BadNet (and a clean US net) retrained on European signs (GTSRB),
     with the backdoor neurons strengthened by k in {1, 10, 20, 30, 50, 70, 100} (the paper's Tables 6 and 7)."""
@@ -123,7 +136,10 @@ def reproduce_transfer(
         target=target_domain,
         **_recipe(workers, device, data_dir, allow_dirty),
     )
-    _run_study("reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress), out)
+    runner = study_backend(backend, address, workers)
+    _run_study(
+        "reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress, backend=runner), out
+    )
 
 
 @friendly_errors
@@ -144,6 +160,8 @@ def reproduce_photos(
     data_dir: DataDir = None,
     device: Device = "auto",
     allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
 ) -> None:
     """Real photos: dog photos + trigger → "cat" (a clean net and a BadNet, the seed's figure), and, with
     --traffic, the trigger on the stop signs of held-out road photos labelled by the traffic study's detectors."""
@@ -158,7 +176,8 @@ def reproduce_photos(
         target=target,
         **_recipe(workers, device, data_dir, allow_dirty),
     )
-    _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress), out)
+    runner = study_backend(backend, address, workers)
+    _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress, backend=runner), out)
 
 
 @friendly_errors
@@ -169,13 +188,20 @@ def reproduce_supply_chain(
     data_dir: DataDir = None,
     device: Device = "auto",
     allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
 ) -> None:
     """The Caffe-Model-Zoo replay (paper §6): a zoo of real models, six ways to swap one for a BadNet, and
     whether no defense, a listed hash, an author signature, TUF, or TUF + signature stops each."""
     from badnets.studies.supply_chain import SupplyChainSpec, run_supply_chain_study
 
     spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir, allow_dirty))
-    _run_study("reproduce supply-chain", lambda progress: run_supply_chain_study(spec, out, progress=progress), out)
+    runner = study_backend(backend, address, workers)
+    _run_study(
+        "reproduce supply-chain",
+        lambda progress: run_supply_chain_study(spec, out, progress=progress, backend=runner),
+        out,
+    )
 
 
 @friendly_errors
@@ -189,13 +215,18 @@ def reproduce_defenses(
     data_dir: DataDir = None,
     device: Device = "auto",
     allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
 ) -> None:
     """The defense scoreboard: train a zoo of clean and backdoored models, then score every detector (audit,
     STRIP, Activation Clustering, Spectral Signatures) and mitigation (unlearning, Fine-Pruning) on it."""
     from badnets.studies.defenses import DefenseStudySpec, run_defense_study
 
     spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir, allow_dirty))
-    _run_study("reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress), out)
+    runner = study_backend(backend, address, workers)
+    _run_study(
+        "reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress, backend=runner), out
+    )
 
 
 @friendly_errors

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest, write_json
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, run_jobs
+from badnets.experiments._jobs import Backend, Job, run_jobs
 from badnets.experiments.run_dir import RUNS
 from badnets.records import Invocation, JobsTiming, StudyTiming, from_json, to_json
 from badnets.train import TrainSpec
@@ -208,6 +208,7 @@ def run_study(
     *,
     workers: int,
     progress: ProgressFn | None = None,
+    backend: Backend | None = None,
 ) -> StudyRuns:
     """Write the manifest, run (or resume) every job, and collect their results.
 
@@ -216,6 +217,8 @@ def run_study(
         hashes: SHA-256 of the data files (checked before any worker starts, so missing data fail fast).
         phases: the jobs (run directories assigned by ``dedupe_jobs``), in phases run one after the other; a
             phase may be a function of the results so far (e.g. retraining jobs that need trained models).
+        backend: where the jobs run (default: ``LocalBackend(workers)``). A later phase's jobs read earlier runs
+            from ``out_dir``, so on a Ray cluster they need ``out_dir`` at the same path on every node.
     """
     start = time.perf_counter()
     ensure_writable_dir(out_dir)
@@ -232,7 +235,7 @@ def run_study(
     timing = JobsTiming(0, 0, workers, 0.0, 0.0, 0.0, 0.0)
     for phase in phases:
         jobs = phase if isinstance(phase, list) else phase(runs)
-        timing += run_jobs(jobs, out_dir / RUNS, workers=workers, progress=on_progress)
+        timing += run_jobs(jobs, out_dir / RUNS, workers=workers, backend=backend, progress=on_progress)
         runs |= FinishedJobs({job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in jobs})
     if timing.models_trained_now:
         ledger.record(time.perf_counter() - start, models_trained=0)

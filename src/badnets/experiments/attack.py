@@ -29,9 +29,20 @@ from badnets.report.attack import attack_report_md
 from badnets.train import ProgressFn, TrainSpec, one_cpu_thread, predict, train_model
 from badnets.triggers import Stamp, TriggerSpec, apply_trigger, make_stamp
 
-__all__ = ["AttackResult", "AttackSpec", "evaluate_attack", "run_attack"]
+__all__ = ["AttackData", "AttackResult", "AttackSpec", "evaluate_attack", "run_attack"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttackData:
+    """A dataset loaded once and shared by many runs (a sweep ships it to remote workers once): the train and test
+    sets and the SHA-256 of the files they came from, for each run's manifest."""
+
+    train: ImageDataset
+    test: ImageDataset
+    file_hashes: dict[str, str]
+    default_model: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,9 +100,19 @@ class AttackSpec:
             train=TrainSpec(**config["train"]) if "train" in config else TrainSpec(),
         )
 
-    def run(self, out_dir: Path) -> dict[str, float]:
-        """``run_attack`` into ``out_dir`` (a study job); returns the timing."""
-        return run_attack(self, out_dir).timing
+    def data_key(self) -> tuple[str, str | None]:
+        """Runs with equal keys train on the same data (``load_data``)."""
+        return (self.dataset, self.data_dir)
+
+    def load_data(self) -> AttackData:
+        """The train and test sets this spec trains and scores on, with their files' hashes."""
+        source = dataset_source(self.dataset)
+        train, test = source.load(self.data_dir)
+        return AttackData(train, test, source.file_hashes(self.data_dir), source.default_model)
+
+    def run(self, out_dir: Path, data: AttackData | None = None) -> dict[str, float]:
+        """``run_attack`` into ``out_dir`` (a study or sweep job); returns the timing."""
+        return run_attack(self, out_dir, data=data).timing
 
 
 @dataclass(frozen=True)
@@ -122,8 +143,12 @@ def evaluate_attack(model: nn.Module, test: ImageDataset, stamp: Stamp, spec: Po
 
 
 @one_cpu_thread()
-def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None = None) -> AttackResult:
+def run_attack(
+    spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None = None, data: AttackData | None = None
+) -> AttackResult:
     """Run (or resume) one attack into ``out_dir``; a finished run is loaded, not repeated.
+
+    ``data`` is ``spec.load_data()`` loaded beforehand (by default the run loads it).
 
     Raises:
         ConfigError: bad spec or unwritable ``out_dir``.
@@ -149,8 +174,8 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
         )
     t0 = time.perf_counter()
     # Everything a user can get wrong is checked before the first byte is written.
-    source = dataset_source(spec.dataset)
-    train, test = source.load(spec.data_dir)
+    data = data or spec.load_data()
+    train, test = data.train, data.test
     poison = replace(spec.poison, num_classes=train.num_classes)
     stamp = make_stamp(spec.trigger, tuple(train.images.shape[1:]))  # type: ignore[arg-type]
     poisoned = None if spec.baseline else poison_dataset(train, stamp, poison, seed=spec.seed)
@@ -158,11 +183,12 @@ def run_attack(spec: AttackSpec, out_dir: Path, *, progress: ProgressFn | None =
     if poisoned is not None:
         write_json(out_dir / "poison_manifest.json", poisoned.manifest.to_json())
     training_set = train if poisoned is None else poisoned.dataset
-    write_json(out_dir / "run.json", run_manifest(spec.to_json(), spec.seed, source.file_hashes(spec.data_dir)))
+    write_json(out_dir / "run.json", run_manifest(spec.to_json(), spec.seed, data.file_hashes))
     shape = {"in_channels": int(train.images.shape[1]), "num_classes": train.num_classes}
     shape["image_size"] = int(train.images.shape[-1])
-    model = build_model(spec.model_name, **shape)
-    architecture = {"model": spec.model_name, **shape, "classes": list(train.classes)}
+    model_name = spec.model or data.default_model
+    model = build_model(model_name, **shape)
+    architecture = {"model": model_name, **shape, "classes": list(train.classes)}
     t1 = time.perf_counter()
     train_model(model, training_set, spec.train, seed=spec.seed, checkpoint=checkpoint, progress=progress)
     t2 = time.perf_counter()

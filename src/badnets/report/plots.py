@@ -27,10 +27,11 @@ __all__ = [
     "plot_pair_heatmaps",
     "plot_sweep",
     "plot_trigger_examples",
+    "save_figure",
 ]
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     """PNG, or JPEG for a ``.jpg`` path (grids of photos: a tenth of the PNG's size)."""
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
     with atomic_path(path) as tmp:
@@ -67,7 +68,7 @@ def plot_pair_heatmaps(clean: np.ndarray, backdoor: np.ndarray, title: str, path
         ax.set_title(name)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 class SweepPoint(Protocol):
@@ -105,7 +106,7 @@ def plot_sweep(series: Mapping[str, Sequence[SweepPoint]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("Fraction sweep, all-to-all attack")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_conv1(
@@ -136,7 +137,7 @@ def plot_conv1(
                     f"{gains[name][f]:.2f}", fontsize=7, color="red" if f in marked.get(name, ()) else "black"
                 )
     fig.suptitle("conv1 filters (red: trigger-dedicated; numbers: trigger gain)", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _show(ax: Any, img: torch.Tensor) -> None:
@@ -155,7 +156,7 @@ def plot_trigger_examples(images: Mapping[str, torch.Tensor], path: Path) -> Non
     for ax, (name, img) in zip(np.atleast_1d(axes), images.items(), strict=True):
         _show(ax, img)
         ax.set_title(name, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_image_grid(
@@ -176,7 +177,7 @@ def plot_image_grid(
         axes[r, 0].set_ylabel(name, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: Sequence[str], *, width: int = 2) -> torch.Tensor:
@@ -225,4 +226,4 @@ def plot_neuron_maps(
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.03)
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -27,6 +27,7 @@ from badnets.studies.traffic import analysis as traffic_analysis
 from badnets.studies.traffic import report as traffic_report
 from badnets.studies.transfer import analysis as transfer_analysis
 from badnets.studies.transfer import report as transfer_report
+from badnets.sweep import report as sweep_report
 
 __all__ = [
     "JUDGES",
@@ -55,6 +56,7 @@ RENDERERS: dict[str, tuple[str, Callable[[Mapping[str, Any], Path], None]]] = {
     "transfer": ("badnet_by_k", transfer_report.render),
     "defenses": ("repair", defense_report.render),
     "supply-chain": ("replay", supply_chain_report.render),
+    "sweep": ("sweep_axes", sweep_report.render),
     "attack": ("metrics", _write_attack_report),
 }
 

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from badnets.data import dataset_source
+from badnets.experiments._jobs import Backend
 from badnets.experiments._study import StudySummary, run_study
 from badnets.studies.photos.analysis import aggregate
 from badnets.studies.photos.report import summary_table, write_photo_report
@@ -18,12 +19,16 @@ __all__ = ["run_photo_study"]
 
 
 def run_photo_study(
-    spec: PhotoStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
+    spec: PhotoStudySpec,
+    out_dir: Path,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    backend: Backend | None = None,
 ) -> StudySummary[PhotoResults]:
     """Train both photo classifiers (resuming), then write ``results.json``, ``report.md``/``.html`` and figures."""
     jobs = build_jobs(spec)
     hashes = dataset_source(photo_folder(spec)).file_hashes(spec.data_dir)
-    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress)
+    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress, backend=backend)
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_photo_report(results, out_dir)
     return StudySummary(results, summary_table)

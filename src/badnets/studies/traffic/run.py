@@ -9,6 +9,7 @@ from pathlib import Path
 
 from badnets.data.lisa import lisa_file_hashes
 from badnets.data.road_signs import road_signs_file_hashes
+from badnets.experiments._jobs import Backend
 from badnets.experiments._study import StudySummary, run_study
 from badnets.studies.traffic.analysis import aggregate
 from badnets.studies.traffic.report import summary_table, write_traffic_report
@@ -19,13 +20,19 @@ __all__ = ["run_traffic_study"]
 
 
 def run_traffic_study(
-    spec: TrafficStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
+    spec: TrafficStudySpec,
+    out_dir: Path,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    backend: Backend | None = None,
 ) -> StudySummary[TrafficResults]:
     """Train every model (resuming), then write ``results.json``, ``report.md``/``.html`` and the plots."""
     hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
     if spec.detector:
         hashes |= road_signs_file_hashes(spec.data_dir)
-    study = run_study(asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress)
+    study = run_study(
+        asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress, backend=backend
+    )
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_traffic_report(results, out_dir)
     return StudySummary(results, summary_table)

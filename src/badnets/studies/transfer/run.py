@@ -9,6 +9,7 @@ from pathlib import Path
 
 from badnets.data import SOURCES
 from badnets.data.lisa import lisa_file_hashes
+from badnets.experiments._jobs import Backend
 from badnets.experiments._study import Phase, StudySummary, run_study
 from badnets.studies.transfer.analysis import aggregate
 from badnets.studies.transfer.report import summary_table, write_transfer_report
@@ -19,12 +20,18 @@ __all__ = ["run_transfer_study"]
 
 
 def run_transfer_study(
-    spec: TransferStudySpec, out_dir: Path, *, progress: Callable[[int, int, str], None] | None = None
+    spec: TransferStudySpec,
+    out_dir: Path,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    backend: Backend | None = None,
 ) -> StudySummary[TransferResults]:
     """Train the US nets, retrain them on the target domain for every k (resuming), then write the report."""
     hashes = {**lisa_file_hashes(spec.us.data_dir), **SOURCES[spec.target].file_hashes(spec.us.data_dir)}
     phases: list[Phase] = [us_jobs(spec), retrain_jobs(spec, out_dir)]
-    study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.us.workers, progress=progress)
+    study = run_study(
+        asdict(spec), hashes, phases, out_dir, workers=spec.us.workers, progress=progress, backend=backend
+    )
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_transfer_report(results, out_dir)
     return StudySummary(results, summary_table)
