@@ -79,6 +79,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
         ({"lr": -1.0}, "train.lr"),
         ({"device": "tpu"}, "device must be auto"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"precision": "fp16"}, "train.precision must be one of fp32, bf16"),
     ],
 )
 def test_bad_train_specs(kwargs: dict[str, object], message: str) -> None:
@@ -146,3 +147,26 @@ def test_the_cpu_thread_count_of_the_caller_does_not_change_the_weights() -> Non
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
+
+
+@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"channels_last": True}])
+def test_the_gpu_options_train_on_the_cpu_too(options: dict[str, object]) -> None:
+    """bf16 autocast and channels-last run the same code path on the CPU as on CUDA (where they pay off), learn,
+    and stay repeatable; channels-last reorders memory only, so it lands within rounding of the default."""
+    data = tiny()
+    spec = TrainSpec(epochs=3, batch_size=32, lr=3e-3, device="cpu", **options)  # type: ignore[arg-type]
+    a, b = (train_model(BadNetCNN(), data, spec, seed=5) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
+    assert (predict(a, data.images) == data.labels).float().mean() > 0.9
+    if options.get("channels_last"):
+        assert a.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        default = train_model(BadNetCNN(), data, SPEC, seed=5)
+        assert torch.equal(predict(a, data.images), predict(default, data.images))
+
+
+@pytest.mark.slow
+def test_compiled_training_learns_what_eager_learns() -> None:
+    data = tiny()
+    compiled = train_model(BadNetCNN(), data, TrainSpec(epochs=3, batch_size=32, device="cpu", compile=True), seed=5)
+    eager = train_model(BadNetCNN(), data, SPEC, seed=5)
+    assert torch.equal(predict(compiled, data.images), predict(eager, data.images))

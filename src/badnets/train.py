@@ -31,11 +31,21 @@ from badnets._io import atomic_path
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
 
-__all__ = ["TrainSpec", "flip_and_shift", "init_weights", "one_cpu_thread", "predict", "resolve_device", "train_model"]
+__all__ = [
+    "PRECISIONS",
+    "TrainSpec",
+    "flip_and_shift",
+    "init_weights",
+    "one_cpu_thread",
+    "predict",
+    "resolve_device",
+    "train_model",
+]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, int, float], None]  # (epoch, step, steps_per_epoch, loss)
+PRECISIONS = ("fp32", "bf16")
 
 
 @contextmanager
@@ -66,6 +76,10 @@ class TrainSpec:
         device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         augment: random horizontal flips and shifts of up to 1/8 of the side (for small photo sets; the
             paper's MNIST and sign recipes train without augmentation).
+        precision: ``fp32``, or ``bf16``: forward and loss under bfloat16 autocast (weights and optimiser stay
+            fp32). Off by default: it changes the numbers, and it is only worth it where measured faster.
+        channels_last: keep weights and batches in NHWC memory order (faster convolutions on recent GPUs).
+        compile: train through ``torch.compile`` (Inductor; the first steps pay the compilation).
     """
 
     epochs: int = 10
@@ -75,6 +89,9 @@ class TrainSpec:
     label_smoothing: float = 0.1
     device: str = "auto"
     augment: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -89,6 +106,8 @@ class TrainSpec:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,8 +151,10 @@ def flip_and_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Te
     return padded[batch, channels, rows, cols]
 
 
-def _as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return images.to(device, non_blocking=True).float().div_(255.0)
+def _as_float(images: torch.Tensor, device: torch.device, *, channels_last: bool = False) -> torch.Tensor:
+    """uint8 images → float in [0, 1] on ``device`` (a batch at a time: the data stay uint8, a quarter of float)."""
+    batch = images.to(device, non_blocking=True).float().div_(255.0)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 
 def _save_checkpoint(path: Path, state: dict[str, object]) -> None:
@@ -151,6 +172,7 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
 
 def _epochs(
     model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
     spec: TrainSpec,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -171,8 +193,11 @@ def _epochs(
         augment_rng = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_000)
         for step in range(steps):
             idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
-            batch = flip_and_shift(x[idx], augment_rng) if spec.augment else x[idx]
-            loss = loss_fn(model(batch), y[idx])
+            batch = _as_float(x[idx], x.device, channels_last=spec.channels_last)
+            if spec.augment:
+                batch = flip_and_shift(batch, augment_rng)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+                loss = loss_fn(forward(batch), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -222,7 +247,11 @@ def train_model(
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     model.to(device)
-    x, y = _as_float(data.images, device), data.labels.to(device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    # the training set lives on the device as uint8; each batch is normalised on the fly
+    x, y = data.images.to(device), data.labels.to(device)
+    forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if spec.compile else model
     n = len(data)
     steps = math.ceil(n / spec.batch_size)
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
@@ -235,7 +264,7 @@ def train_model(
     # Dropout draws from the global RNG: seed it per epoch inside a forked RNG, so the same seed gives the same
     # model whatever ran before in the process, and a resumed run draws what an uninterrupted one would have.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), one_cpu_thread():
-        _epochs(model, spec, x, y, optimizer, sched, loss_fn, seed, start, checkpoint, progress)
+        _epochs(model, forward, spec, x, y, optimizer, sched, loss_fn, seed, start, checkpoint, progress)
     model.eval()
     return model
 

@@ -80,6 +80,11 @@ def attack(
     ] = False,
     data_dir: DataDir = None,
     device: Device = "auto",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 (autocast; classifiers; off by default, it changes the numbers).")
+    ] = default_of(TrainSpec, "precision"),
+    channels_last: Annotated[bool, typer.Option(help="NHWC memory order (faster convolutions on GPUs).")] = False,
+    compile: Annotated[bool, typer.Option(help="Train through torch.compile (classifiers).")] = False,
 ) -> None:
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
     from badnets.experiments import run_attack
@@ -132,6 +137,9 @@ def attack(
         baseline=baseline,
         data_dir=str(data_dir) if data_dir else None,
         device=device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
     ).attack_spec()
     with progress_bar("training") as progress:
         task = progress.add_task("training", total=epochs, status="")

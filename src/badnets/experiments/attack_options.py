@@ -65,6 +65,9 @@ class AttackOptions:
     baseline: bool = False
     data_dir: str | None = None
     device: str = "auto"
+    precision: str = TrainSpec.precision
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(AttackOptions)
@@ -137,7 +140,14 @@ class AttackOptions:
                 mode=self.mode,
             ),
             train=TrainSpec(
-                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, device=self.device, augment=self.augment
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                device=self.device,
+                augment=self.augment,
+                precision=self.precision,
+                channels_last=self.channels_last,
+                compile=self.compile,
             ),
             seed=self.seed,
             baseline=self.baseline,
