@@ -47,3 +47,13 @@ def test_art_crosscheck_runs_our_side_on_a_finished_run(tiny_mnist: Path, tmp_pa
     assert len(clean_x) == len(triggered_x) > 0 and not torch.equal(clean_x, triggered_x)
     strip_flags, seconds = our_strip_flags(case, clean_x, triggered_x)
     assert strip_flags.shape == (2 * len(clean_x),) and strip_flags.dtype == bool and seconds > 0
+
+
+def test_the_scaling_projection_schedules_like_the_pool() -> None:
+    """FIFO list scheduling: each job to the first free slot; one slot runs them back to back."""
+    from benchmarks.scaling import simulate
+
+    assert simulate([3, 1, 1, 1], 1, 1) == 6
+    assert simulate([3, 1, 1, 1], 1, 2) == 3  # 3 | 1+1+1
+    assert simulate([1, 1, 1, 3], 2, 1) == 4  # 1+1 | 1+3
+    assert simulate([5.0] * 8, 4, 2) == 5.0

@@ -94,6 +94,8 @@ def attack(
     if dataset == "road-signs":
         if model is not None:
             raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
+        if precision != default_of(TrainSpec, "precision") or channels_last or compile:
+            raise ConfigError("--precision, --channels-last and --compile train classifiers; drop them for road-signs")
         options = TriggerOptions(
             data_dir=str(data_dir) if data_dir else None,
             position=parse_position(trigger_position),
