@@ -88,36 +88,9 @@ def attack(
 ) -> None:
     """Train one backdoored network and score it (clean error, attack success rate, per class)."""
     from badnets.experiments import run_attack
-    from badnets.experiments.attack_options import AttackOptions, parse_position
-    from badnets.named_triggers import TriggerOptions, build_trigger
+    from badnets.experiments.attack_options import AttackOptions
 
-    if dataset == "road-signs":
-        if model is not None:
-            raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
-        if precision != default_of(TrainSpec, "precision") or channels_last or compile:
-            raise ConfigError("--precision, --channels-last and --compile train classifiers; drop them for road-signs")
-        options = TriggerOptions(
-            data_dir=str(data_dir) if data_dir else None,
-            position=parse_position(trigger_position),
-            size=trigger_size,
-            value=trigger_value,
-            opacity=trigger_opacity,
-            scale=trigger_scale,
-        )
-        _attack_detector(
-            out,
-            build_trigger(trigger, options),
-            mapping,
-            source,
-            target,
-            baseline,
-            epochs,
-            seed,
-            data_dir,
-            TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
-        )
-        return
-    spec = AttackOptions(
+    options = AttackOptions(
         dataset=dataset,
         model=model,
         trigger=trigger,
@@ -142,7 +115,26 @@ def attack(
         precision=precision,
         channels_last=channels_last,
         compile=compile,
-    ).attack_spec()
+    )
+    if dataset == "road-signs":
+        if model is not None:
+            raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
+        if precision != default_of(TrainSpec, "precision") or channels_last or compile:
+            raise ConfigError("--precision, --channels-last and --compile train classifiers; drop them for road-signs")
+        _attack_detector(
+            out,
+            options.trigger_spec(),
+            mapping,
+            source,
+            target,
+            baseline,
+            epochs,
+            seed,
+            data_dir,
+            TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
+        )
+        return
+    spec = options.attack_spec()
     with progress_bar("training") as progress:
         task = progress.add_task("training", total=epochs, status="")
 

@@ -100,22 +100,20 @@ class AttackOptions:
             plain["trigger_position"] = ",".join(str(v) for v in plain["trigger_position"])
         return cls(**plain)
 
-    def attack_spec(self) -> AttackSpec:
-        """The ``AttackSpec`` these options describe (the trigger built, class names resolved).
+    def trigger_spec(self) -> TriggerSpec:
+        """The trigger these options describe.
 
         Raises:
-            ConfigError: a bad value (unknown dataset, trigger or class; a rate outside (0, 1); …).
+            ConfigError: an unknown trigger, or an option it does not take.
         """
         from badnets.named_triggers import TriggerOptions, build_trigger
         from badnets.sign_triggers import SIGN_TRIGGERS
 
-        if self.dataset == "road-signs":
-            raise ConfigError("dataset road-signs trains the Faster R-CNN detector, which takes no classifier options")
         if self.trigger_scale is not None and self.trigger not in SIGN_TRIGGERS:
             raise ConfigError(
                 "trigger_scale sizes the sign triggers (yellow-square, bomb, flower); set trigger_size instead"
             )
-        trigger = build_trigger(
+        return build_trigger(
             self.trigger,
             TriggerOptions(
                 data_dir=self.data_dir,
@@ -126,6 +124,16 @@ class AttackOptions:
                 scale=self.trigger_scale,
             ),
         )
+
+    def attack_spec(self) -> AttackSpec:
+        """The ``AttackSpec`` these options describe (the trigger built, class names resolved).
+
+        Raises:
+            ConfigError: a bad value (unknown dataset, trigger or class; a rate outside (0, 1); …).
+        """
+        if self.dataset == "road-signs":
+            raise ConfigError("dataset road-signs trains the Faster R-CNN detector, which takes no classifier options")
+        trigger = self.trigger_spec()
         classes = dataset_source(self.dataset)
         return AttackSpec(
             dataset=self.dataset,
