@@ -57,3 +57,16 @@ def test_the_scaling_projection_schedules_like_the_pool() -> None:
     assert simulate([3, 1, 1, 1], 1, 2) == 3  # 3 | 1+1+1
     assert simulate([1, 1, 1, 3], 2, 1) == 4  # 1+1 | 1+3
     assert simulate([5.0] * 8, 4, 2) == 5.0
+
+
+def test_the_gpu_benchmarks_run_on_the_cpu(tiny_mnist: Path) -> None:
+    """The GPU-only parts of benchmarks/run.py run here on the CPU, so a lent GPU's minutes are not spent on a
+    crash."""
+    from badnets.data import load_mnist
+    from benchmarks.run import gpu_variants, models_per_hour
+
+    train, _ = load_mnist(tiny_mnist)
+    variants = gpu_variants(train, "cpu", str(tiny_mnist), 2, ("bf16", "channels_last"))
+    assert set(variants) == {"fp32", "bf16", "channels_last"}
+    assert all(0 <= v["clean_accuracy"] <= 1 and v["speed_vs_fp32"] > 0 for v in variants.values())  # type: ignore[index]
+    assert set(models_per_hour("cpu", str(tiny_mnist), 100, (1,))) == {"1"}
