@@ -22,7 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from badnets.errors import BadnetsError
+from badnets.errors import BadnetsError, ConfigError
+from badnets.experiments._jobs import Backend, LocalBackend
 from badnets.experiments._study import StudyRecipe
 
 __all__ = [
@@ -105,10 +106,8 @@ RayAddress = Annotated[
 BACKENDS = ("local", "ray")
 
 
-def study_backend(name: str, address: str | None, workers: int, *, cpus: float = 1.0, gpus: float = 0.0) -> Any:
-    """The job backend ``--backend``/``--address`` name (a ``badnets.experiments._jobs.Backend``)."""
-    from badnets.errors import ConfigError
-    from badnets.experiments._jobs import LocalBackend
+def study_backend(name: str, address: str | None, workers: int, *, cpus: float = 1.0, gpus: float = 0.0) -> Backend:
+    """The job backend ``--backend``/``--address`` name."""
 
     if name not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}")

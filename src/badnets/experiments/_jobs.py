@@ -161,7 +161,6 @@ class _Tally:
         status: Callable[[JobCounts], None] | None,
     ) -> None:
         self.done, self.total, self.slots, self.keep_going = done, total, slots, keep_going
-        self.todo = total - done
         self.failures: dict[str, str] = {}
         self.sums = {"train_seconds": 0.0, "evaluate_seconds": 0.0, "job_seconds": 0.0}
         self.progress, self.status = progress, status
