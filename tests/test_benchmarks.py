@@ -59,6 +59,32 @@ def test_the_scaling_projection_schedules_like_the_pool() -> None:
     assert simulate([5.0] * 8, 4, 2) == 5.0
 
 
+def test_the_scaling_time_model_separates_fixed_and_per_epoch_cost() -> None:
+    """Cells timed at two epoch counts give back each cell's fixed cost and per-image-epoch cost; a 1-node
+    projection whose cells all share one model is the schedule of the exact job times."""
+    from badnets.sweep import SweepResults, SweepRow
+    from benchmarks.scaling import JobTime, epoch_images, fit_job_times, projected_hours, simulate
+
+    truth = {"a": JobTime(4.0, 2e-4), "b": JobTime(9.0, 3e-4)}
+    rates = {"a": 0.05, "b": 0.1}
+
+    def timed(epochs: int) -> SweepResults:
+        rows = [
+            SweepRow(
+                cell, {"rate": rates[cell]}, 0.99, 0.01, 1.0, 0.0, 100, t.seconds(epoch_images(rates[cell]) * epochs)
+            )
+            for cell, t in truth.items()
+        ]
+        return SweepResults(["rate"], rows, {}, {}, "local")
+
+    fitted = fit_job_times(timed(1), timed(3), 1, 3)
+    for got, want in zip(fitted, truth.values(), strict=True):
+        assert abs(got.fixed - want.fixed) < 1e-6 and abs(got.per_image_epoch - want.per_image_epoch) < 1e-12
+    work = [6e5, 3e5, 6e5]
+    one = projected_hours([truth["a"]], work, nodes=1)
+    assert abs(one["hours_median"] * 3600 - simulate([truth["a"].seconds(w) for w in work], 1, 2)) < 1e-6
+
+
 def test_the_gpu_benchmarks_run_on_the_cpu(tiny_mnist: Path) -> None:
     """The GPU-only parts of benchmarks/run.py run here on the CPU, so a lent GPU's minutes are not spent on a
     crash."""
