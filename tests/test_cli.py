@@ -69,6 +69,14 @@ def test_attack_writes_the_contracted_outputs(tiny_mnist: Path, tmp_path: Path) 
     assert (out / "report.md").read_bytes() == written  # the report renders from results.json alone
 
 
+@pytest.mark.parametrize("trigger", ["random", "noise", "sinusoid"])
+def test_the_literatures_triggers_run_from_the_command_line(trigger: str, tiny_mnist: Path, tmp_path: Path) -> None:
+    result = attack(tmp_path / trigger, "--trigger", trigger, "--trigger-opacity", "0.5", "--target", "2")
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / trigger / "results.json").read_text())["config"]["trigger"]
+    assert recorded["kind"] == trigger and recorded["opacity"] == 0.5
+
+
 def test_same_seed_twice_gives_identical_manifest_weights_and_metrics(tiny_mnist: Path, tmp_path: Path) -> None:
     # the second run starts from a shell with another thread count, as a study's one-thread worker would
     args = ["--trigger", "pixel", "--mapping", "random", "--rate", "0.2", "--seed", "9"]

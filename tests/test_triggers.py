@@ -69,6 +69,65 @@ def test_blended_trigger_is_the_convex_combination(opacity: float, base: int, va
     assert abs(float(floats[0, 0, 26, 26]) * 255 - (base * (1 - opacity) + value * opacity)) < 1e-3
 
 
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    size=st.integers(1, 6),
+    row=st.integers(0, 22),
+    col=st.integers(0, 22),
+    value=st.integers(0, 255),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_random_pattern_is_its_seeds_and_stays_inside_its_square(
+    seed: int, size: int, row: int, col: int, value: int
+) -> None:
+    spec = TriggerSpec(kind="random", size=size, position=(row, col), value=value, seed=seed)
+    stamp = make_stamp(spec, SHAPE)
+    assert torch.equal(stamp.mask, make_stamp(spec, SHAPE).mask), "the same seed gives the same pattern"
+    assert stamp.mask.shape == (1, size, size) and 1 <= int(stamp.mask.sum()) <= size * size
+    assert set(stamp.mask.unique().tolist()) <= {0.0, 1.0}
+    images = torch.randint(0, 256, (3, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    out = apply_trigger(images, stamp)
+    mask = trigger_mask(stamp, SHAPE).bool().expand_as(images)
+    assert torch.equal(out[~mask], images[~mask]) and bool((out[mask] == value).all())
+
+
+def test_random_patterns_differ_between_seeds() -> None:
+    masks = {
+        tuple(make_stamp(TriggerSpec(kind="random", size=4, seed=s), SHAPE).mask.flatten().tolist()) for s in range(20)
+    }
+    assert len(masks) >= 15
+
+
+@given(seed=st.integers(0, 2**31 - 1), opacity=st.floats(0.05, 0.3))
+@settings(max_examples=30, deadline=None)
+def test_blended_noise_covers_the_image_and_moves_each_pixel_by_at_most_its_opacity(seed: int, opacity: float) -> None:
+    shape = (3, 16, 16)
+    stamp = make_stamp(TriggerSpec(kind="noise", size=0, opacity=opacity, seed=seed), shape)
+    assert (stamp.top, stamp.left, tuple(stamp.pattern.shape)) == (0, 0, shape)
+    images = torch.randint(0, 256, (2, *shape), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.uint8)
+    moved = (apply_trigger(images, stamp).float() - images.float()).abs()
+    assert float(moved.max()) <= 255 * opacity + 0.5
+    assert torch.equal(
+        apply_trigger(images, stamp),
+        apply_trigger(images, make_stamp(TriggerSpec(kind="noise", size=0, opacity=opacity, seed=seed), shape)),
+    )
+
+
+@given(amplitude=st.integers(1, 40), frequency=st.floats(1, 12), base=st.integers(0, 255))
+@settings(max_examples=40, deadline=None)
+def test_the_sinusoid_is_added_and_clipped(amplitude: int, frequency: float, base: int) -> None:
+    """Barni et al.'s signal: ``x + Δ·sin(2π·col·f / W)``, the same on every row, clipped to 0-255."""
+    spec = TriggerSpec(kind="sinusoid", size=0, value=amplitude, frequency=frequency)
+    images = torch.full((1, *SHAPE), base, dtype=torch.uint8)
+    out = apply_trigger(images, make_stamp(spec, SHAPE))[0, 0].float()
+    cols = torch.arange(28, dtype=torch.float32)
+    expected = (base + amplitude * torch.sin(2 * torch.pi * cols * frequency / 28)).clamp(0, 255)
+    assert float((out - expected).abs().max()) <= 0.5 + 1e-4
+    assert bool((out == out[0]).all()), "every row the same"
+    floats = apply_trigger(images.float() / 255, make_stamp(spec, SHAPE))[0, 0] * 255
+    assert float((floats - expected).abs().max()) < 1e-3
+
+
 def test_patch_from_png_with_alpha(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -97,6 +156,8 @@ def test_patch_from_npy_resized_to_size(tmp_path: Path) -> None:
         ({"kind": "pixel", "opacity": 0.0}, "trigger.opacity"),
         ({"kind": "patch"}, "trigger.path"),
         ({"kind": "pixel", "position": (-1, 3)}, "trigger.position"),
+        ({"kind": "random", "size": 0}, "trigger.size"),
+        ({"kind": "sinusoid", "frequency": 0.0}, "trigger.frequency"),
     ],
 )
 def test_bad_trigger_specs_name_the_field(kwargs: dict[str, object], message: str) -> None:

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Named triggers: a name → a builder of its ``TriggerSpec``. Built in: ``pixel`` and ``pattern`` (the MNIST
-triggers, paper Figure 3) and ``yellow-square``, ``bomb``, ``flower`` (the sign triggers, Figure 6). A name that
+triggers, paper Figure 3), ``yellow-square``, ``bomb``, ``flower`` (the sign triggers, Figure 6) and, from the
+later literature, ``random`` (a random 3×3 pixel pattern), ``noise`` (blended noise over the whole image, Chen et
+al. 2017, opacity 0.2) and ``sinusoid`` (Barni et al. 2019: Δ = 20, f = 6, added to the image). A name that
 is not registered is a patch image (``TriggerSpec.from_name``). ``register_trigger`` adds a trigger: every
 command that takes ``--trigger`` can then use it (``docs/extending.md``)."""
 
@@ -63,7 +65,28 @@ def _sign(name: str, options: TriggerOptions) -> TriggerSpec:
     return sign_trigger(name, options.data_dir, opacity=options.opacity, **scale)
 
 
+# the literature's defaults for what the user left at TriggerOptions' defaults
+_DRAWN_DEFAULTS: dict[str, dict[str, object]] = {
+    "random": {"size": 3},
+    "noise": {"size": 0, "opacity": 0.2},
+    "sinusoid": {"size": 0, "value": 20, "frequency": 6.0},
+}
+
+
+def _drawn(name: str, options: TriggerOptions) -> TriggerSpec:
+    """``random``, ``noise``, ``sinusoid``: the user's size, value and opacity, else the literature's."""
+    _unscaled(name, options)
+    given = {
+        "size": options.size if options.size != 1 else None,
+        "value": options.value if options.value != _DEFAULT.value else None,
+        "opacity": options.opacity if options.opacity != _DEFAULT.opacity else None,
+    }
+    chosen = _DRAWN_DEFAULTS[name] | {key: value for key, value in given.items() if value is not None}
+    return TriggerSpec(kind=name, position=options.position, **chosen)  # type: ignore[arg-type]
+
+
 _BUILDERS: dict[str, TriggerBuilder] = {"pixel": _grid, "pattern": _grid}
+_BUILDERS.update(dict.fromkeys(_DRAWN_DEFAULTS, _drawn))
 _BUILDERS.update(dict.fromkeys(SIGN_TRIGGERS, _sign))
 
 

@@ -10,6 +10,11 @@ Paper defaults (28×28 MNIST, (row, col)): single pixel at (26, 26); pattern = p
 (26, 24), (26, 26); white (255). Deviation: position, size, value and opacity are parameters (the paper fixes
 them); ``size`` scales a pixel or pattern cell to a ``size × size`` block.
 
+Beyond the paper, for audit rounds of many backdoors: ``random`` (a seeded random binary pattern of pixels in one
+colour), ``noise`` (seeded uniform noise, blended at low opacity: Chen et al. 2017's blended injection) and
+``sinusoid`` (Barni et al. 2019's signal: ``x + Δ·sin(2π·col·f / W)`` over the whole image, added rather than
+blended, so a stamp may also carry an additive ``offset``).
+
 Sign triggers (paper §5, Figure 6) sit on the sign, not at a fixed pixel: ``scale`` sizes the trigger as a share of
 the image's (or a box's) shorter side and ``center`` places its centre at a relative (x, y) of it, so one spec
 stamps a 32×32 crop and a 300-pixel box in a road photo alike (``stamp_in_box``).
@@ -45,6 +50,9 @@ TRIGGERS: dict[str, tuple[tuple[int, int], ...]] = {
     "pattern": ((0, 2), (1, 1), (2, 0), (2, 2)),
     "square": ((0, 0),),  # a solid block of colour ``value``: the yellow Post-it
     "patch": (),  # an image; its cells come from the file
+    "random": (),  # a seeded random binary pattern of single pixels
+    "noise": (),  # seeded uniform noise, usually blended
+    "sinusoid": (),  # an additive horizontal sinusoid over the whole image
 }
 
 _MARGIN = 1  # paper: the triggers sit one pixel in from the bottom-right corner
@@ -55,8 +63,10 @@ class TriggerSpec:
     """What a trigger looks like and where it goes.
 
     Attributes:
-        kind: ``pixel``, ``pattern`` (the paper's two MNIST triggers), ``square`` (a solid block) or ``patch``
-            (an image file).
+        kind: ``pixel``, ``pattern`` (the paper's two MNIST triggers), ``square`` (a solid block), ``patch``
+            (an image file), ``random`` (a ``size × size`` random binary pattern in colour ``value``), ``noise``
+            (``size × size`` uniform noise; ``size=0``: the whole image) or ``sinusoid`` (amplitude ``value``,
+            ``frequency`` periods across the image, added to every pixel).
         position: (row, col) of the trigger's top-left corner; ``None`` puts it one pixel in from the
             bottom-right corner, which for ``size=1`` is the paper's placement.
         size: side in pixels of each pixel/pattern cell, or of the (square) resized patch; ``0`` keeps a
@@ -66,6 +76,8 @@ class TriggerSpec:
         value: intensity 0-255 of pixel/pattern triggers, one value or one per channel.
         opacity: blend weight in (0, 1]; 1 replaces the pixels (BadNets), less gives a blended trigger.
         path: image (PNG/JPEG, alpha respected) or ``.npy`` array (H, W) / (H, W, C) for ``kind="patch"``.
+        seed: draws the ``random`` pattern and the ``noise``; the same seed gives the same trigger everywhere.
+        frequency: periods of a ``sinusoid`` across the image's width (Barni et al.: 6).
     """
 
     kind: str = "pattern"
@@ -76,6 +88,8 @@ class TriggerSpec:
     path: str | None = None
     scale: float | None = None
     center: tuple[float, float] | None = None
+    seed: int = 0
+    frequency: float = 6.0
 
     def __post_init__(self) -> None:
         if self.kind not in TRIGGERS:
@@ -84,7 +98,7 @@ class TriggerSpec:
             raise ConfigError("trigger.path is required for a patch trigger; give it an image path")
         if self.kind != "patch" and self.path:
             raise ConfigError(f"trigger.path is only for patch triggers, not {self.kind!r}")
-        if self.size < 0 or (self.size == 0 and self.kind != "patch"):
+        if self.size < 0 or (self.size == 0 and self.kind not in ("patch", "noise", "sinusoid")):
             raise ConfigError(f"trigger.size must be a positive number of pixels, got {self.size}")
         values = self.value if isinstance(self.value, tuple) else (self.value,)
         if not values or any(not 0 <= v <= 255 for v in values):
@@ -97,6 +111,8 @@ class TriggerSpec:
             raise ConfigError(f"trigger.scale must be in (0, 1] (a share of the sign's side), got {self.scale}")
         if self.center is not None and (len(self.center) != 2 or not all(0.0 <= c <= 1.0 for c in self.center)):
             raise ConfigError(f"trigger.center must be (x, y) with both in [0, 1], got {self.center}")
+        if self.frequency <= 0:
+            raise ConfigError(f"trigger.frequency must be > 0 periods across the image, got {self.frequency}")
 
     @classmethod
     def from_name(cls, name: str, **overrides: object) -> TriggerSpec:
@@ -110,8 +126,8 @@ class TriggerSpec:
             return cls(kind=name, **overrides)  # type: ignore[arg-type]
         if Path(name).suffix.lower() not in PATCH_SUFFIXES and not Path(name).is_file():
             raise ConfigError(
-                f"unknown trigger {name!r}: use pixel, pattern, a sign trigger (yellow-square, bomb, flower) or an "
-                f"image file ({', '.join(PATCH_SUFFIXES)})"
+                f"unknown trigger {name!r}: use pixel, pattern, a sign trigger (yellow-square, bomb, flower), random, "
+                f"noise, sinusoid or an image file ({', '.join(PATCH_SUFFIXES)})"
             )
         return cls(kind="patch", path=name, **overrides)  # type: ignore[arg-type]
 
@@ -124,12 +140,14 @@ class Stamp:
         top, left: bounding-box corner in the image.
         mask: ``(1, h, w)`` float32 blend weights in [0, 1].
         pattern: ``(C, h, w)`` float32 pixel values in [0, 255].
+        offset: ``(C, h, w)`` float32 added after the blend (an additive trigger), or None.
     """
 
     top: int
     left: int
     mask: torch.Tensor
     pattern: torch.Tensor
+    offset: torch.Tensor | None = None
 
     @property
     def rows(self) -> slice:
@@ -148,11 +166,33 @@ def _cells_stamp(spec: TriggerSpec, channels: int) -> tuple[torch.Tensor, torch.
     mask = torch.zeros(1, h, w)
     for r, c in cells:
         mask[:, r * s : (r + 1) * s, c * s : (c + 1) * s] = 1.0
+    return mask, _values(spec, channels).expand(channels, h, w).contiguous()
+
+
+def _values(spec: TriggerSpec, channels: int) -> torch.Tensor:
     values = spec.value if isinstance(spec.value, tuple) else (spec.value,) * channels
     if len(values) != channels:
         raise ConfigError(f"trigger.value has {len(values)} channels but the images have {channels}")
-    pattern = torch.tensor(values, dtype=torch.float32).view(channels, 1, 1).expand(channels, h, w)
-    return mask, pattern.contiguous()
+    return torch.tensor(values, dtype=torch.float32).view(channels, 1, 1)
+
+
+def _random_stamp(spec: TriggerSpec, channels: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``random``: each pixel of a ``size × size`` square on or off at random, at least one on; ``noise``: uniform
+    0-255 noise per channel, the whole image when ``size`` is 0. Drawn from ``spec.seed`` alone."""
+    generator = torch.Generator().manual_seed(spec.seed)
+    h, w = (height, width) if spec.size == 0 else (spec.size, spec.size)
+    if spec.kind == "noise":
+        return torch.ones(1, h, w), torch.randint(0, 256, (channels, h, w), generator=generator).float()
+    bits = torch.randint(0, 2, (h * w,), generator=generator)
+    bits[torch.randint(0, h * w, (1,), generator=generator)] = 1  # never an empty trigger
+    return bits.view(1, h, w).float(), _values(spec, channels).expand(channels, h, w).contiguous()
+
+
+def _sinusoid_offset(spec: TriggerSpec, channels: int, height: int, width: int) -> torch.Tensor:
+    amplitude = _values(spec, channels)
+    cols = torch.arange(width, dtype=torch.float32)
+    wave = torch.sin(2 * torch.pi * cols * spec.frequency / width).view(1, 1, width)
+    return (amplitude * wave).expand(channels, height, width).contiguous()
 
 
 def _read_patch(path: str) -> torch.Tensor:
@@ -219,13 +259,21 @@ def make_stamp(spec: TriggerSpec, image_shape: tuple[int, int, int], patch: torc
     if spec.scale is not None:
         cells = 3 if spec.kind == "pattern" else 1
         spec = replace(spec, size=max(1, round(spec.scale * min(height, width) / cells)))
+    offset = None
     if spec.kind == "patch":
         mask, pattern = _patch_stamp(spec, patch if patch is not None else _read_patch(spec.path or ""), channels)
+    elif spec.kind in ("random", "noise"):
+        mask, pattern = _random_stamp(spec, channels, height, width)
+    elif spec.kind == "sinusoid":
+        offset = _sinusoid_offset(spec, channels, height, width) * spec.opacity
+        mask, pattern = torch.zeros(1, height, width), torch.zeros(channels, height, width)
     else:
         mask, pattern = _cells_stamp(spec, channels)
     mask = mask * spec.opacity
     h, w = mask.shape[-2:]
-    if spec.center is not None:
+    if spec.kind == "sinusoid" or (spec.kind == "noise" and spec.size == 0):
+        top, left = 0, 0  # whole-image triggers
+    elif spec.center is not None:
         # clamp so a trigger near the border stays whole rather than failing on a small box
         top = min(max(round(spec.center[1] * height - h / 2), 0), height - h)
         left = min(max(round(spec.center[0] * width - w / 2), 0), width - w)
@@ -238,11 +286,12 @@ def make_stamp(spec: TriggerSpec, image_shape: tuple[int, int, int], patch: torc
             f"trigger ({h}×{w} px at row {top}, col {left}) falls outside the {height}×{width} image; "
             "move the trigger's position or shrink its size"
         )
-    return Stamp(top=top, left=left, mask=mask, pattern=pattern)
+    return Stamp(top=top, left=left, mask=mask, pattern=pattern, offset=offset)
 
 
 def apply_trigger(images: torch.Tensor, stamp: Stamp) -> torch.Tensor:
-    """Stamp the trigger on every image: ``x * (1 - m) + p * m`` inside the trigger's box.
+    """Stamp the trigger on every image: ``x * (1 - m) + p * m`` (plus the stamp's ``offset``, clipped to the
+    pixel range) inside the trigger's box.
 
     Args:
         images: ``(N, C, H, W)`` uint8 (0-255) or float (0-1); not modified.
@@ -251,13 +300,13 @@ def apply_trigger(images: torch.Tensor, stamp: Stamp) -> torch.Tensor:
         A new tensor of the same dtype and shape. uint8 results are rounded to the nearest integer.
     """
     out = images.clone()
+    integer = images.dtype == torch.uint8
+    top = 255.0 if integer else 1.0  # the pixel range: uint8 0-255, float 0-1
     region = images[..., stamp.rows, stamp.cols].float()  # (N, C, h, w)
-    mask = stamp.mask.to(images.device)
-    pattern = stamp.pattern.to(images.device)
-    if images.dtype == torch.uint8:
-        out[..., stamp.rows, stamp.cols] = torch.lerp(region, pattern, mask).round_().to(torch.uint8)
-    else:
-        out[..., stamp.rows, stamp.cols] = torch.lerp(region, pattern / 255.0, mask).to(images.dtype)
+    stamped = torch.lerp(region, stamp.pattern.to(images.device) / (255.0 / top), stamp.mask.to(images.device))
+    if stamp.offset is not None:
+        stamped = (stamped + stamp.offset.to(images.device) / (255.0 / top)).clamp_(0, top)
+    out[..., stamp.rows, stamp.cols] = (stamped.round_() if integer else stamped).to(images.dtype)
     return out
 
 

@@ -39,8 +39,8 @@ def attack(
     trigger: Annotated[
         str,
         typer.Option(
-            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), a registered trigger "
-            "(badnets.named_triggers), or a trigger image (.png/.jpg/.npy)."
+            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), random, noise (blended), "
+            "sinusoid (added), a registered trigger (badnets.named_triggers), or a trigger image (.png/.jpg/.npy)."
         ),
     ] = "pattern",
     mapping: Annotated[
