@@ -34,18 +34,20 @@ images_strategy = st.integers(1, 5).flatmap(
 
 @given(
     images=images_strategy,
-    kind=st.sampled_from(["pixel", "pattern"]),
+    kind=st.sampled_from(["pixel", "pattern", "random"]),
     size=st.integers(1, 3),
     row=st.integers(0, 19),
     col=st.integers(0, 19),
     value=st.integers(0, 255),
+    seed=st.integers(0, 2**31 - 1),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_trigger_changes_exactly_its_mask(
-    images: torch.Tensor, kind: str, size: int, row: int, col: int, value: int
+    images: torch.Tensor, kind: str, size: int, row: int, col: int, value: int, seed: int
 ) -> None:
-    spec = TriggerSpec(kind=kind, size=size, position=(row, col), value=value)
+    spec = TriggerSpec(kind=kind, size=size, position=(row, col), value=value, seed=seed)
     stamp = make_stamp(spec, SHAPE)
+    assert torch.equal(stamp.mask, make_stamp(spec, SHAPE).mask), "the same spec (and seed) gives the same trigger"
     before = images.clone()
     out = apply_trigger(images, stamp)
     mask = trigger_mask(stamp, SHAPE).bool().expand_as(images)
@@ -53,7 +55,8 @@ def test_trigger_changes_exactly_its_mask(
     assert torch.equal(out[~mask], images[~mask])
     assert bool((out[mask] == value).all())
     assert torch.equal(apply_trigger(out, stamp), out), "a solid trigger is idempotent"
-    assert int(mask[0].sum()) == {"pixel": 1, "pattern": 4}[kind] * size**2
+    cells = int(mask[0].sum())
+    assert cells == {"pixel": 1, "pattern": 4}[kind] * size**2 if kind != "random" else 1 <= cells <= size**2
 
 
 @given(opacity=st.floats(0.05, 1.0), base=st.integers(0, 255), value=st.integers(0, 255))
@@ -67,28 +70,6 @@ def test_blended_trigger_is_the_convex_combination(opacity: float, base: int, va
         images.float() / 255, make_stamp(TriggerSpec(kind="pixel", value=value, opacity=opacity), SHAPE)
     )
     assert abs(float(floats[0, 0, 26, 26]) * 255 - (base * (1 - opacity) + value * opacity)) < 1e-3
-
-
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    size=st.integers(1, 6),
-    row=st.integers(0, 22),
-    col=st.integers(0, 22),
-    value=st.integers(0, 255),
-)
-@settings(max_examples=60, deadline=None)
-def test_a_random_pattern_is_its_seeds_and_stays_inside_its_square(
-    seed: int, size: int, row: int, col: int, value: int
-) -> None:
-    spec = TriggerSpec(kind="random", size=size, position=(row, col), value=value, seed=seed)
-    stamp = make_stamp(spec, SHAPE)
-    assert torch.equal(stamp.mask, make_stamp(spec, SHAPE).mask), "the same seed gives the same pattern"
-    assert stamp.mask.shape == (1, size, size) and 1 <= int(stamp.mask.sum()) <= size * size
-    assert set(stamp.mask.unique().tolist()) <= {0.0, 1.0}
-    images = torch.randint(0, 256, (3, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
-    out = apply_trigger(images, stamp)
-    mask = trigger_mask(stamp, SHAPE).bool().expand_as(images)
-    assert torch.equal(out[~mask], images[~mask]) and bool((out[mask] == value).all())
 
 
 def test_random_patterns_differ_between_seeds() -> None:
