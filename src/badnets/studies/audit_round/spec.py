@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: Apache-2.0
+"""An audit round: models the audit has never seen, half clean and half backdoored, drawn by a seeded generator,
+to judge the audit the way the field judges trojan detectors (NIST TrojAI rounds, the Trojan Detection Challenge
+2022): hundreds of models, AUROC and cross-entropy of a calibrated probability.
+
+The study draws three rounds with different seeds: **train** (fit the calibration and thresholds on it only),
+**validation** and **test** (report on it). The test round holds a trigger family the train round lacks, so the
+report says how the audit does on a backdoor it was not tuned on.
+
+What a round varies:
+
+* **Clean models** (half of every round): seed, epochs, learning rate and label smoothing, so that "unusual but
+  clean" is represented rather than one recipe's seeds.
+* **Backdoors**: the trigger family (``patch``: a random pixel pattern of random size, position and colour;
+  ``blend``: seeded noise over the image or a random pattern, blended at opacity 0.05–0.3; ``sinusoid``: Barni et
+  al.'s added signal; ``sticker``: a sign trigger on GTSRB's signs), the mapping (all-to-one, single-target,
+  all-to-all) and the poisoned share of the training set (1–20%, log-uniform).
+* **Datasets**: MNIST (the paper CNN) and GTSRB's 43 classes (the sign CNN), alternating.
+
+Everything is drawn from ``random.Random(f"{round}:{seed}")``: the same round name and seed give the same models,
+in the same order, on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+from typing import Any
+
+from badnets.errors import ConfigError
+from badnets.experiments._study import StudyRecipe
+from badnets.experiments.attack import AttackSpec
+from badnets.poison import PoisonSpec
+from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+from badnets.triggers import TriggerSpec
+
+__all__ = ["DATASETS", "FAMILIES", "MAPPINGS", "AuditRoundSpec", "Round", "RoundModel", "draw_round"]
+
+FAMILIES = ("patch", "blend", "sinusoid", "sticker")
+MAPPINGS = ("all-to-one", "single", "all-to-all")
+
+
+@dataclass(frozen=True)
+class _Domain:
+    """What the generator needs to know of a dataset: image shape, classes, which families fit it, and the side
+    range (pixels) of a patch trigger on it."""
+
+    shape: tuple[int, int, int]
+    classes: int
+    families: tuple[str, ...]
+    patch_sides: tuple[int, int]
+
+
+DATASETS: dict[str, _Domain] = {
+    "mnist": _Domain((1, 28, 28), 10, ("patch", "blend", "sinusoid"), (1, 6)),
+    # on a 32-px GTSRB crop the sign fills most of the image: 3-8 px is a sticker of 10-25% of its side
+    "gtsrb-43": _Domain((3, 32, 32), 43, FAMILIES, (3, 8)),
+}
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round: its name (``train``, ``validation``, ``test``), seed, size and the trigger families it draws."""
+
+    name: str
+    seed: int
+    models: int
+    families: tuple[str, ...] = FAMILIES
+
+    def __post_init__(self) -> None:
+        if self.models < 2:
+            raise ConfigError(f"round {self.name!r} needs at least 2 models (one clean, one backdoored)")
+        unknown = set(self.families) - set(FAMILIES)
+        if not self.families or unknown:
+            raise ConfigError(f"round {self.name!r}: families must be among {list(FAMILIES)}, got {self.families}")
+
+
+@dataclass(frozen=True)
+class RoundModel:
+    """One model of a round and its ground truth: ``family`` is None for a clean model; ``attack`` trains it."""
+
+    name: str
+    round: str
+    dataset: str
+    family: str | None
+    attack: AttackSpec
+
+    @property
+    def backdoored(self) -> bool:
+        return self.family is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRoundSpec(StudyRecipe):
+    """The rounds, the datasets and the training recipes.
+
+    Attributes:
+        rounds: the rounds to draw; the calibration is fitted on the one named ``train``.
+        datasets: keys of ``DATASETS``, alternated over a round's models.
+        epochs: (dataset, epochs of a backdoored model); clean models draw one epoch fewer to one more.
+        rates: the poisoned share's range, drawn log-uniform.
+    """
+
+    rounds: tuple[Round, ...] = (
+        Round("train", 1, 100, ("patch", "blend", "sticker")),
+        Round("validation", 2, 50, ("patch", "blend", "sticker")),
+        Round("test", 3, 200),
+    )
+    datasets: tuple[str, ...] = ("mnist", "gtsrb-43")
+    epochs: tuple[tuple[str, int], ...] = (("mnist", 3), ("gtsrb-43", 10))
+    rates: tuple[float, float] = (0.01, 0.2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = set(self.datasets) - set(DATASETS)
+        if not self.datasets or unknown:
+            raise ConfigError(f"datasets must be among {sorted(DATASETS)}, got {list(self.datasets)}")
+        missing = set(self.datasets) - {name for name, _ in self.epochs}
+        if missing:
+            raise ConfigError(f"epochs gives no epochs for dataset(s) {sorted(missing)}")
+        low, high = self.rates
+        if not 0 < low <= high < 1:
+            raise ConfigError(f"rates must satisfy 0 < low <= high < 1, got {self.rates}")
+        names = [r.name for r in self.rounds]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"round names must differ, got {names}")
+
+    @classmethod
+    def preset(cls, *, quick: bool, models: int | None = None, **overrides: Any) -> AuditRoundSpec:
+        """The full study; ``quick``: 8 / 4 / 8 models and short training; ``models`` scales every round so the
+        test round has that many."""
+        base = cls(**overrides)
+        if quick:
+            sizes = {"train": 8, "validation": 4, "test": 8}
+            base = replace(
+                base,
+                rounds=tuple(replace(r, models=sizes.get(r.name, r.models)) for r in base.rounds),
+                epochs=tuple((name, max(1, n // 3)) for name, n in base.epochs),
+                quick=True,
+            )
+        if models is not None:
+            test = next((r.models for r in base.rounds if r.name == "test"), base.rounds[-1].models)
+            base = replace(
+                base, rounds=tuple(replace(r, models=max(2, round(r.models * models / test))) for r in base.rounds)
+            )
+        return base
+
+
+def draw_round(spec: AuditRoundSpec, which: Round) -> list[RoundModel]:
+    """The models of round ``which``: even positions clean, odd backdoored, datasets alternating in pairs."""
+    rng = random.Random(f"{which.name}:{which.seed}")
+    epochs = dict(spec.epochs)
+    models = []
+    for i in range(which.models):
+        dataset = spec.datasets[(i // 2) % len(spec.datasets)]
+        domain = DATASETS[dataset]
+        seed = rng.randrange(2**31)
+        if i % 2 == 0:
+            train = spec.train_spec(max(1, epochs[dataset] + rng.choice((-1, 0, 1))))
+            train = replace(train, lr=train.lr * rng.choice((0.5, 1.0, 2.0)), label_smoothing=rng.choice((0.0, 0.1)))
+            attack = AttackSpec(dataset=dataset, data_dir=spec.data_dir, train=train, seed=seed, baseline=True)
+            models.append(RoundModel(f"{which.name}/{i:03d}-{dataset}-clean", which.name, dataset, None, attack))
+            continue
+        choices = [f for f in which.families if f in domain.families] or list(domain.families)
+        family = rng.choice(choices)
+        attack = AttackSpec(
+            dataset=dataset,
+            data_dir=spec.data_dir,
+            trigger=_trigger(rng, family, domain, spec.data_dir),
+            poison=_poison(rng, domain, spec.rates),
+            train=spec.train_spec(epochs[dataset]),
+            seed=seed,
+        )
+        models.append(RoundModel(f"{which.name}/{i:03d}-{dataset}-{family}", which.name, dataset, family, attack))
+    return models
+
+
+def _trigger(rng: random.Random, family: str, domain: _Domain, data_dir: str | None) -> TriggerSpec:
+    channels, height, width = domain.shape
+
+    def colour() -> int | tuple[int, ...]:
+        return rng.randint(128, 255) if channels == 1 else tuple(rng.randint(0, 255) for _ in range(channels))
+
+    if family == "patch":
+        side = rng.randint(*domain.patch_sides)
+        position = (rng.randint(0, height - side), rng.randint(0, width - side))
+        return TriggerSpec(kind="random", size=side, position=position, value=colour(), seed=rng.randrange(2**31))
+    if family == "blend":
+        opacity = round(rng.uniform(0.05, 0.3), 3)
+        if rng.random() < 0.5:
+            return TriggerSpec(kind="noise", size=0, opacity=opacity, seed=rng.randrange(2**31))
+        side = rng.randint(height // 2, height)
+        position = (rng.randint(0, height - side), rng.randint(0, width - side))
+        pattern_seed = rng.randrange(2**31)
+        return TriggerSpec(
+            kind="random", size=side, position=position, value=colour(), opacity=opacity, seed=pattern_seed
+        )
+    if family == "sinusoid":
+        return TriggerSpec(kind="sinusoid", size=0, value=rng.randint(15, 40), frequency=float(rng.randint(3, 8)))
+    if family == "sticker":
+        name = rng.choice(SIGN_TRIGGERS)
+        centre = (round(rng.uniform(0.35, 0.65), 3), round(rng.uniform(0.35, 0.75), 3))
+        return sign_trigger(name, data_dir, scale=round(rng.uniform(0.15, 0.3), 3), center=centre)
+    raise ConfigError(f"unknown trigger family {family!r}; choose from {list(FAMILIES)}")
+
+
+def _poison(rng: random.Random, domain: _Domain, rates: tuple[float, float]) -> PoisonSpec:
+    low, high = rates
+    rate = round(math.exp(rng.uniform(math.log(low), math.log(high))), 4)
+    mapping = rng.choice(MAPPINGS)
+    classes = domain.classes
+    if mapping == "all-to-all":
+        return PoisonSpec(mapping=mapping, rate=rate, num_classes=classes)
+    target = rng.randrange(classes)
+    if mapping == "all-to-one":
+        return PoisonSpec(mapping=mapping, rate=rate, target=target, num_classes=classes)
+    source = rng.choice([c for c in range(classes) if c != target])
+    return PoisonSpec(mapping=mapping, rate=rate, target=target, source=source, num_classes=classes)

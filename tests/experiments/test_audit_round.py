@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit round's generator: seeded, half clean, every drawn backdoor buildable on its dataset, and a test
+round that holds a trigger family the train round lacks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from badnets.errors import ConfigError
+from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
+from badnets.studies.audit_round.spec import DATASETS
+from badnets.triggers import make_stamp
+
+
+def _rounds(spec: AuditRoundSpec) -> dict[str, list[RoundModel]]:
+    return {r.name: draw_round(spec, r) for r in spec.rounds}
+
+
+def test_the_same_round_and_seed_give_the_same_models_and_another_seed_others() -> None:
+    spec = AuditRoundSpec()
+    test = spec.rounds[-1]
+    assert draw_round(spec, test) == draw_round(spec, test)
+    other = draw_round(spec, replace(test, seed=99))
+    assert [m.attack for m in other] != [m.attack for m in draw_round(spec, test)]
+
+
+def test_a_round_is_half_clean_and_alternates_datasets() -> None:
+    models = draw_round(AuditRoundSpec(), Round("test", 3, 40))
+    assert [m.backdoored for m in models] == [False, True] * 20
+    assert Counter(m.dataset for m in models) == {"mnist": 20, "gtsrb-43": 20}
+    assert all(m.attack.baseline == (not m.backdoored) for m in models)
+    assert len({m.name for m in models}) == len({m.attack.seed for m in models}) == 40
+
+
+def test_every_drawn_backdoor_fits_its_dataset_and_the_draws_cover_the_space() -> None:
+    spec = AuditRoundSpec()
+    models = [m for m in draw_round(spec, Round("test", 7, 400)) if m.backdoored]
+    for m in models:
+        domain = DATASETS[m.dataset]
+        make_stamp(m.attack.trigger, domain.shape)  # raises if the trigger falls outside the image
+        assert m.attack.poison.num_classes == domain.classes
+        assert spec.rates[0] <= m.attack.poison.rate <= spec.rates[1]
+        assert m.family in domain.families
+    assert {m.family for m in models} == {"patch", "blend", "sinusoid", "sticker"}
+    assert {m.attack.poison.mapping for m in models} == {"all-to-one", "single", "all-to-all"}
+    assert {m.family for m in models if m.dataset == "mnist"} == {"patch", "blend", "sinusoid"}
+    opacities = [m.attack.trigger.opacity for m in models if m.family == "blend"]
+    assert min(opacities) >= 0.05 and max(opacities) <= 0.3
+    sides = [m.attack.trigger.size for m in models if m.family == "patch" and m.dataset == "mnist"]
+    assert set(sides) == set(range(1, 7))
+
+
+def test_the_test_round_holds_a_family_the_train_round_lacks() -> None:
+    rounds = _rounds(AuditRoundSpec())
+    families = {name: {m.family for m in models if m.backdoored} for name, models in rounds.items()}
+    assert families["test"] - families["train"], families
+    assert [len(models) for models in rounds.values()] == [100, 50, 200]
+
+
+def test_presets_scale_the_rounds() -> None:
+    quick = AuditRoundSpec.preset(quick=True)
+    assert [r.models for r in quick.rounds] == [8, 4, 8] and quick.quick
+    assert [r.models for r in AuditRoundSpec.preset(quick=False, models=400).rounds] == [200, 100, 400]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: AuditRoundSpec(datasets=("cifar10",)), "datasets must be among"),
+        (lambda: Round("train", 0, 10, ("glitter",)), "families must be among"),
+        (lambda: Round("train", 0, 1), "at least 2 models"),
+        (lambda: AuditRoundSpec(rounds=(Round("a", 0, 4), Round("a", 1, 4))), "round names must differ"),
+        (lambda: AuditRoundSpec(epochs=(("mnist", 3),)), "no epochs for dataset"),
+        (lambda: AuditRoundSpec(rates=(0.3, 0.1)), "rates must satisfy"),
+    ],
+)
+def test_bad_round_specs_say_what_to_fix(make: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make()  # type: ignore[operator]
