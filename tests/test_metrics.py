@@ -8,7 +8,15 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from badnets.metrics import attack_success_rate, backdoor_metrics, mean_ci, wilson_interval
+from badnets.metrics import (
+    attack_success_rate,
+    auroc,
+    backdoor_metrics,
+    cross_entropy,
+    mean_ci,
+    tpr_at_fpr,
+    wilson_interval,
+)
 from badnets.poison import PoisonSpec
 
 
@@ -109,3 +117,42 @@ def test_slope_direction_needs_the_interval_to_exclude_zero() -> None:
     assert slope_ci([0, 1, 2, 3], [0.0, 1.0, -1.0, 0.1]).direction == "not resolved"
     with pytest.raises(ValueError, match="at least three points"):
         slope_ci([0, 1], [0.0, 1.0])
+
+
+scores = st.lists(st.integers(-20, 20), min_size=1, max_size=30).map(lambda v: torch.tensor(v, dtype=torch.float64))
+
+
+@given(positive=scores, negative=scores)
+@settings(max_examples=100, deadline=None)
+def test_auroc_is_a_ranking_statistic(positive: torch.Tensor, negative: torch.Tensor) -> None:
+    """Swapping the sides gives 1 − AUROC; any strictly increasing transform of the scores leaves it unchanged."""
+    area = auroc(positive, negative)
+    assert 0.0 <= area <= 1.0
+    assert abs(area + auroc(negative, positive) - 1.0) < 1e-9
+    assert abs(auroc(torch.exp(positive / 5), torch.exp(negative / 5)) - area) < 1e-9
+
+
+@given(positive=scores, negative=scores, fpr=st.floats(0.0, 1.0))
+@settings(max_examples=100, deadline=None)
+def test_tpr_at_fpr_keeps_the_false_alarms_within_the_rate(
+    positive: torch.Tensor, negative: torch.Tensor, fpr: float
+) -> None:
+    tpr = tpr_at_fpr(positive, negative, fpr)
+    # some threshold flags at most fpr of the negatives and exactly tpr of the positives
+    thresholds = [float(t) for t in torch.cat([positive, negative, torch.tensor([-1e9])])]
+    feasible = [t for t in thresholds if float((negative > t).double().mean()) <= fpr + 1e-9]
+    assert tpr == max(float((positive > t).double().mean()) for t in feasible)
+
+
+def test_tpr_at_fpr_examples() -> None:
+    negative = torch.arange(20, dtype=torch.float64)  # 0..19
+    positive = torch.tensor([18.5, 19.5, 25.0, 3.0])
+    assert tpr_at_fpr(positive, negative, 0.0) == 0.5  # above 19
+    assert tpr_at_fpr(positive, negative, 0.05) == 0.75  # one negative (19) may score above the threshold 18
+
+
+def test_cross_entropy_follows_the_trojai_convention() -> None:
+    labels = torch.tensor([1, 0, 1, 0])
+    assert abs(cross_entropy(torch.full((4,), 0.5), labels) - math.log(2)) < 1e-12
+    assert abs(cross_entropy(labels.double(), labels) - -math.log(1 - 1e-6)) < 1e-12  # confident and right
+    assert abs(cross_entropy(1 - labels.double(), labels) - -math.log(1e-6)) < 1e-9  # confident and wrong: clipped

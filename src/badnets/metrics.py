@@ -7,6 +7,8 @@
   Images whose label already is the target never count. For ``random`` mapping, success = prediction ≠ y.
 * Backdoor error (the paper's "error on backdoored images") = 1 − ASR over the same images.
 * Intervals: one run gets a Wilson score interval for each proportion; ≥ 3 seeds get mean ± t-interval.
+* Detectors: AUROC of scores where positives should score higher (ties count half), TPR at a fixed FPR, and
+  the cross-entropy −mean(y·ln p + (1−y)·ln(1−p)) of a probability, p clipped to [1e-6, 1 − 1e-6] (TrojAI).
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ __all__ = [
     "ClassRow",
     "SlopeFit",
     "attack_success_rate",
+    "auroc",
     "backdoor_metrics",
     "clean_accuracy",
+    "cross_entropy",
     "grouped_slope_ci",
     "mean_ci",
     "mean_or_nan",
     "paired_difference",
     "sd_from_ci",
     "slope_ci",
+    "tpr_at_fpr",
     "wilson_interval",
 ]
 
@@ -239,3 +244,31 @@ def backdoor_metrics(
         n_backdoor=n_bd,
         per_class=tuple(rows),
     )
+
+
+def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """Area under the ROC curve of scores where ``positive`` should score higher (ties count half); NaN when
+    either side is empty."""
+    if not len(positive) or not len(negative):
+        return float("nan")
+    greater = (positive[:, None] > negative[None, :]).double().mean()
+    ties = (positive[:, None] == negative[None, :]).double().mean()
+    return float(greater + 0.5 * ties)
+
+
+def tpr_at_fpr(positive: torch.Tensor, negative: torch.Tensor, fpr: float = 0.05) -> float:
+    """The share of positives flagged by the lowest threshold that flags at most ``fpr`` of the negatives (a
+    score flags when it is strictly above the threshold)."""
+    if not len(positive) or not len(negative):
+        return float("nan")
+    ordered = negative.sort(descending=True).values
+    allowed = math.floor(fpr * len(negative) + 1e-9)  # how many negatives may score above the threshold
+    threshold = ordered[allowed] if allowed < len(ordered) else ordered[-1] - 1
+    return float((positive > threshold).double().mean())
+
+
+def cross_entropy(probability: torch.Tensor, label: torch.Tensor) -> float:
+    """−mean(y·ln p + (1−y)·ln(1−p)), ``p`` clipped to [1e-6, 1 − 1e-6] (the TrojAI convention)."""
+    p = probability.double().clamp(1e-6, 1 - 1e-6)
+    y = label.double()
+    return float(-(y * p.log() + (1 - y) * (1 - p).log()).mean())

@@ -218,7 +218,8 @@ def test_a_model_with_the_wrong_class_count_is_refused(tiny_mnist: Path, tmp_pat
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_guard_flags_triggered_inputs(mnist_models: tuple[Path, Path], tmp_path: Path) -> None:
-    from badnets.defenses.strip import StripGuard, auroc
+    from badnets.defenses.strip import StripGuard
+    from badnets.metrics import auroc
     from badnets.triggers import apply_trigger
 
     badnet, _ = mnist_models

@@ -15,8 +15,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from badnets.data.inputs import read_inputs
-from badnets.defenses.strip import StripGuard, StripSpec, auroc
+from badnets.defenses.strip import StripGuard, StripSpec
 from badnets.errors import ConfigError, DataError
+from badnets.metrics import auroc
 
 
 def test_auroc_by_hand() -> None:

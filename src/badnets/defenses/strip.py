@@ -18,7 +18,7 @@ from torch import nn
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
 
-__all__ = ["Strip", "StripGuard", "StripSpec", "auroc", "strip_entropy"]
+__all__ = ["Strip", "StripGuard", "StripSpec", "strip_entropy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,15 +68,6 @@ def strip_entropy(
         entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(1).view(len(x), spec.overlays).mean(1)
         out.append(entropy.cpu())
     return torch.cat(out) if out else torch.empty(0)
-
-
-def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
-    """Area under the ROC curve of scores where ``positive`` should score higher (ties count half)."""
-    if not len(positive) or not len(negative):
-        return float("nan")
-    greater = (positive[:, None] > negative[None, :]).float().mean()
-    ties = (positive[:, None] == negative[None, :]).float().mean()
-    return float(greater + 0.5 * ties)
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ def evaluate_defenses(spec: EvalSpec) -> ModelEvaluation:
         repair_method,
         training_data_screen,
     )
-    from badnets.defenses.strip import auroc
+    from badnets.metrics import auroc
 
     run_dir = Path(spec.run_dir)
     attack = recorded_attack(run_dir)

@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The logistic calibration: it recovers a known model, its probabilities average to the base rate, it stays
+finite on separable evidence, it round-trips through JSON, and missing evidence is an error that names it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from badnets.calibration import LogisticCalibration, fit_logistic
+from badnets.errors import ConfigError
+from badnets.metrics import cross_entropy
+
+
+def _sample(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evidence drawn from a known logistic model: p = σ(−1 + 2·a − 0.5·b), ``b`` on another scale."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, generator=g, dtype=torch.float64)
+    b = 10 + 5 * torch.randn(n, generator=g, dtype=torch.float64)
+    p = torch.sigmoid(-1 + 2 * a - 0.5 * (b - 10) / 5)
+    y = (torch.rand(n, generator=g, dtype=torch.float64) < p).double()
+    return torch.stack([a, b], dim=1), y
+
+
+def test_it_recovers_a_known_logistic_model() -> None:
+    x, y = _sample(20_000, 0)
+    fit = fit_logistic(x, y, ("a", "b"), version="t", l2=0.0)
+    # on standardised features: a's sd is 1, b's is 5, so the true weights there are 2 and -0.5
+    assert abs(fit.weights[0] - 2 * fit.scale[0]) < 0.1 and abs(fit.weights[1] - -0.5 * fit.scale[1] / 5) < 0.1
+    truth = torch.sigmoid(-1 + 2 * x[:, 0] - 0.5 * (x[:, 1] - 10) / 5)
+    assert abs(cross_entropy(fit.probabilities(x), y) - cross_entropy(truth, y)) < 0.01
+
+
+@given(seed=st.integers(0, 10_000), l2=st.floats(0.0, 10.0))
+@settings(max_examples=25, deadline=None)
+def test_the_fitted_probabilities_average_to_the_base_rate(seed: int, l2: float) -> None:
+    x, y = _sample(200, seed)
+    fit = fit_logistic(x, y, ("a", "b"), version="t", l2=l2 + 1e-3)
+    assert abs(float(fit.probabilities(x).mean()) - float(y.mean())) < 1e-6
+
+
+def test_separable_evidence_stays_finite_and_ranks_right() -> None:
+    x = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]])
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    fit = fit_logistic(x, y, ("index",), version="t", l2=1.0)
+    p = fit.probabilities(x)
+    assert all(math.isfinite(w) for w in fit.weights) and bool((p[3:] > 0.5).all() and (p[:3] < 0.5).all())
+
+
+def test_json_round_trip_and_evidence_by_name() -> None:
+    x, y = _sample(500, 1)
+    fit = fit_logistic(x, y, ("a", "b"), version="audit-v0", fitted_on={"round": "train"})
+    back = LogisticCalibration.from_json(json.loads(json.dumps(fit.to_json())))
+    assert back == fit
+    assert back.probability({"b": 12.0, "a": 0.3}) == float(
+        fit.probabilities(torch.tensor([[0.3, 12.0]], dtype=torch.float64))[0]
+    )
+    assert back.probability({"a": float("nan"), "b": back.mean[1]}) == pytest.approx(
+        float(torch.sigmoid(torch.tensor(back.bias, dtype=torch.float64)))
+    )  # NaN evidence sits at the train mean
+    with pytest.raises(ConfigError, match=r"lacks \['b'\]"):
+        back.probability({"a": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]), r"must be \(N, 1\)"),
+        (torch.zeros(4, 1), torch.tensor([0, 0, 0, 0]), "both present"),
+        (torch.zeros(4, 1), torch.tensor([0, 2, 0, 1]), "labels must be 0"),
+    ],
+)
+def test_bad_fits_say_what_is_wrong(x: torch.Tensor, y: torch.Tensor, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fit_logistic(x, y, ("only",), version="t")
