@@ -301,11 +301,14 @@ def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: 
             str(REAL_DATA),
             "--out",
             str(tmp_path / "r"),
+            "--method",
+            "fine-pruning",  # the cheap method: unlearning's effect is checked above, here the command's files
             "--epochs",
             "1",
         ],
     )
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["repair"]["method"] == "fine-pruning"
     repaired = load_any_model(
         "badnet-cnn", weights=tmp_path / "r" / "model.safetensors", in_channels=1, num_classes=10, image_size=28
     )
