@@ -80,6 +80,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
         ({"device": "tpu"}, "device must be auto"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"precision": "fp16"}, "train.precision must be one of fp32, bf16"),
+        ({"sam_rho": -0.1}, "train.sam_rho"),
     ],
 )
 def test_bad_train_specs(kwargs: dict[str, object], message: str) -> None:
@@ -147,6 +148,41 @@ def test_the_cpu_thread_count_of_the_caller_does_not_change_the_weights() -> Non
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
+
+
+def test_the_sharpness_aware_gradient_is_the_gradient_at_the_adaptive_ascent_point() -> None:
+    """ASAM with |w|: the gradient replaces g by ∇L(w + ρ·w²⊙g / ‖|w|⊙g‖) and leaves the weights at w."""
+    from badnets.train import _sharpness_aware_gradient
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    batch, labels = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rho = 0.7
+    before = weights(model)
+    loss_fn(model(batch), labels).backward()
+    g = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+    norm = torch.sqrt(sum(((p.detach().abs() * gi) ** 2).sum() for p, gi in zip(model.parameters(), g, strict=True)))
+    shifted = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        for q, p, gi in zip(shifted.parameters(), model.parameters(), g, strict=True):
+            q.copy_(p + rho * p.square() * gi / norm)
+    loss_fn(shifted(batch), labels).backward()
+    _sharpness_aware_gradient(model, model, loss_fn, batch, labels, TrainSpec(sam_rho=rho))
+    assert all(torch.equal(a, b) for a, b in zip(weights(model), before, strict=True)), "weights back at w"
+    for p, q in zip(model.parameters(), shifted.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)  # type: ignore[arg-type]
+    assert not torch.allclose(model[1].weight.grad, g[0])  # type: ignore[arg-type]
+
+
+def test_sharpness_aware_training_learns_and_repeats() -> None:
+    data = tiny()
+    spec = TrainSpec(epochs=3, batch_size=32, lr=3e-3, device="cpu", sam_rho=0.5)
+    a, b = (train_model(BadNetCNN(), data, spec, seed=5) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
+    assert (predict(a, data.images) == data.labels).float().mean() > 0.9
+    plain = train_model(BadNetCNN(), data, SPEC, seed=5)
+    assert not all(torch.equal(x, y) for x, y in zip(weights(a), weights(plain), strict=True))
 
 
 @pytest.mark.parametrize("options", [{"precision": "bf16"}, {"channels_last": True}])

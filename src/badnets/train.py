@@ -80,6 +80,10 @@ class TrainSpec:
             fp32). Off by default: it changes the numbers, and it is only worth it where measured faster.
         channels_last: keep weights and batches in NHWC memory order (faster convolutions on recent GPUs).
         compile: train through ``torch.compile`` (Inductor; the first steps pay the compilation).
+        sam_rho: radius of adaptive sharpness-aware minimisation (ASAM, Kwon et al. 2021: the ascent step is
+            scaled by each weight's magnitude), 0 for plain steps. Each step then costs two passes: the gradient
+            is taken at ``w + ρ·w²⊙g / ‖|w|⊙g‖`` and applied at ``w``. FT-SAM (Zhu et al., ICCV 2023) fine-tunes
+            a backdoored model so, with a large ρ, to shrink the large-norm neurons a backdoor lives in.
     """
 
     epochs: int = 10
@@ -92,6 +96,7 @@ class TrainSpec:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    sam_rho: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -108,6 +113,8 @@ class TrainSpec:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not (self.sam_rho >= 0 and math.isfinite(self.sam_rho)):
+            raise ConfigError(f"train.sam_rho must be >= 0 (0: plain steps), got {self.sam_rho}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -170,6 +177,31 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     return int(state["epoch"])
 
 
+def _sharpness_aware_gradient(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: nn.Module,
+    batch: torch.Tensor,
+    labels: torch.Tensor,
+    spec: TrainSpec,
+) -> None:
+    """Replace each trainable weight's gradient ``g`` by the gradient at ``w + e``, ``e = ρ·w²⊙g / ‖|w|⊙g‖``
+    (ASAM's ascent step with the operator ``|w|``), then put the weights back at ``w``."""
+    pairs = [(p, p.grad) for p in model.parameters() if p.grad is not None]
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.abs() * g) for p, g in pairs]))
+        at = [p.detach().clone() for p, _ in pairs]  # put back by copy: (w + e) − e is not w in floating point
+        for p, g in pairs:
+            p.add_(spec.sam_rho * p.square() * g / (norm + 1e-12))
+            p.grad = None
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+        loss = loss_fn(forward(batch), labels)
+    loss.backward()
+    with torch.no_grad():
+        for (p, _), w in zip(pairs, at, strict=True):
+            p.copy_(w)
+
+
 def _epochs(
     model: nn.Module,
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -200,6 +232,8 @@ def _epochs(
                 loss = loss_fn(forward(batch), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if spec.sam_rho > 0:
+                _sharpness_aware_gradient(model, forward, loss_fn, batch, y[idx], spec)
             optimizer.step()
             sched.step()
             if progress is not None and ((step + 1) % 25 == 0 or step + 1 == steps):
