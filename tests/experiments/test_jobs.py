@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Job, dedupe_jobs, run_jobs
+from badnets.experiments._jobs import Job, JobCounts, JobEvents, dedupe_jobs, run_jobs
 from badnets.experiments._study import FinishedJobs, run_study
 
 
@@ -126,3 +126,48 @@ def test_keep_going_runs_the_other_jobs_and_names_the_failed_one(tmp_path: Path,
     assert failures == {"b": "ValueError: this job was told to fail"}
     assert timing.models_trained_now == 2 and (tmp_path / "go" / "c" / "results.json").is_file()
     assert (counts[-1].done, counts[-1].failed, counts[-1].running, counts[-1].total) == (2, 1, 0, 3)
+
+
+class _GrowingBackend:
+    """Runs jobs inline; reports one slot until it has 'connected' (its first job), then three."""
+
+    def __init__(self) -> None:
+        self.connected = False
+
+    @property
+    def slots(self) -> int:
+        return 3 if self.connected else 1
+
+    def run(self, todo: list[Job], runs_dir: Path, events: JobEvents) -> None:
+        self.connected = True
+        for job in todo:
+            events.finished(job, job.spec.run(runs_dir / job.dir_name))
+
+
+def test_progress_asks_the_backend_its_slots_after_it_connected(tmp_path: Path) -> None:
+    counter = str(tmp_path / "count")
+    jobs = dedupe_jobs([Job(f"j{v}", CountingJob(value=v, counter=counter)) for v in range(5)])
+    seen: list[JobCounts] = []
+    timing = run_jobs(jobs, tmp_path / "runs", backend=_GrowingBackend(), status=seen.append)
+    assert seen[0].running == 1 and seen[1].running == 3 and seen[-1].running == 0
+    assert timing.workers == 3
+
+
+def test_the_ray_backend_remembers_the_clusters_size_after_disconnecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from badnets.experiments import ray_backend
+
+    class FakeRay:
+        initialized = True
+
+        def is_initialized(self) -> bool:
+            return self.initialized
+
+        def cluster_resources(self) -> dict[str, float]:
+            return {"CPU": 16.0}
+
+    fake = FakeRay()
+    monkeypatch.setattr(ray_backend, "_ray", lambda: fake)
+    backend = ray_backend.RayBackend(address="10.0.0.1:6379", workers=2, num_cpus=2.0)
+    assert backend.slots == 8
+    fake.initialized = False
+    assert backend.slots == 8 and ray_backend.RayBackend(workers=2).slots == 2

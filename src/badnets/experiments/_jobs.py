@@ -154,7 +154,7 @@ class _Tally:
         self,
         done: int,
         total: int,
-        slots: int,
+        slots: Callable[[], int],
         *,
         keep_going: bool,
         progress: Callable[[int, int, str], None] | None,
@@ -167,7 +167,8 @@ class _Tally:
 
     def counts(self) -> JobCounts:
         left = self.total - self.done - len(self.failures)
-        return JobCounts(self.done, min(self.slots, left), len(self.failures), self.total)
+        # asked each time: a cluster's size is known only once the backend has connected, and it may change
+        return JobCounts(self.done, min(self.slots(), left), len(self.failures), self.total)
 
     def report(self, name: str) -> None:
         if self.progress is not None:
@@ -210,7 +211,12 @@ def run_jobs(
     unique = {job.dir_name: job for job in jobs}
     todo = [j for j in unique.values() if not finished_run(runs_dir / j.dir_name, j.spec, j.name)]
     tally = _Tally(
-        len(unique) - len(todo), len(unique), backend.slots, keep_going=keep_going, progress=progress, status=status
+        len(unique) - len(todo),
+        len(unique),
+        lambda: backend.slots,
+        keep_going=keep_going,
+        progress=progress,
+        status=status,
     )
     start = time.perf_counter()
     tally.report("starting")

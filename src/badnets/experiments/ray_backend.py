@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,6 +95,7 @@ class RayBackend:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     max_retries: int = 3
+    _seen_slots: list[int] = field(default_factory=list, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_cpus <= 0 or self.num_gpus < 0 or self.max_retries < 0:
@@ -105,11 +106,13 @@ class RayBackend:
 
     @property
     def slots(self) -> int:
+        """Jobs the connected cluster runs at once; before connecting (or after) the last count seen, else
+        ``workers``."""
         ray = _ray()
-        if not ray.is_initialized():
-            return self.workers
-        cpus = float(ray.cluster_resources().get("CPU", self.workers))
-        return max(1, int(cpus // self.num_cpus))
+        if ray.is_initialized():
+            cpus = float(ray.cluster_resources().get("CPU", self.workers))
+            self._seen_slots[:] = [max(1, int(cpus // self.num_cpus))]
+        return self._seen_slots[0] if self._seen_slots else self.workers
 
     def run(self, todo: list[Job], runs_dir: Path, events: JobEvents) -> None:
         ray = _ray()
@@ -117,6 +120,7 @@ class RayBackend:
         if started_here:
             self._connect(ray)
         try:
+            _ = self.slots  # remember the cluster's size while connected
             self._run(ray, todo, runs_dir, events)
         finally:
             if started_here:
