@@ -22,6 +22,7 @@ from badnets.object_detection_metrics import Detections
 
 __all__ = [
     "plot_conv1",
+    "plot_error_bars",
     "plot_image_grid",
     "plot_neuron_maps",
     "plot_pair_heatmaps",
@@ -86,27 +87,59 @@ class SweepPoint(Protocol):
     def backdoor_error_ci(self) -> float: ...
 
 
+def plot_error_bars(
+    lines: Mapping[str, tuple[Sequence[Any], Sequence[Sequence[tuple[float, float]]]]],
+    panels: Sequence[str],
+    path: Path,
+    *,
+    xlabel: str,
+    title: str,
+    log_x: bool = False,
+    legend_size: float | None = None,
+) -> None:
+    """One panel per y label in ``panels``; each line gives its x values and, per panel, (mean, 95% half-width)
+    at each x (a NaN half-width draws no bar). ``log_x`` labels the ticks with the x values themselves."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 4), layout="constrained", squeeze=False)
+    xs: list[Any] = []
+    for label, (xs_of_line, stats) in lines.items():
+        xs = list(xs_of_line)
+        for ax, points in zip(axes[0], stats, strict=True):
+            half = [0.0 if math.isnan(h) else h for _, h in points]
+            ax.errorbar(xs, [m for m, _ in points], yerr=half, marker="o", capsize=3, label=label)
+    for ax, name in zip(axes[0], panels, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(name)
+        if log_x:
+            ax.set_xscale("log")
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.minorticks_off()
+            ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
 def plot_sweep(series: Mapping[str, Sequence[SweepPoint]], path: Path) -> None:
     """Clean and backdoor error (mean ± 95% CI) against the backdoored share, one line per trigger."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    rates: list[float] = []
-    for trig, points in series.items():
-        rates = [100 * p.rate for p in points]
-        for ax, key in zip(axes, ("clean_error", "backdoor_error"), strict=True):
-            mean = [100 * getattr(p, f"{key}_mean") for p in points]
-            half = [0 if math.isnan(getattr(p, f"{key}_ci")) else 100 * getattr(p, f"{key}_ci") for p in points]
-            ax.errorbar(rates, mean, yerr=half, marker="o", capsize=3, label=trig)
-    for ax, name in zip(axes, ("clean error (%)", "backdoor error (%)"), strict=True):
-        ax.set_xlabel("backdoored share of the training set (%)")
-        ax.set_ylabel(name)
-        ax.set_xscale("log")
-        ax.set_xticks(rates, [f"{r:g}" for r in rates])
-        ax.minorticks_off()
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("Fraction sweep, all-to-all attack")
-    save_figure(fig, path)
+    lines = {
+        trigger: (
+            [100 * p.rate for p in points],
+            [[(100 * getattr(p, f"{key}_mean"), 100 * getattr(p, f"{key}_ci")) for p in points] for key in _ERRORS],
+        )
+        for trigger, points in series.items()
+    }
+    plot_error_bars(
+        lines,
+        ("clean error (%)", "backdoor error (%)"),
+        path,
+        xlabel="backdoored share of the training set (%)",
+        title="Fraction sweep, all-to-all attack",
+        log_x=True,
+    )
+
+
+_ERRORS = ("clean_error", "backdoor_error")
 
 
 def plot_conv1(

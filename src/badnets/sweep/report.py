@@ -4,7 +4,6 @@ mean and 95% interval over the other options' values that differ only in seed.""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,27 +38,17 @@ def _series(rows: Sequence[SweepRow], axis: str) -> dict[str, dict[str, list[Swe
 
 
 def plot_sweep_cells(results: SweepResults, axis: str, path: Path) -> None:
-    import matplotlib
+    from badnets.report.plots import plot_error_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from badnets.report.plots import save_figure
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for label, by_value in _series(results.rows, axis).items():
-        xs = list(by_value)
-        for ax, (key, _) in zip(axes, _PLOTTED, strict=True):
-            stats = [mean_ci([100 * getattr(r, key) for r in by_value[x]]) for x in xs]
-            half = [0.0 if math.isnan(h) else h for _, h in stats]
-            ax.errorbar(xs, [m for m, _ in stats], yerr=half, marker="o", capsize=3, label=label)
-    for ax, (_, name) in zip(axes, _PLOTTED, strict=True):
-        ax.set_xlabel(axis)
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Sweep: metrics against {axis} (mean ± 95% interval over seeds)")
-    save_figure(fig, path)
+    lines = {
+        label: (
+            list(by_value),
+            [[mean_ci([100 * getattr(r, key) for r in by_value[x]]) for x in by_value] for key, _ in _PLOTTED],
+        )
+        for label, by_value in _series(results.rows, axis).items()
+    }
+    title = f"Sweep: metrics against {axis} (mean ± 95% interval over seeds)"
+    plot_error_bars(lines, [name for _, name in _PLOTTED], path, xlabel=axis, title=title, legend_size=7)
 
 
 def _doc(results: SweepResults) -> list[Block]:
