@@ -128,6 +128,15 @@ def test_keep_going_runs_the_other_jobs_and_names_the_failed_one(tmp_path: Path,
     assert (counts[-1].done, counts[-1].failed, counts[-1].running, counts[-1].total) == (2, 1, 0, 3)
 
 
+def test_a_study_that_keeps_going_leaves_failed_jobs_and_their_twins_out(tmp_path: Path) -> None:
+    counter = str(tmp_path / "count")
+    spec = {name: FailingJob(value=v, fail=name == "b", counter=counter) for v, name in enumerate("abc")}
+    jobs = dedupe_jobs([*(Job(n, s) for n, s in spec.items()), Job("b-again", spec["b"])])  # shares b's run
+    study = run_study({}, {}, [jobs], tmp_path, workers=1, keep_going=True)
+    assert study.failures == {"b": "ValueError: this job was told to fail"}
+    assert study.runs.names() == ["a", "c"] and study.runs.seconds("a") == 0.0
+
+
 class _GrowingBackend:
     """Runs jobs inline; reports one slot until it has 'connected' (its first job), then three."""
 

@@ -208,7 +208,9 @@ def run_jobs(
     """
     assert all(job.dir_name for job in jobs), "give jobs their run directories with dedupe_jobs first"
     backend = backend or LocalBackend(workers)
-    unique = {job.dir_name: job for job in jobs}
+    unique: dict[str, Job] = {}
+    for job in jobs:
+        unique.setdefault(job.dir_name, job)  # a shared run goes by its first job's name
     todo = [j for j in unique.values() if not finished_run(runs_dir / j.dir_name, j.spec, j.name)]
     tally = _Tally(
         len(unique) - len(todo),

@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from badnets._io import ensure_writable_dir, git_commit, read_json, run_manifest, write_json
 from badnets.errors import ConfigError
-from badnets.experiments._jobs import Backend, Job, run_jobs
+from badnets.experiments._jobs import Backend, Job, JobCounts, run_jobs
 from badnets.experiments.run_dir import RUNS
 from badnets.records import Invocation, JobsTiming, StudyTiming, from_json, to_json
 from badnets.train import TrainSpec
@@ -155,9 +155,13 @@ class FinishedJobs:
         """The configuration job ``name`` ran (a plain blob, as recorded)."""
         return typing.cast(Mapping[str, Any], self._get(name).get("config", {}))
 
+    def seconds(self, name: str) -> float:
+        """Job ``name``'s own recorded training and scoring time."""
+        return float(self._get(name).get("timing", {}).get("job_seconds", 0.0))
+
     def job_seconds(self) -> float:
         """The jobs' own recorded training and scoring time, summed."""
-        return sum(float(r.get("timing", {}).get("job_seconds", 0.0)) for r in self._results.values())
+        return sum(self.seconds(name) for name in self._results)
 
     def _get(self, name: str) -> Mapping[str, Any]:
         if name not in self._results:
@@ -174,6 +178,7 @@ class StudyRuns:
     invocations: list[Invocation]
     all_models_job_seconds: float
     start: float
+    failures: dict[str, str] = field(default_factory=dict)  # job name → one-line error (``keep_going`` only)
 
     def finish(self, results: R, out_dir: Path) -> R:
         """The aggregated ``results`` with the timing (wall time up to now) and the study manifest."""
@@ -209,6 +214,8 @@ def run_study(
     workers: int,
     progress: ProgressFn | None = None,
     backend: Backend | None = None,
+    status: Callable[[JobCounts], None] | None = None,
+    keep_going: bool = False,
 ) -> StudyRuns:
     """Write the manifest, run (or resume) every job, and collect their results.
 
@@ -219,6 +226,9 @@ def run_study(
             phase may be a function of the results so far (e.g. retraining jobs that need trained models).
         backend: where the jobs run (default: ``LocalBackend(workers)``). A later phase's jobs read earlier runs
             from ``out_dir``, so on a Ray cluster they need ``out_dir`` at the same path on every node.
+        status: called with the finished / running / failed counts as jobs end.
+        keep_going: a failed job does not stop the others; it is left out of ``runs`` and named in
+            ``failures`` (else its error is raised).
     """
     start = time.perf_counter()
     ensure_writable_dir(out_dir)
@@ -233,10 +243,22 @@ def run_study(
 
     runs = FinishedJobs()
     timing = JobsTiming(0, 0, workers, 0.0, 0.0, 0.0, 0.0)
+    failures: dict[str, str] = {}
     for phase in phases:
         jobs = phase if isinstance(phase, list) else phase(runs)
-        timing += run_jobs(jobs, out_dir / RUNS, workers=workers, backend=backend, progress=on_progress)
-        runs |= FinishedJobs({job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in jobs})
+        timing += run_jobs(
+            jobs,
+            out_dir / RUNS,
+            workers=workers,
+            backend=backend,
+            progress=on_progress,
+            status=status,
+            keep_going=keep_going,
+            failures=failures,
+        )
+        failed_dirs = {job.dir_name for job in jobs if job.name in failures}  # jobs sharing a run share its fate
+        finished = [job for job in jobs if job.dir_name not in failed_dirs]
+        runs |= FinishedJobs({job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in finished})
     if timing.models_trained_now:
         ledger.record(time.perf_counter() - start, models_trained=0)
-    return StudyRuns(runs, timing, ledger.invocations(), runs.job_seconds(), start)
+    return StudyRuns(runs, timing, ledger.invocations(), runs.job_seconds(), start, failures)

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json, write_text
+from badnets._io import read_json, write_json, write_text
 from badnets.data import dataset_source
-from badnets.experiments._jobs import Backend, Job, JobCounts, dedupe_jobs, run_jobs
-from badnets.experiments._study import check_clean_tree
-from badnets.experiments.run_dir import RUNS
+from badnets.experiments._jobs import Backend, Job, JobCounts, dedupe_jobs
+from badnets.experiments._study import check_clean_tree, run_study
 from badnets.metrics import BackdoorMetrics
 from badnets.records import to_json
 from badnets.sweep.report import write_sweep_report
@@ -50,17 +49,16 @@ def run_sweep(
     for dataset, data_dir in dict.fromkeys(cell.attack.data_key() for cell in cells):
         hashes |= dataset_source(dataset).file_hashes(data_dir)
     config = {"base": spec.base, "grid": spec.grid, "cells": spec.cells, "allow_dirty": allow_dirty}
-    ensure_writable_dir(out_dir)
-    write_json(out_dir / "run.json", run_manifest(config, None, hashes))
     jobs = dedupe_jobs([Job(cell.name, cell.attack) for cell in cells])
-    failures: dict[str, str] = {}
-    timing = run_jobs(jobs, out_dir / RUNS, backend=backend, status=status, keep_going=True, failures=failures)
+    study = run_study(
+        config, hashes, [jobs], out_dir, workers=backend.slots, backend=backend, status=status, keep_going=True
+    )
     rows = []
-    for cell, job in zip(cells, jobs, strict=True):
-        if cell.name in failures:
+    finished = set(study.runs.names())
+    for cell in cells:
+        if cell.name not in finished:
             continue
-        finished = read_json(out_dir / RUNS / job.dir_name / "results.json")
-        metrics = BackdoorMetrics.from_json(finished["metrics"])
+        metrics = study.runs.metrics(cell.name, BackdoorMetrics)
         rows.append(
             SweepRow(
                 cell.name,
@@ -70,10 +68,12 @@ def run_sweep(
                 metrics.attack_success_rate,
                 metrics.backdoor_error,
                 metrics.n_backdoor,
-                float(finished.get("timing", {}).get("job_seconds", 0.0)),
+                study.runs.seconds(cell.name),
             )
         )
-    results = SweepResults(spec.axes, rows, failures, config, backend_name, timing, read_json(out_dir / "run.json"))
+    results = SweepResults(
+        spec.axes, rows, study.failures, config, backend_name, study.jobs, read_json(out_dir / "run.json")
+    )
     write_summary(results, out_dir)
     write_sweep_report(results, out_dir)
     return results
