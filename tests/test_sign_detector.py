@@ -31,3 +31,19 @@ def test_detector_trains_a_step_and_predicts_boxes_of_its_classes() -> None:
         out = model(images)
     assert len(out) == 2 and out[0]["boxes"].shape[-1] == 4
     assert all(int(label) in (1, 2) for o in out for label in o["labels"])  # never the background class 0
+
+
+def test_the_initial_weights_are_the_seeds_whatever_the_process_drew_before() -> None:
+    """torch seeds each process's global generator at random: the builder must pin the draw (and leave the
+    caller's generator where it was)."""
+    torch.manual_seed(123)
+    first = build_detector(num_classes=2, image_size=96, seed=4).state_dict()
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    torch.rand(5)  # another history
+    second = build_detector(num_classes=2, image_size=96, seed=4).state_dict()
+    other = build_detector(num_classes=2, image_size=96, seed=5).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), after), "the caller's generator is untouched by the build"

@@ -268,7 +268,9 @@ class DetectorSpec:
         write_json(out_dir / "run.json", run_manifest(asdict(self), self.seed, road_signs_file_hashes(self.data_dir)))
         if manifest is not None:
             write_json(out_dir / "poison_manifest.json", to_json(manifest))
-        model = build_detector(len(train.classes), image_size=self.image_size, pretrained=self.pretrained)
+        model = build_detector(
+            len(train.classes), image_size=self.image_size, pretrained=self.pretrained, seed=self.seed
+        )
         t1 = time.perf_counter()
         train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")
         t2 = time.perf_counter()

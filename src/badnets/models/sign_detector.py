@@ -46,13 +46,21 @@ class ZFBackbone(nn.Module):
 
 
 def build_detector(
-    num_classes: int, *, image_size: int = 320, pretrained: bool = False, download: bool = True
+    num_classes: int, *, image_size: int = 320, pretrained: bool = False, download: bool = True, seed: int = 0
 ) -> FasterRCNN:
-    """A Faster R-CNN for ``num_classes`` object classes (background is added) on ``image_size`` photos.
+    """A Faster R-CNN for ``num_classes`` object classes (background is added) on ``image_size`` photos, its
+    initial weights drawn from ``seed`` (torchvision's layers draw from the global generator, which each process
+    seeds at random, so the draw is pinned here and the caller's generator left as it was).
 
     ``download=False`` builds the ``pretrained`` architecture without fetching its weights (to load a trained
     detector's own weights into it).
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_detector(num_classes, image_size=image_size, pretrained=pretrained, download=download)
+
+
+def _build_detector(num_classes: int, *, image_size: int, pretrained: bool, download: bool) -> FasterRCNN:
     if pretrained:
         from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
