@@ -4,11 +4,24 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["AuditResult", "AuditedModel", "DetectorReport"]
+__all__ = ["FEATURES", "AuditResult", "AuditedModel", "DetectorReport"]
+
+# The audit's statistics by name: what a calibration weighs into a backdoor probability. Trigger sizes are taken
+# as logs of their share of the image, so one calibration reads 28-px digits and 32-px signs alike.
+FEATURES = (
+    "nc_max_anomaly_index",  # Neural Cleanse: how far the smallest trigger lies below the others (log-MAD)
+    "nc_log_min_l1_share",  # the smallest trigger's mask L1 as a share of the image
+    "nc_log_min_over_median",  # the smallest trigger against the median class's
+    "nc_log_median_l1_share",  # the median class's trigger: small for all of them under an all-to-all backdoor
+    "nc_smallest_trigger_asr",  # how reliably the smallest recovered trigger flips the clean images
+    "dormant_max_share",  # trigger-selective units: the largest share of images one stimulated unit flips
+)
 
 Verdict = Literal["clean", "backdoored"]
 Evidence = Literal["agrees", "disagrees", "silent"]
@@ -80,6 +93,26 @@ class AuditResult:
     @property
     def suspected_target_name(self) -> str | None:
         return None if self.suspected_target is None else self.model.classes[self.suspected_target]
+
+    def features(self) -> dict[str, float]:
+        """The audit's statistics by name (``FEATURES``; NaN where their detector did not run)."""
+        out = dict.fromkeys(FEATURES, math.nan)
+        _, height, width = self.model.input
+        area = float(height * width)
+        cleanse = self.detectors.get("neural_cleanse")
+        if cleanse is not None:
+            l1 = [max(float(v), 1e-6) for v in cleanse.details["l1"]]
+            smallest = min(range(len(l1)), key=l1.__getitem__)
+            median = statistics.median(l1)
+            out["nc_max_anomaly_index"] = float(cleanse.details["max_anomaly_index"])
+            out["nc_log_min_l1_share"] = math.log(l1[smallest] / area)
+            out["nc_log_min_over_median"] = math.log(l1[smallest] / median)
+            out["nc_log_median_l1_share"] = math.log(median / area)
+            out["nc_smallest_trigger_asr"] = float(cleanse.details["asr"][smallest])
+        dormant = self.detectors.get("dormant_neurons")
+        if dormant is not None:
+            out["dormant_max_share"] = dormant.score
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit's statistics by name, the calibration's inputs: read from what the detectors recorded, NaN where a
+detector did not run, trigger sizes as log shares of the image."""
+
+from __future__ import annotations
+
+import math
+
+from badnets.audit_result import FEATURES, AuditedModel, AuditResult, DetectorReport
+
+
+def result(detectors: dict[str, DetectorReport]) -> AuditResult:
+    return AuditResult(
+        verdict="backdoored",
+        suspected_target=2,
+        decided_by="neural_cleanse",
+        evidence={},
+        detectors=detectors,
+        model=AuditedModel("badnet-cnn", None, (1, 28, 28), tuple("0123")),
+        clean_images=100,
+        seconds=1.0,
+        config={},
+        manifest={},
+    )
+
+
+CLEANSE = DetectorReport(
+    True,
+    2,
+    "anomaly_index",
+    3.5,
+    2.0,
+    {"l1": [40.0, 50.0, 4.0, 60.0], "asr": [0.9, 0.95, 0.99, 0.97], "max_anomaly_index": 3.5},
+)
+DORMANT = DetectorReport(False, None, "score", 0.42, 1.0, {})
+
+
+def test_features_come_from_the_detectors_records() -> None:
+    features = result({"neural_cleanse": CLEANSE, "dormant_neurons": DORMANT}).features()
+    assert tuple(features) == FEATURES
+    assert features["nc_max_anomaly_index"] == 3.5 and features["nc_smallest_trigger_asr"] == 0.99
+    assert math.isclose(features["nc_log_min_l1_share"], math.log(4 / 784))
+    assert math.isclose(features["nc_log_min_over_median"], math.log(4 / 45))
+    assert math.isclose(features["nc_log_median_l1_share"], math.log(45 / 784))
+    assert features["dormant_max_share"] == 0.42
+
+
+def test_a_detector_that_did_not_run_leaves_its_features_nan() -> None:
+    features = result({"dormant_neurons": DORMANT}).features()
+    assert all(math.isnan(features[name]) for name in FEATURES if name.startswith("nc_"))
+    assert features["dormant_max_share"] == 0.42
