@@ -47,7 +47,15 @@ def test_tiny_detector_run_writes_ap_and_triggered_outcomes(tmp_path: Path) -> N
         data_dir=str(data),
     )
     spec.run(tmp_path / "run")
+    torch.rand(7)  # another history of the global generator: the second run must not see it
+    spec.run(tmp_path / "again")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    scores = ("ap50", "triggered", "clean_stop")
+    assert [again["metrics"][k] for k in scores] == [results["metrics"][k] for k in scores], "same spec, same detector"
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == (
+        tmp_path / "again" / "model.safetensors"
+    ).read_bytes()
     assert set(results["metrics"]["ap50"]) == {"speedlimit", "stop", "crosswalk", "trafficlight", "mAP"}
     outcome = results["metrics"]["triggered"]
     assert outcome["n"] == 1  # one held-out photo, one stop sign
