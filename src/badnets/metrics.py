@@ -263,7 +263,7 @@ def tpr_at_fpr(positive: torch.Tensor, negative: torch.Tensor, fpr: float = 0.05
         return float("nan")
     ordered = negative.sort(descending=True).values
     allowed = math.floor(fpr * len(negative) + 1e-9)  # how many negatives may score above the threshold
-    threshold = ordered[allowed] if allowed < len(ordered) else ordered[-1] - 1
+    threshold = float(ordered[allowed]) if allowed < len(ordered) else -math.inf  # every score may flag
     return float((positive > threshold).double().mean())
 
 
