@@ -120,6 +120,9 @@ def plot_error_bars(
     save_figure(fig, path)
 
 
+_ERRORS = ("clean_error", "backdoor_error")  # the fraction sweep's two panels
+
+
 def plot_sweep(series: Mapping[str, Sequence[SweepPoint]], path: Path) -> None:
     """Clean and backdoor error (mean ± 95% CI) against the backdoored share, one line per trigger."""
     lines = {
@@ -137,9 +140,6 @@ def plot_sweep(series: Mapping[str, Sequence[SweepPoint]], path: Path) -> None:
         title="Fraction sweep, all-to-all attack",
         log_x=True,
     )
-
-
-_ERRORS = ("clean_error", "backdoor_error")
 
 
 def plot_conv1(
