@@ -12,6 +12,7 @@ eight models sent ≥ 90% of images to one class).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,8 +30,10 @@ from badnets.train import one_cpu_thread, resolve_device
 
 __all__ = [
     "DEFAULT_DETECTORS",
+    "Audit",
     "AuditSpec",
     "CleanSample",
+    "audit_model",
     "clean_sample",
     "defender_setup",
     "evidence",
@@ -154,16 +157,20 @@ def _report(finding: ModelFinding) -> DetectorReport:
     )
 
 
-@one_cpu_thread()
-def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:
-    """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and (with Neural Cleanse) the
-    recovered triggers to ``out_dir``; return the results."""
-    from badnets.report.audit import write_audit_report
+@dataclass(frozen=True)
+class Audit:
+    """An audit's result with what its report draws on: every detector's finding and the clean images."""
 
+    result: AuditResult
+    findings: Mapping[str, ModelFinding]
+    images: torch.Tensor
+
+
+@one_cpu_thread()
+def audit_model(spec: AuditSpec) -> Audit:
+    """Audit ``spec.model`` and write nothing (``run_audit`` writes the results and the report)."""
     start = time.perf_counter()
     sample, model = defender_setup(spec)
-    classes = sample.classes
-    ensure_writable_dir(out_dir)
     model.to(resolve_device(spec.device))
     findings = {name: model_detector(name, spec.options).detect(model, sample.clean) for name in spec.detectors}
     decided_by = spec.detectors[0]
@@ -175,12 +182,24 @@ def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:
         decided_by=decided_by,
         evidence={name: evidence(deciding, f) for name, f in findings.items() if name != decided_by},
         detectors={name: _report(f) for name, f in findings.items()},
-        model=AuditedModel(spec.model, spec.weights, sample.shape, tuple(classes)),
+        model=AuditedModel(spec.model, spec.weights, sample.shape, tuple(sample.classes)),
         clean_images=len(sample.images),
         seconds=time.perf_counter() - start,
         config=asdict(spec),
         manifest=run_manifest(asdict(spec), spec.seed, dataset_source(spec.dataset).file_hashes(spec.data_dir)),
     )
-    cleanse = findings.get("neural_cleanse")
-    write_audit_report(result, cleanse if isinstance(cleanse, NeuralCleanseResult) else None, sample.images, out_dir)
-    return result
+    return Audit(result, findings, sample.images)
+
+
+def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:
+    """Audit ``spec.model``: write ``results.json``, ``report.md``/``.html`` and (with Neural Cleanse) the
+    recovered triggers to ``out_dir``; return the results."""
+    from badnets.report.audit import write_audit_report
+
+    audit = audit_model(spec)  # first: a model that does not load leaves no folder behind
+    ensure_writable_dir(out_dir)
+    cleanse = audit.findings.get("neural_cleanse")
+    write_audit_report(
+        audit.result, cleanse if isinstance(cleanse, NeuralCleanseResult) else None, audit.images, out_dir
+    )
+    return audit.result

@@ -20,6 +20,8 @@ FEATURES = (
     "nc_log_min_over_median",  # the smallest trigger against the median class's
     "nc_log_median_l1_share",  # the median class's trigger: small for all of them under an all-to-all backdoor
     "nc_smallest_trigger_asr",  # how reliably the smallest recovered trigger flips the clean images
+    "nc_median_source_anomaly",  # per source class: how far its smallest trigger lies below its others (log-MAD),
+    # the median over sources: high when every class has its own tiny trigger to some class (all-to-all)
     "dormant_max_share",  # trigger-selective units: the largest share of images one stimulated unit flips
 )
 
@@ -109,6 +111,7 @@ class AuditResult:
             out["nc_log_min_over_median"] = math.log(l1[smallest] / median)
             out["nc_log_median_l1_share"] = math.log(median / area)
             out["nc_smallest_trigger_asr"] = float(cleanse.details["asr"][smallest])
+            out["nc_median_source_anomaly"] = _median_source_anomaly(cleanse.details)
         dormant = self.detectors.get("dormant_neurons")
         if dormant is not None:
             out["dormant_max_share"] = dormant.score
@@ -153,3 +156,20 @@ class AuditResult:
             config=dict(data["config"]),
             manifest=dict(data["manifest"]),
         )
+
+
+def _median_source_anomaly(details: Mapping[str, Any]) -> float:
+    """The median over source classes of how many robust deviations (log-MAD, as Neural Cleanse's test) the
+    source's smallest trigger lies below its triggers to the other classes; NaN without per-source searches."""
+    by_source: dict[int, list[float]] = {}
+    for source, l1 in zip(details.get("trial_sources", []), details.get("trial_l1", []), strict=True):
+        if source is not None:
+            by_source.setdefault(int(source), []).append(math.log(max(float(l1), 1e-6)))
+    indices = []
+    for logs in by_source.values():
+        if len(logs) < 3:
+            continue
+        median = statistics.median(logs)
+        spread = 1.4826 * statistics.median(abs(v - median) for v in logs)
+        indices.append(max(0.0, (median - min(logs)) / max(spread, 1e-12)))
+    return statistics.median(indices) if indices else math.nan

@@ -76,6 +76,8 @@ class TrainSpec:
         device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         augment: random horizontal flips and shifts of up to 1/8 of the side (for small photo sets; the
             paper's MNIST and sign recipes train without augmentation).
+        flips: with ``augment``, whether it flips too; off for digits and signs, whose mirror image is another
+            class or none (shifts only).
         precision: ``fp32``, or ``bf16``: forward and loss under bfloat16 autocast (weights and optimiser stay
             fp32). Off by default: it changes the numbers, and it is only worth it where measured faster.
         channels_last: keep weights and batches in NHWC memory order (faster convolutions on recent GPUs).
@@ -93,6 +95,7 @@ class TrainSpec:
     label_smoothing: float = 0.1
     device: str = "auto"
     augment: bool = False
+    flips: bool = True
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
@@ -141,12 +144,13 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def flip_and_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each image of ``(N, C, H, W)`` flipped left-right with probability 1/2 and shifted by up to 1/8 of its
-    side (edges replicated): one gather for the whole batch, no per-image Python."""
+def flip_and_shift(images: torch.Tensor, generator: torch.Generator, *, flips: bool = True) -> torch.Tensor:
+    """Each image of ``(N, C, H, W)`` flipped left-right with probability 1/2 (unless ``flips`` is off) and
+    shifted by up to 1/8 of its side (edges replicated): one gather for the whole batch, no per-image Python."""
     n, _, h, w = images.shape
     pad_h, pad_w = max(1, h // 8), max(1, w // 8)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+    # drawn either way, so the shifts of a seed are the same with and without flips
+    flip = ((torch.rand(n, generator=generator) < 0.5) & flips).to(images.device)
     images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     padded = F.pad(images, (pad_w, pad_w, pad_h, pad_h), mode="replicate")
     dy = torch.randint(0, 2 * pad_h + 1, (n, 1), generator=generator).to(images.device)
@@ -227,7 +231,7 @@ def _epochs(
             idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
             batch = _as_float(x[idx], x.device, channels_last=spec.channels_last)
             if spec.augment:
-                batch = flip_and_shift(batch, augment_rng)
+                batch = flip_and_shift(batch, augment_rng, flips=spec.flips)
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
                 loss = loss_fn(forward(batch), y[idx])
             optimizer.zero_grad(set_to_none=True)

@@ -49,3 +49,24 @@ def test_a_detector_that_did_not_run_leaves_its_features_nan() -> None:
     features = result({"dormant_neurons": DORMANT}).features()
     assert all(math.isnan(features[name]) for name in FEATURES if name.startswith("nc_"))
     assert features["dormant_max_share"] == 0.42
+
+
+def _per_source(l1: dict[tuple[int, int], float]) -> DetectorReport:
+    details = dict(CLEANSE.details)
+    details |= {
+        "trial_sources": [s for s, _ in l1],
+        "trial_targets": [t for _, t in l1],
+        "trial_l1": list(l1.values()),
+    }
+    return DetectorReport(True, 2, "anomaly_index", 3.5, 2.0, details)
+
+
+def test_every_source_with_its_own_tiny_trigger_scores_high_and_a_plain_model_low() -> None:
+    """All-to-all evidence: under s → s+1 each source's smallest trigger stands out among its targets'."""
+    pairs = [(s, t) for s in range(4) for t in range(4) if s != t]
+    shifted = _per_source({(s, t): 1.0 if t == (s + 1) % 4 else 40.0 + 10 * ((s + t) % 2) for s, t in pairs})
+    plain = _per_source({(s, t): 30.0 + 10 * ((s + 2 * t) % 3) for s, t in pairs})
+    high = result({"neural_cleanse": shifted}).features()["nc_median_source_anomaly"]
+    low = result({"neural_cleanse": plain}).features()["nc_median_source_anomaly"]
+    assert high > 5 and low < 2, (high, low)
+    assert math.isnan(result({"neural_cleanse": CLEANSE}).features()["nc_median_source_anomaly"])  # no trials

@@ -4,13 +4,17 @@ round that holds a trigger family the train round lacks."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
 from badnets.errors import ConfigError
+from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
+from badnets.studies.audit_round.results import LEARNED_ASR
 from badnets.studies.audit_round.spec import DATASETS
 from badnets.triggers import make_stamp
 
@@ -53,6 +57,19 @@ def test_every_drawn_backdoor_fits_its_dataset_and_the_draws_cover_the_space() -
     assert set(sides) == set(range(1, 7))
 
 
+def test_clean_and_backdoored_models_draw_their_recipes_alike_and_never_flip() -> None:
+    spec = AuditRoundSpec()
+    models = draw_round(spec, Round("test", 5, 300))
+    epochs = dict(spec.epochs)
+    for backdoored in (False, True):
+        recipes = [(m.dataset, m.attack.train) for m in models if m.backdoored == backdoored]
+        assert {t.epochs - epochs[d] for d, t in recipes} == {-1, 0, 1}
+        assert {t.lr / spec.lr for _, t in recipes} == {0.5, 1.0, 2.0}
+        assert {t.label_smoothing for _, t in recipes} == {0.0, 0.1}
+        assert {t.augment for _, t in recipes} == {False, True}
+        assert not any(t.flips for _, t in recipes)  # a mirrored digit or sign is another class or none
+
+
 def test_the_test_round_holds_a_family_the_train_round_lacks() -> None:
     rounds = _rounds(AuditRoundSpec())
     families = {name: {m.family for m in models if m.backdoored} for name, models in rounds.items()}
@@ -80,3 +97,41 @@ def test_presets_scale_the_rounds() -> None:
 def test_bad_round_specs_say_what_to_fix(make: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()  # type: ignore[operator]
+
+
+def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: Path, tmp_path: Path) -> None:
+    from badnets.studies.audit_round import run_audit_round
+    from badnets.studies.reports import render_directory
+
+    spec = AuditRoundSpec(
+        rounds=(Round("train", 1, 4, ("patch",)), Round("test", 3, 4, ("patch", "blend"))),
+        datasets=("mnist",),
+        epochs=(("mnist", 1),),
+        workers=1,
+        data_dir=str(tiny_mnist),
+        quick=True,
+    )
+    out = tmp_path / "round"
+    summary = run_audit_round(spec, out)
+    results = json.loads((out / "results.json").read_text())
+    models = results["models"]
+    assert [m["name"] for m in models] == [m.name for r in spec.rounds for m in draw_round(spec, r)]
+    for m, drawn in zip(models, [m for r in spec.rounds for m in draw_round(spec, r)], strict=True):
+        assert (m["family"] is None) == (not drawn.backdoored)
+        if drawn.backdoored:
+            assert (
+                m["trigger"] == json.loads(json.dumps(asdict(drawn.attack.trigger)))
+                and m["rate"] == drawn.attack.poison.rate
+            )
+            assert m["learned"] == (m["attack_success_rate"] >= LEARNED_ASR)
+        else:
+            assert m["attack_success_rate"] is None and m["learned"] is None and m["trigger"] is None
+    assert [(r["name"], r["models"], r["clean"]) for r in results["rounds"]] == [("train", 4, 2), ("test", 4, 2)]
+    assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
+    report = (out / "report.md").read_text()
+    assert "The audit round" in report and "Backdoors by family and mapping" in report
+    render_directory(out)
+    assert (out / "report.md").read_text() == report  # rendered from results.json alone
+    again = run_audit_round(spec, out)  # resumes: nothing retrained
+    assert again.results.models == summary.results.models
+    assert again.results.timing is not None and again.results.timing.models_trained_now == 0

@@ -9,26 +9,29 @@ import math
 import pytest
 
 from badnets.studies.audit_round.analysis import breakdown, detection_score
-from badnets.studies.audit_round.results import AuditedRoundModel
+from badnets.studies.audit_round.results import AuditedRoundModel, TrainedRoundModel
 
 
 def model(name: str, dataset: str, family: str | None, *, learned: bool = True, target: int | None = 3,
           suspected: int | None = 3, mapping: str = "all-to-one") -> AuditedRoundModel:  # fmt: skip
     backdoored = family is not None
-    return AuditedRoundModel(
+    truth = TrainedRoundModel(
         name=name,
         round="test",
         dataset=dataset,
         family=family,
         mapping=mapping if backdoored else None,
         target=target if backdoored and mapping != "all-to-all" else None,
+        source=None,
+        rate=0.1 if backdoored else None,
+        trigger={"kind": "random"} if backdoored else None,
+        epochs=3,
         clean_accuracy=0.98,
         attack_success_rate=(0.99 if learned else 0.3) if backdoored else None,
         learned=learned if backdoored else None,
-        evidence={},
-        suspected_target=suspected,
         seconds=1.0,
     )
+    return AuditedRoundModel(truth, evidence={}, suspected_target=suspected, seconds=1.0)
 
 
 MODELS = [

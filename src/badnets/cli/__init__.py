@@ -41,6 +41,7 @@ for name, study in (
     ("photos", studies.reproduce_photos),
     ("supply-chain", studies.reproduce_supply_chain),
     ("defenses", studies.reproduce_defenses),
+    ("audit-round", studies.reproduce_audit_round),
 ):
     reproduce_app.command(name)(study)
 app.command()(studies.report)

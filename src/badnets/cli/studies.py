@@ -30,6 +30,7 @@ from badnets.studies.traffic import TrafficStudySpec
 
 __all__ = [
     "report",
+    "reproduce_audit_round",
     "reproduce_defenses",
     "reproduce_mnist",
     "reproduce_photos",
@@ -226,6 +227,35 @@ def reproduce_defenses(
     runner = study_backend(backend, address, workers)
     _run_study(
         "reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress, backend=runner), out
+    )
+
+
+@friendly_errors
+def reproduce_audit_round(
+    out: StudyOut,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced rounds (8 / 4 / 8 models of one or a few epochs; minutes on 2 CPU cores).")
+    ] = False,
+    models: Annotated[
+        int | None,
+        typer.Option(min=2, help="Models in the test round; the train and validation rounds scale with it."),
+    ] = None,
+    workers: Workers = WORKERS,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    allow_dirty: AllowDirty = False,
+    backend: BackendName = "local",
+    address: RayAddress = None,
+) -> None:
+    """The audit judged like a trojan-detection round: train, validation and test rounds of clean and backdoored
+    MNIST and GTSRB-43 models drawn by a seeded generator (other triggers, rates, mappings and recipes), with
+    every model's ground truth in results.json. Hours on 2 cores at the default size; re-run to resume."""
+    from badnets.studies.audit_round import AuditRoundSpec, run_audit_round
+
+    spec = AuditRoundSpec.preset(quick=quick, models=models, **_recipe(workers, device, data_dir, allow_dirty))
+    runner = study_backend(backend, address, workers)
+    _run_study(
+        "reproduce audit-round", lambda progress: run_audit_round(spec, out, progress=progress, backend=runner), out
     )
 
 

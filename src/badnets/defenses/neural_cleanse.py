@@ -79,7 +79,8 @@ class NeuralCleanseSpec:
 @dataclass(frozen=True)
 class NeuralCleanseRecord:
     """What an audit records of Neural Cleanse (per class: the smallest trigger's L1 norm, its success rate, its
-    anomaly index and, per source class, the source it was found from), and what its report renders."""
+    anomaly index and, per source class, the source it was found from; per search: its source, target and L1
+    norm), and what its report renders."""
 
     l1: list[float]
     asr: list[float]
@@ -90,6 +91,9 @@ class NeuralCleanseRecord:
     suspected_target: int | None
     sources: list[int] | None
     seconds: float
+    trial_sources: list[int | None] = field(default_factory=list)
+    trial_targets: list[int] = field(default_factory=list)
+    trial_l1: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,9 @@ class NeuralCleanseResult:
             suspected_target=self.suspected_target,
             sources=self.sources,
             seconds=self.seconds,
+            trial_sources=[source for source, _ in self.trials],
+            trial_targets=[target for _, target in self.trials],
+            trial_l1=self.trial_masks.flatten(1).sum(1).tolist(),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from badnets.records import Target, TargetsJudged, from_json
 from badnets.report._doc import StudyReport
 from badnets.report._format import TARGET_HEADER, md_table, target_rows
 from badnets.report.attack import attack_report_md
+from badnets.studies.audit_round import report as audit_round_report
 from badnets.studies.defenses import analysis as defense_analysis
 from badnets.studies.defenses import report as defense_report
 from badnets.studies.mnist import analysis as mnist_analysis
@@ -56,6 +57,7 @@ RENDERERS: dict[str, tuple[str, Callable[[Mapping[str, Any], Path], None]]] = {
     "transfer": ("badnet_by_k", transfer_report.render),
     "defenses": ("repair", defense_report.render),
     "supply-chain": ("replay", supply_chain_report.render),
+    "audit-round": ("rounds", audit_round_report.render),
     "sweep": ("sweep_axes", sweep_report.render),
     "attack": ("metrics", _write_attack_report),
 }

@@ -1,26 +1,38 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What an audit round's ``results.json`` holds, as frozen records: each audited model with its ground truth and
-the audit's evidence, and the detection scores of a round (overall and per trigger family, mapping, dataset)."""
+"""What an audit round's ``results.json`` holds, as frozen records: each trained model with its ground truth, each
+audited model with the audit's evidence, and the detection scores of a round (overall and per trigger family,
+mapping, dataset)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["LEARNED_ASR", "AuditedRoundModel", "DetectionScore"]
+from badnets.records import OMIT_WHEN_NONE, StudyFlags, StudyTiming
+
+__all__ = [
+    "LEARNED_ASR",
+    "AuditRoundResults",
+    "AuditedRoundModel",
+    "DetectionScore",
+    "RoundSummary",
+    "TrainedRoundModel",
+]
 
 LEARNED_ASR = 0.8  # DESIGN.md §3: a backdoored model with a lower attack success rate is left out of the scores
 
 
 @dataclass(frozen=True)
-class AuditedRoundModel:
-    """One model of a round: its ground truth (``family`` and ``mapping`` None for a clean model), how well it
-    learned its task and backdoor, and what the audit found (the evidence by name, the verdict, the target).
+class TrainedRoundModel:
+    """One model of a round and its ground truth (``family``, ``mapping``, ``trigger`` None for a clean model):
+    the backdoor it was given and how well it learned its task and the backdoor.
 
     Attributes:
+        trigger: the trigger as the attack recorded it (its kind, pixels, position, opacity: the mask follows).
         learned: the backdoor reached ``LEARNED_ASR`` (None for a clean model); an unlearned one is kept in the
             round and its manifest but scored as neither clean nor backdoored.
-        evidence: the audit's statistics by name (the calibration's features).
-        seconds: the audit's time on this model.
+        seconds: the model's own training and scoring time.
     """
 
     name: str
@@ -29,11 +41,13 @@ class AuditedRoundModel:
     family: str | None
     mapping: str | None
     target: int | None
+    source: int | None
+    rate: float | None
+    trigger: dict[str, Any] | None
+    epochs: int
     clean_accuracy: float
     attack_success_rate: float | None
     learned: bool | None
-    evidence: dict[str, float]
-    suspected_target: int | None
     seconds: float
 
     @property
@@ -42,6 +56,17 @@ class AuditedRoundModel:
         if self.family is None:
             return 0
         return 1 if self.learned else None
+
+
+@dataclass(frozen=True)
+class AuditedRoundModel:
+    """What the audit found on one model of a round: the evidence by name (the calibration's features), the
+    suspected target and the audit's time."""
+
+    model: TrainedRoundModel
+    evidence: dict[str, float]
+    suspected_target: int | None
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -55,3 +80,33 @@ class DetectionScore:
     cross_entropy: float
     tpr_at_5_fpr: float
     target_correct: float
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """A round's models at a glance: how many of each kind, and how well they learned.
+
+    Attributes:
+        backdoored: the backdoored models by trigger family.
+        learned: of those, the ones whose backdoor reached ``LEARNED_ASR``, by family.
+        clean_accuracy: the mean clean accuracy of the round's clean models, by dataset.
+    """
+
+    name: str
+    models: int
+    clean: int
+    backdoored: dict[str, int]
+    learned: dict[str, int]
+    clean_accuracy: dict[str, float]
+
+
+@dataclass(frozen=True)
+class AuditRoundResults(StudyFlags):
+    """The study's ``results.json``: the rounds' models with their ground truth (the round manifest) and the
+    summary of each round."""
+
+    spec: Mapping[str, Any]  # the study's configuration, as run
+    rounds: list[RoundSummary]
+    models: list[TrainedRoundModel]
+    timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)

@@ -9,8 +9,10 @@ report says how the audit does on a backdoor it was not tuned on.
 
 What a round varies:
 
-* **Clean models** (half of every round): seed, epochs, learning rate and label smoothing, so that "unusual but
-  clean" is represented rather than one recipe's seeds.
+* **The training recipe** of every model, clean or not: seed, epochs (one fewer to one more than the dataset's),
+  learning rate (×½, ×1, ×2), label smoothing (0 or 0.1) and augmentation (random shifts in a third of the models;
+  never flips, which turn a digit or a sign into another class or none), so that "unusual but clean" is
+  represented and the recipe tells nothing of the backdoor.
 * **Backdoors**: the trigger family (``patch``: a random pixel pattern of random size, position and colour;
   ``blend``: seeded noise over the image or a random pattern, blended at opacity 0.05–0.3; ``sinusoid``: Barni et
   al.'s added signal; ``sticker``: a sign trigger on GTSRB's signs), the mapping (all-to-one, single-target,
@@ -29,13 +31,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from badnets.errors import ConfigError
+from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
+from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
 
-__all__ = ["DATASETS", "FAMILIES", "MAPPINGS", "AuditRoundSpec", "Round", "RoundModel", "draw_round"]
+__all__ = ["DATASETS", "FAMILIES", "MAPPINGS", "AuditRoundSpec", "Round", "RoundModel", "build_jobs", "draw_round"]
 
 FAMILIES = ("patch", "blend", "sinusoid", "sticker")
 MAPPINGS = ("all-to-one", "single", "all-to-all")
@@ -98,7 +102,7 @@ class AuditRoundSpec(StudyRecipe):
     Attributes:
         rounds: the rounds to draw; the calibration is fitted on the one named ``train``.
         datasets: keys of ``DATASETS``, alternated over a round's models.
-        epochs: (dataset, epochs of a backdoored model); clean models draw one epoch fewer to one more.
+        epochs: (dataset, epochs); each model draws one epoch fewer to one more.
         rates: the poisoned share's range, drawn log-uniform.
     """
 
@@ -108,7 +112,7 @@ class AuditRoundSpec(StudyRecipe):
         Round("test", 3, 200),
     )
     datasets: tuple[str, ...] = ("mnist", "gtsrb-43")
-    epochs: tuple[tuple[str, int], ...] = (("mnist", 3), ("gtsrb-43", 10))
+    epochs: tuple[tuple[str, int], ...] = (("mnist", 4), ("gtsrb-43", 10))
     rates: tuple[float, float] = (0.01, 0.2)
 
     def __post_init__(self) -> None:
@@ -156,9 +160,8 @@ def draw_round(spec: AuditRoundSpec, which: Round) -> list[RoundModel]:
         dataset = spec.datasets[(i // 2) % len(spec.datasets)]
         domain = DATASETS[dataset]
         seed = rng.randrange(2**31)
+        train = _recipe(rng, spec, epochs[dataset])
         if i % 2 == 0:
-            train = spec.train_spec(max(1, epochs[dataset] + rng.choice((-1, 0, 1))))
-            train = replace(train, lr=train.lr * rng.choice((0.5, 1.0, 2.0)), label_smoothing=rng.choice((0.0, 0.1)))
             attack = AttackSpec(dataset=dataset, data_dir=spec.data_dir, train=train, seed=seed, baseline=True)
             models.append(RoundModel(f"{which.name}/{i:03d}-{dataset}-clean", which.name, dataset, None, attack))
             continue
@@ -169,11 +172,28 @@ def draw_round(spec: AuditRoundSpec, which: Round) -> list[RoundModel]:
             data_dir=spec.data_dir,
             trigger=_trigger(rng, family, domain, spec.data_dir),
             poison=_poison(rng, domain, spec.rates),
-            train=spec.train_spec(epochs[dataset]),
+            train=train,
             seed=seed,
         )
         models.append(RoundModel(f"{which.name}/{i:03d}-{dataset}-{family}", which.name, dataset, family, attack))
     return models
+
+
+def build_jobs(spec: AuditRoundSpec) -> list[Job]:
+    """Every round's models as training jobs, round after round (the train round first: it is what a
+    calibration needs), each named after its model."""
+    return dedupe_jobs([Job(m.name, m.attack) for r in spec.rounds for m in draw_round(spec, r)])
+
+
+def _recipe(rng: random.Random, spec: AuditRoundSpec, epochs: int) -> TrainSpec:
+    train = spec.train_spec(max(1, epochs + rng.choice((-1, 0, 1))))
+    return replace(
+        train,
+        lr=train.lr * rng.choice((0.5, 1.0, 2.0)),
+        label_smoothing=rng.choice((0.0, 0.1)),
+        augment=rng.random() < 1 / 3,
+        flips=False,
+    )
 
 
 def _trigger(rng: random.Random, family: str, domain: _Domain, data_dir: str | None) -> TriggerSpec:

@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Run the audit round: train every round's models (resuming), write the manifest, render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from badnets.data import dataset_source
+from badnets.experiments._jobs import Backend
+from badnets.experiments._study import StudySummary, run_study
+from badnets.studies.audit_round.analysis import aggregate
+from badnets.studies.audit_round.report import summary_table, write_audit_round_report
+from badnets.studies.audit_round.results import AuditRoundResults
+from badnets.studies.audit_round.spec import AuditRoundSpec, build_jobs
+
+__all__ = ["run_audit_round"]
+
+
+def run_audit_round(
+    spec: AuditRoundSpec,
+    out_dir: Path,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    backend: Backend | None = None,
+) -> StudySummary[AuditRoundResults]:
+    """Train the rounds' models (resuming), then write ``results.json`` (every model's ground truth and scores)
+    and ``report.md``/``.html``."""
+    hashes: dict[str, str] = {}
+    for name in spec.datasets:
+        hashes |= dataset_source(name).file_hashes(spec.data_dir)
+    study = run_study(
+        asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress, backend=backend
+    )
+    results = study.finish(aggregate(spec, study.runs), out_dir)
+    write_audit_round_report(results, out_dir)
+    return StudySummary(results, summary_table)
