@@ -97,6 +97,10 @@ def test_per_source_search_finds_a_backdoor_of_one_source_class() -> None:
     sources, masks, _ = found.triggers_for(TARGET)
     assert sorted(s for s in sources if s is not None) == [s for s in range(K) if s != TARGET]
     assert masks.shape == (K - 1, 1, SIDE, SIDE)
+    record = found.record()  # every search's source, target and norm, for the audit's per-source evidence
+    assert list(zip(record.trial_sources, record.trial_targets, strict=True)) == found.trials
+    smallest = min(l1 for (s, t), l1 in zip(found.trials, record.trial_l1, strict=True) if t == TARGET)
+    assert smallest == pytest.approx(float(found.l1[TARGET]), rel=1e-5)
     # the paper's search asks one trigger to move every class: here it must also light up the source's band
     every_class = neural_cleanse(model, images, K, NeuralCleanseSpec(steps=300, images_per_step=30, per_source=False))
     assert every_class.l1[TARGET] > 2 * found.l1[TARGET]

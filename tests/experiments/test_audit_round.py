@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from badnets.audit_result import FEATURES
 from badnets.errors import ConfigError
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
@@ -90,7 +91,8 @@ def test_presets_scale_the_rounds() -> None:
         (lambda: Round("train", 0, 10, ("glitter",)), "families must be among"),
         (lambda: Round("train", 0, 1), "at least 2 models"),
         (lambda: AuditRoundSpec(rounds=(Round("a", 0, 4), Round("a", 1, 4))), "round names must differ"),
-        (lambda: AuditRoundSpec(epochs=(("mnist", 3),)), "no epochs for dataset"),
+        (lambda: AuditRoundSpec(epochs=(("mnist", 3),)), "epochs gives no value for dataset"),
+        (lambda: AuditRoundSpec(search_steps=(("mnist", 3),)), "search_steps gives no value for dataset"),
         (lambda: AuditRoundSpec(rates=(0.3, 0.1)), "rates must satisfy"),
     ],
 )
@@ -104,9 +106,12 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     from badnets.studies.reports import render_directory
 
     spec = AuditRoundSpec(
-        rounds=(Round("train", 1, 4, ("patch",)), Round("test", 3, 4, ("patch", "blend"))),
+        rounds=(Round("train", 1, 6, ("patch",)), Round("test", 3, 4, ("patch", "blend"))),
         datasets=("mnist",),
-        epochs=(("mnist", 1),),
+        epochs=(("mnist", 4),),
+        rates=(0.15, 0.19),
+        clean_images=60,
+        search_steps=(("mnist", 20),),
         workers=1,
         data_dir=str(tiny_mnist),
         quick=True,
@@ -126,10 +131,16 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
             assert m["learned"] == (m["attack_success_rate"] >= LEARNED_ASR)
         else:
             assert m["attack_success_rate"] is None and m["learned"] is None and m["trigger"] is None
-    assert [(r["name"], r["models"], r["clean"]) for r in results["rounds"]] == [("train", 4, 2), ("test", 4, 2)]
+    assert [(r["name"], r["models"], r["clean"]) for r in results["rounds"]] == [("train", 6, 3), ("test", 4, 2)]
+    assert [a["model"] for a in results["audited"]] == models  # every model audited, with its ground truth
+    assert all(set(a["evidence"]) == set(FEATURES) for a in results["audited"])
+    assert "unscored" not in results  # the seeded train round holds learned backdoors and clean models
+    assert [s["round"] for s in results["scores"]] == ["test"]  # the train round is only fitted on
+    assert all(0 <= a["backdoor_probability"] <= 1 for a in results["audited"])
+    assert results["calibration"]["features"] == list(FEATURES)
     assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
     report = (out / "report.md").read_text()
-    assert "The audit round" in report and "Backdoors by family and mapping" in report
+    assert "The audit round" in report and "Backdoors by family and mapping" in report and "AUROC" in report
     render_directory(out)
     assert (out / "report.md").read_text() == report  # rendered from results.json alone
     again = run_audit_round(spec, out)  # resumes: nothing retrained

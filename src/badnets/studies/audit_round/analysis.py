@@ -10,10 +10,13 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
+from badnets._io import git_commit
+from badnets.audit_result import FEATURES
+from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
 from badnets.metrics import BackdoorMetrics, auroc, cross_entropy, tpr_at_fpr
 from badnets.studies.audit_round.results import (
@@ -21,12 +24,24 @@ from badnets.studies.audit_round.results import (
     AuditedRoundModel,
     AuditRoundResults,
     DetectionScore,
+    RoundAuditRecord,
+    RoundScores,
     RoundSummary,
     TrainedRoundModel,
 )
 from badnets.studies.audit_round.spec import AuditRoundSpec, RoundModel, draw_round
 
-__all__ = ["aggregate", "breakdown", "detection_score", "summarise_round", "trained_model"]
+__all__ = [
+    "aggregate",
+    "breakdown",
+    "calibrate",
+    "detection_score",
+    "round_scores",
+    "summarise_round",
+    "trained_model",
+]
+
+CALIBRATION_ROUND = "train"  # the only round the calibration sees
 
 
 def trained_model(drawn: RoundModel, runs: FinishedJobs) -> TrainedRoundModel:
@@ -72,13 +87,73 @@ def summarise_round(name: str, models: Sequence[TrainedRoundModel]) -> RoundSumm
     )
 
 
+def audited_model(model: TrainedRoundModel, record: RoundAuditRecord) -> AuditedRoundModel:
+    """A trained model with what its audit found (a feature the audit could not give is NaN)."""
+    evidence = {name: math.nan if value is None else value for name, value in record.features.items()}
+    return AuditedRoundModel(model, evidence, record.suspected_target, record.seconds)
+
+
+def calibrate(audited: Sequence[AuditedRoundModel], *, version: str) -> LogisticCalibration:
+    """The backdoor probability fitted on ``audited`` (the train round's models whose label is known)."""
+    labelled = [m for m in audited if m.model.label is not None]
+    rows = [{name: m.evidence.get(name, math.nan) for name in FEATURES} for m in labelled]
+    x = torch.tensor([[row[name] for name in FEATURES] for row in rows], dtype=torch.float64)
+    y = torch.tensor([m.model.label for m in labelled], dtype=torch.float64)
+    fitted_on = {"round": labelled[0].model.round if labelled else None, "models": len(labelled)}
+    return fit_logistic(x, y, FEATURES, version=version, fitted_on=fitted_on | {"commit": git_commit()})
+
+
+def round_scores(name: str, audited: Sequence[AuditedRoundModel]) -> RoundScores:
+    """One round's detection scores from each model's ``backdoor_probability``."""
+    probability = {m.model.name: m.backdoor_probability or 0.0 for m in audited}
+    targeted = [m for m in audited if m.model.mapping != "all-to-all"]
+    all_to_all = [m for m in audited if m.model.mapping in (None, "all-to-all")]
+    return RoundScores(
+        round=name,
+        overall=detection_score(audited, probability),
+        targeted=detection_score(targeted, probability),
+        all_to_all=detection_score(all_to_all, probability),
+        by_family=breakdown(audited, probability, "family"),
+        by_mapping=breakdown(audited, probability, "mapping"),
+        by_dataset=breakdown(audited, probability, "dataset"),
+    )
+
+
 def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
-    """The rounds' manifest (every model's ground truth and scores) and each round's summary."""
+    """The rounds' manifest (every model's ground truth and scores) and each round's summary; once every model
+    is audited, the calibration fitted on the train round and the scores of every other round."""
     models = {r.name: [trained_model(m, runs) for m in draw_round(spec, r)] for r in spec.rounds}
-    return AuditRoundResults(
+    results = AuditRoundResults(
         spec=asdict(spec),
         rounds=[summarise_round(name, group) for name, group in models.items()],
         models=[m for group in models.values() for m in group],
+    )
+    if not runs.names("audit/") or CALIBRATION_ROUND not in models:
+        return results
+    audited = {
+        name: [audited_model(m, runs.record(f"audit/{m.name}", RoundAuditRecord)) for m in group]
+        for name, group in models.items()
+    }
+    labels = {m.model.label for m in audited[CALIBRATION_ROUND]}
+    if not {0, 1} <= labels:
+        return replace(
+            results,
+            audited=[m for group in audited.values() for m in group],
+            unscored=f"the {CALIBRATION_ROUND} round holds no "
+            + ("learned backdoor" if 1 not in labels else "clean model")
+            + ", so no calibration can be fitted on it (draw more models with --models, or train longer)",
+        )
+    train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
+    calibration = calibrate(audited[CALIBRATION_ROUND], version=f"audit-round:{train.name}:{train.seed}")
+    scored = {
+        name: [replace(m, backdoor_probability=calibration.probability(m.evidence)) for m in group]
+        for name, group in audited.items()
+    }
+    return replace(
+        results,
+        audited=[m for group in scored.values() for m in group],
+        calibration=calibration.to_json(),
+        scores=[round_scores(name, group) for name, group in scored.items() if name != CALIBRATION_ROUND],
     )
 
 

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
 from badnets.report._doc import Block, Heading, Para, StudyReport, Table
 from badnets.report._format import pct, run_summary
-from badnets.studies.audit_round.results import LEARNED_ASR, AuditRoundResults
+from badnets.studies.audit_round.results import LEARNED_ASR, AuditRoundResults, DetectionScore
 
 __all__ = ["REPORT", "render", "summary_table", "write_audit_round_report"]
 
@@ -49,8 +50,94 @@ def _doc(results: AuditRoundResults) -> list[Block]:
         Heading("Backdoors by family and mapping (all rounds)"),
         Table(["family", "mapping", "models", "learned", "median ASR", "median clean acc."], _by_family(results)),
     ]
+    blocks += _detection(results)
     if results.timing:
         blocks += [Heading("Run"), Para(run_summary(results.timing))]
+    return blocks
+
+
+def _score_row(label: str, score: DetectionScore) -> list[object]:
+    return [
+        label,
+        score.n_backdoored,
+        score.n_clean,
+        _num(score.auroc),
+        _num(score.cross_entropy),
+        pct(score.tpr_at_5_fpr, 1),
+        "–" if math.isnan(score.target_correct) else pct(score.target_correct, 1),
+    ]
+
+
+def _num(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.3f}"
+
+
+_SCORE_HEADER = ["models", "backdoored", "clean", "AUROC", "cross-entropy", "TPR at 5% FPR", "target correct"]
+
+
+def _detection(results: AuditRoundResults) -> list[Block]:
+    if results.unscored:
+        return [Heading("Detection"), Para(f"Not scored: {results.unscored}.")]
+    if results.scores is None or results.audited is None or results.calibration is None:
+        return [Heading("Detection"), Para("Not scored: the models were not audited.")]
+    calibration = results.calibration
+    blocks: list[Block] = [
+        Heading("Detection"),
+        Para(
+            f"`backdoor_probability`: a logistic model over the audit's {len(calibration['features'])} statistics, "
+            f"fitted on the train round only ({calibration['fitted_on'].get('models')} labelled models; version "
+            f"`{calibration['version']}`), judged on the others. Anchors, on other models and data: the best "
+            "NIST TrojAI teams reached AUROC 0.89–0.95 and cross-entropy 0.30–0.32."
+        ),
+        Table(
+            ["round", *_SCORE_HEADER],
+            [
+                row
+                for scores in results.scores
+                for row in (
+                    _score_row(f"{scores.round}: all", scores.overall),
+                    _score_row(f"{scores.round}: all-to-one + single vs clean", scores.targeted),
+                    _score_row(f"{scores.round}: all-to-all vs clean", scores.all_to_all),
+                )
+            ],
+        ),
+    ]
+    for scores in results.scores:
+        rows = [
+            _score_row(f"{by}: {value}", score)
+            for by, group in (
+                ("family", scores.by_family),
+                ("mapping", scores.by_mapping),
+                ("dataset", scores.by_dataset),
+            )
+            for value, score in group.items()
+        ]
+        blocks += [Heading(f"The {scores.round} round by group", 3), Table(_SCORE_HEADER, rows)]
+    blocks += [
+        Heading("The calibration", 3),
+        Table(
+            ["feature", "train mean", "train s.d.", "weight (per s.d.)"],
+            [
+                [name, f"{m:.3g}", f"{sd:.3g}", f"{w:+.3f}"]
+                for name, m, sd, w in zip(
+                    calibration["features"],
+                    calibration["mean"],
+                    calibration["scale"],
+                    calibration["weights"],
+                    strict=True,
+                )
+            ]
+            + [["(bias)", "", "", f"{calibration['bias']:+.3f}"]],
+        ),
+        Para(
+            "Audit time per model (one thread, the round's workers sharing the cores): "
+            + ", ".join(
+                f"{d} median {statistics.median(m.seconds for m in results.audited if m.model.dataset == d):.0f} s"
+                for d in sorted({m.model.dataset for m in results.audited})
+            )
+            + "."
+        ),
+    ]
     return blocks
 
 

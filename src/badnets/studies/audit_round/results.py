@@ -59,14 +59,28 @@ class TrainedRoundModel:
 
 
 @dataclass(frozen=True)
+class RoundAuditRecord:
+    """An audit job's ``results.json``: the audit's features (None where a detector could not give one), its
+    suspected target and time, the whole audit as ``badnets audit`` writes it, and the job's config."""
+
+    suspected_target: int | None
+    features: dict[str, float | None]
+    seconds: float
+    audit: dict[str, Any]
+    config: dict[str, Any]
+    timing: dict[str, float]
+
+
+@dataclass(frozen=True)
 class AuditedRoundModel:
-    """What the audit found on one model of a round: the evidence by name (the calibration's features), the
-    suspected target and the audit's time."""
+    """What the audit found on one model of a round: the evidence by name (the calibration's features; NaN where
+    a detector could not give one), the suspected target, the calibrated probability and the audit's time."""
 
     model: TrainedRoundModel
     evidence: dict[str, float]
     suspected_target: int | None
     seconds: float
+    backdoor_probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,12 +115,31 @@ class RoundSummary:
 
 
 @dataclass(frozen=True)
+class RoundScores:
+    """The calibrated audit on one round: overall, the targeted backdoors (all-to-one, single-target) and the
+    all-to-all ones each against the clean models, and broken down by family, mapping and dataset."""
+
+    round: str
+    overall: DetectionScore
+    targeted: DetectionScore
+    all_to_all: DetectionScore
+    by_family: dict[str, DetectionScore]
+    by_mapping: dict[str, DetectionScore]
+    by_dataset: dict[str, DetectionScore]
+
+
+@dataclass(frozen=True)
 class AuditRoundResults(StudyFlags):
-    """The study's ``results.json``: the rounds' models with their ground truth (the round manifest) and the
-    summary of each round."""
+    """The study's ``results.json``: the rounds' models with their ground truth (the round manifest), the summary
+    of each round and, once the models are audited, the calibration fitted on the train round, every audited
+    model and the scores of the other rounds."""
 
     spec: Mapping[str, Any]  # the study's configuration, as run
     rounds: list[RoundSummary]
     models: list[TrainedRoundModel]
+    audited: list[AuditedRoundModel] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    calibration: dict[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    scores: list[RoundScores] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    unscored: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # why the audits could not be scored
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)

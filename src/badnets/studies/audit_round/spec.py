@@ -27,19 +27,34 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, replace
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from badnets._io import ensure_writable_dir, write_json
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
+from badnets.experiments.run_dir import RUNS, run_dir_name
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
 
-__all__ = ["DATASETS", "FAMILIES", "MAPPINGS", "AuditRoundSpec", "Round", "RoundModel", "build_jobs", "draw_round"]
+__all__ = [
+    "DATASETS",
+    "FAMILIES",
+    "MAPPINGS",
+    "AuditRoundSpec",
+    "Round",
+    "RoundAuditJob",
+    "RoundModel",
+    "audit_jobs",
+    "build_jobs",
+    "draw_round",
+]
 
 FAMILIES = ("patch", "blend", "sinusoid", "sticker")
 MAPPINGS = ("all-to-one", "single", "all-to-all")
@@ -104,6 +119,8 @@ class AuditRoundSpec(StudyRecipe):
         datasets: keys of ``DATASETS``, alternated over a round's models.
         epochs: (dataset, epochs); each model draws one epoch fewer to one more.
         rates: the poisoned share's range, drawn log-uniform.
+        clean_images: clean test images the audit has per model (as ``badnets audit --clean-images``).
+        search_steps: (dataset, Neural Cleanse's optimisation steps) for the audit.
     """
 
     rounds: tuple[Round, ...] = (
@@ -112,17 +129,19 @@ class AuditRoundSpec(StudyRecipe):
         Round("test", 3, 200),
     )
     datasets: tuple[str, ...] = ("mnist", "gtsrb-43")
-    epochs: tuple[tuple[str, int], ...] = (("mnist", 4), ("gtsrb-43", 10))
+    epochs: tuple[tuple[str, int], ...] = (("mnist", 4), ("gtsrb-43", 8))
     rates: tuple[float, float] = (0.01, 0.2)
+    clean_images: int = 1000
+    search_steps: tuple[tuple[str, int], ...] = (("mnist", 600), ("gtsrb-43", 600))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = set(self.datasets) - set(DATASETS)
         if not self.datasets or unknown:
             raise ConfigError(f"datasets must be among {sorted(DATASETS)}, got {list(self.datasets)}")
-        missing = set(self.datasets) - {name for name, _ in self.epochs}
-        if missing:
-            raise ConfigError(f"epochs gives no epochs for dataset(s) {sorted(missing)}")
+        for option, pairs in (("epochs", self.epochs), ("search_steps", self.search_steps)):
+            if missing := set(self.datasets) - {name for name, _ in pairs}:
+                raise ConfigError(f"{option} gives no value for dataset(s) {sorted(missing)}")
         low, high = self.rates
         if not 0 < low <= high < 1:
             raise ConfigError(f"rates must satisfy 0 < low <= high < 1, got {self.rates}")
@@ -183,6 +202,75 @@ def build_jobs(spec: AuditRoundSpec) -> list[Job]:
     """Every round's models as training jobs, round after round (the train round first: it is what a
     calibration needs), each named after its model."""
     return dedupe_jobs([Job(m.name, m.attack) for r in spec.rounds for m in draw_round(spec, r)])
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundAuditJob:
+    """The audit, as ``badnets audit`` runs it, on one trained model of a round (a job of the study's second
+    phase): it writes the audit's results and the calibration's features."""
+
+    run_dir: str
+    dataset: str
+    data_dir: str | None
+    clean_images: int
+    search_steps: int
+    device: str = "auto"
+    seed: int = 0
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        from badnets.audit import AuditSpec, audit_model
+        from badnets.defenses.interface import DefenseOptions
+
+        start = time.perf_counter()
+        audit = audit_model(
+            AuditSpec(
+                model=self.run_dir,
+                dataset=self.dataset,
+                data_dir=self.data_dir,
+                clean_images=self.clean_images,
+                seed=self.seed,
+                device=self.device,
+                options=DefenseOptions(seed=self.seed, search_steps=self.search_steps),
+            )
+        ).result
+        seconds = time.perf_counter() - start
+        timing = {"evaluate_seconds": seconds, "job_seconds": seconds}  # all of this job's work is evaluation
+        features = {name: None if math.isnan(v) else v for name, v in audit.features().items()}
+        ensure_writable_dir(out_dir)
+        write_json(
+            out_dir / "results.json",
+            {
+                "suspected_target": audit.suspected_target,
+                "features": features,
+                "seconds": audit.seconds,
+                "audit": audit.to_json(),
+                "config": asdict(self),
+                "timing": timing,
+            },
+        )
+        return timing
+
+
+def audit_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
+    """One audit per model of every round (the study's second phase, run after the models are trained)."""
+    steps = dict(spec.search_steps)
+    trained = {job.name: job.dir_name for job in build_jobs(spec)}
+    return [
+        Job(
+            f"audit/{m.name}",
+            RoundAuditJob(
+                run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
+                dataset=m.dataset,
+                data_dir=spec.data_dir,
+                clean_images=spec.clean_images,
+                search_steps=steps[m.dataset],
+                device=spec.device,
+            ),
+            dir_name=run_dir_name(f"audit/{m.name}"),
+        )
+        for r in spec.rounds
+        for m in draw_round(spec, r)
+    ]
 
 
 def _recipe(rng: random.Random, spec: AuditRoundSpec, epochs: int) -> TrainSpec:
