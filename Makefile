@@ -8,7 +8,7 @@ OUT    ?= runs/mnist-quick
 # Extra options for every `badnets reproduce` below, e.g. REPRODUCE_ARGS=--allow-dirty for a tree with local changes.
 REPRODUCE_ARGS ?=
 
-.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses bench readme clean
+.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses audit-round calibration bench readme clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -37,6 +37,12 @@ supply-chain: setup ## the Caffe-Model-Zoo replay: 14 models, 6 attacks x 5 defe
 
 defenses: setup     ## the defense scoreboard: 30 models, every detector and repair (≈ 50 min on 2 cores)
 	$(VENV)/bin/badnets reproduce defenses --out runs/defenses $(REPRODUCE_ARGS)
+
+audit-round: setup  ## the audit judged on train / validation / test rounds of 350 models (many hours on 2 cores)
+	$(VENV)/bin/badnets reproduce audit-round --out runs/audit-round $(REPRODUCE_ARGS)
+
+calibration: audit-round  ## ship the round's calibration as the audit's backdoor probability
+	mkdir -p src/badnets/calibrations && cp runs/audit-round/calibration.json src/badnets/calibrations/audit.json
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -78,3 +78,38 @@ def test_json_round_trip_and_evidence_by_name() -> None:
 def test_bad_fits_say_what_is_wrong(x: torch.Tensor, y: torch.Tensor, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fit_logistic(x, y, ("only",), version="t")
+
+
+def test_a_calibration_applies_only_to_audits_run_with_the_settings_it_was_fitted_on() -> None:
+    from badnets.audit import calibrated
+    from badnets.audit_result import FEATURES, AuditedModel, AuditResult
+
+    x, y = _sample(200, 3)
+    evidence = torch.cat([x, torch.zeros(len(x), len(FEATURES) - 2, dtype=torch.float64)], dim=1)
+    fitted_settings = {"detectors": ["neural_cleanse"], "clean_images": 1000, "search_steps": 600, "per_source": True}
+    fit = fit_logistic(evidence, y, FEATURES, version="round:train:1", fitted_on={"audits": [fitted_settings]})
+    result = AuditResult(
+        "clean", None, "neural_cleanse", {}, {}, AuditedModel("m", None, (1, 28, 28), tuple("0123456789")), 1000,
+        1.0, {}, {},
+    )  # fmt: skip
+    assert fit.fits(fitted_settings) and not fit.fits(fitted_settings | {"clean_images": 200})
+    scored = calibrated(result, fitted_settings, fit)
+    assert scored.calibration == "round:train:1"
+    # no detector ran: every feature is NaN, imputed at the train means, so the probability is the bias's
+    assert scored.backdoor_probability == pytest.approx(1 / (1 + math.exp(-fit.bias)))
+    other = calibrated(result, fitted_settings | {"search_steps": 100}, fit)
+    assert other.backdoor_probability is None and "other settings" in other.calibration
+    assert calibrated(result, fitted_settings, None) == result
+    assert AuditResult.from_json(scored.to_json()) == scored
+
+
+def test_no_calibration_is_shipped_until_a_round_has_fitted_one() -> None:
+    from importlib import resources
+
+    from badnets.calibration import shipped_calibration
+
+    shipped = resources.files("badnets").joinpath("calibrations", "audit.json")
+    assert (shipped_calibration() is None) == (not shipped.is_file())
+    if shipped.is_file():
+        calibration = shipped_calibration()
+        assert calibration is not None and calibration.fitted_on["audits"]

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from badnets._io import ensure_writable_dir, run_manifest
 from badnets.audit_result import AuditedModel, AuditResult, DetectorReport, Evidence
+from badnets.calibration import LogisticCalibration, shipped_calibration
 from badnets.data import ImageDataset, dataset_source
 from badnets.defenses.interface import CleanData, DefenseOptions, ModelFinding
-from badnets.defenses.neural_cleanse import NeuralCleanseResult
+from badnets.defenses.neural_cleanse import NeuralCleanseResult, NeuralCleanseSpec
 from badnets.defenses.registry import model_detector
 from badnets.errors import ConfigError
 from badnets.models.loading import check_code_trusted, check_fits, load_any_model
@@ -34,6 +36,8 @@ __all__ = [
     "AuditSpec",
     "CleanSample",
     "audit_model",
+    "audit_settings",
+    "calibrated",
     "clean_sample",
     "defender_setup",
     "evidence",
@@ -188,7 +192,32 @@ def audit_model(spec: AuditSpec) -> Audit:
         config=asdict(spec),
         manifest=run_manifest(asdict(spec), spec.seed, dataset_source(spec.dataset).file_hashes(spec.data_dir)),
     )
-    return Audit(result, findings, sample.images)
+    return Audit(calibrated(result, audit_settings(spec), shipped_calibration()), findings, sample.images)
+
+
+def audit_settings(spec: AuditSpec) -> dict[str, Any]:
+    """What shapes the audit's statistics, so a calibration applies only to audits run as it was fitted: the
+    detectors, the number of clean images and the trigger search's steps and mode."""
+    return {
+        "detectors": list(spec.detectors),
+        "clean_images": spec.clean_images,
+        "search_steps": spec.options.search_steps or NeuralCleanseSpec().steps,
+        "per_source": spec.options.per_source,
+    }
+
+
+def calibrated(
+    result: AuditResult, settings: Mapping[str, Any], calibration: LogisticCalibration | None
+) -> AuditResult:
+    """``result`` with ``calibration``'s ``backdoor_probability`` (the shipped one, in ``audit_model``), where
+    there is one and it was fitted on audits run with ``settings``."""
+    if calibration is None:
+        return result
+    if not calibration.fits(settings):
+        note = f"{calibration.version} not applied: it was fitted on audits run with other settings"
+        return replace(result, calibration=note)
+    probability = calibration.probability(result.features())
+    return replace(result, backdoor_probability=probability, calibration=calibration.version)
 
 
 def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:

@@ -79,6 +79,9 @@ class AuditResult:
     Attributes:
         evidence: for each detector but the deciding one, how it bears on the verdict.
         config, manifest: the audit's spec and the run manifest (versions, data hashes, commit), as recorded.
+        backdoor_probability: the audit's statistics weighed by the shipped calibration (None where none is
+            shipped or the audit ran with other settings than it was fitted on: ``calibration`` then says which).
+        calibration: the version of the calibration that gave the probability, or why there is none.
     """
 
     verdict: Verdict
@@ -91,6 +94,8 @@ class AuditResult:
     seconds: float
     config: Mapping[str, Any]
     manifest: Mapping[str, Any]
+    backdoor_probability: float | None = None
+    calibration: str = "none shipped"
 
     @property
     def suspected_target_name(self) -> str | None:
@@ -122,6 +127,8 @@ class AuditResult:
             "verdict": self.verdict,
             "suspected_target": self.suspected_target,
             "suspected_target_name": self.suspected_target_name,
+            "backdoor_probability": self.backdoor_probability,
+            "calibration": self.calibration,
             "decided_by": self.decided_by,
             "evidence": dict(self.evidence),
             "detectors": {name: d.to_json() for name, d in self.detectors.items()},
@@ -155,6 +162,8 @@ class AuditResult:
             seconds=float(data["timing"]["seconds"]),
             config=dict(data["config"]),
             manifest=dict(data["manifest"]),
+            backdoor_probability=data.get("backdoor_probability"),
+            calibration=str(data.get("calibration", "none shipped")),
         )
 
 

@@ -11,16 +11,20 @@ base rate. A model is plain numbers (``to_json`` / ``from_json``), shipped with 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import torch
 
 from badnets.errors import ConfigError
 
-__all__ = ["LogisticCalibration", "fit_logistic"]
+__all__ = ["SHIPPED", "LogisticCalibration", "fit_logistic", "shipped_calibration"]
+
+SHIPPED = "calibrations"  # the package folder of shipped calibrations, one JSON file per name
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,13 @@ class LogisticCalibration:
     def probability(self, evidence: Mapping[str, float]) -> float:
         """The probability of one model's evidence."""
         return float(self.probabilities(self.matrix([evidence]))[0])
+
+    def fits(self, settings: Mapping[str, Any]) -> bool:
+        """Whether evidence gathered with ``settings`` (the audit's detectors and their options) is what this
+        calibration was fitted on (``fitted_on["audits"]``: the settings of its train round's audits): other
+        settings give statistics of another distribution."""
+        fitted: list[Any] = list(self.fitted_on.get("audits", []))
+        return json.loads(json.dumps(dict(settings))) in fitted
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,3 +167,12 @@ def fit_logistic(
         l2=float(l2),
         fitted_on=dict(fitted_on or {}),
     )
+
+
+def shipped_calibration(name: str = "audit") -> LogisticCalibration | None:
+    """The calibration shipped with this version of badnets as ``badnets/calibrations/NAME.json`` (fitted on an
+    audit round's train round; see ``badnets.studies.audit_round``), or None where none is shipped."""
+    path = resources.files("badnets").joinpath(SHIPPED, f"{name}.json")
+    if not path.is_file():
+        return None
+    return LogisticCalibration.from_json(json.loads(path.read_text(encoding="utf-8")))

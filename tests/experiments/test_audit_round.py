@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from badnets.audit import DEFAULT_DETECTORS
 from badnets.audit_result import FEATURES
 from badnets.errors import ConfigError
 from badnets.records import to_json
@@ -138,6 +139,11 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     assert [s["round"] for s in results["scores"]] == ["test"]  # the train round is only fitted on
     assert all(0 <= a["backdoor_probability"] <= 1 for a in results["audited"])
     assert results["calibration"]["features"] == list(FEATURES)
+    shipped = json.loads((out / "calibration.json").read_text())  # what badnets would ship
+    assert shipped == results["calibration"]
+    assert shipped["fitted_on"]["audits"] == [
+        {"detectors": list(DEFAULT_DETECTORS), "clean_images": 60, "search_steps": 20, "per_source": True}
+    ]
     assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
     report = (out / "report.md").read_text()
     assert "The audit round" in report and "Backdoors by family and mapping" in report and "AUROC" in report

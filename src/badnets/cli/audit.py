@@ -119,6 +119,13 @@ def audit(
     colour = "red" if result.verdict == "backdoored" else "green"
     table.add_row("verdict", f"[bold {colour}]{result.verdict}[/] (decided by {result.decided_by})")
     table.add_row("suspected target", escape(str(result.suspected_target_name)))
+    probability = result.backdoor_probability
+    table.add_row(
+        "backdoor probability",
+        f"{probability:.2f} (calibration {escape(result.calibration)})"
+        if probability is not None
+        else f"– ({escape(result.calibration)})",
+    )
     for name, found in result.detectors.items():
         role = "" if name == result.decided_by else f", evidence: {result.evidence[name]}"
         table.add_row(f"{name} {found.score_name}", f"{found.score:.2f}{role}")

@@ -78,6 +78,12 @@ def _summary(result: AuditResult) -> list[Block]:
             f"{result.clean_images} clean images of `{result.config['dataset']}` ({shape}); "
             f"{result.seconds:.0f} s."
         ),
+        Para(
+            f"Backdoor probability: **{result.backdoor_probability:.2f}** (the audit's statistics weighed by the "
+            f"calibration `{result.calibration}`, fitted on an audit round of models with known truth)."
+            if result.backdoor_probability is not None
+            else f"Backdoor probability: none ({result.calibration})."
+        ),
         Table(["detector", "role", "suspected target", "score", "time"], rows),
         Para(
             "What this can and cannot say: Neural Cleanse looks for a small input patch that sends images of "

@@ -11,10 +11,12 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
+from typing import Any
 
 import torch
 
 from badnets._io import git_commit
+from badnets.audit import audit_settings
 from badnets.audit_result import FEATURES
 from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
@@ -29,7 +31,7 @@ from badnets.studies.audit_round.results import (
     RoundSummary,
     TrainedRoundModel,
 )
-from badnets.studies.audit_round.spec import AuditRoundSpec, RoundModel, draw_round
+from badnets.studies.audit_round.spec import AuditRoundSpec, RoundAuditJob, RoundModel, draw_round
 
 __all__ = [
     "aggregate",
@@ -93,14 +95,22 @@ def audited_model(model: TrainedRoundModel, record: RoundAuditRecord) -> Audited
     return AuditedRoundModel(model, evidence, record.suspected_target, record.seconds)
 
 
-def calibrate(audited: Sequence[AuditedRoundModel], *, version: str) -> LogisticCalibration:
-    """The backdoor probability fitted on ``audited`` (the train round's models whose label is known)."""
+def calibrate(
+    audited: Sequence[AuditedRoundModel], *, version: str, audits: Sequence[Mapping[str, Any]]
+) -> LogisticCalibration:
+    """The backdoor probability fitted on ``audited`` (the train round's models whose label is known), for
+    audits run with one of the settings ``audits`` (``badnets.audit.audit_settings``)."""
     labelled = [m for m in audited if m.model.label is not None]
     rows = [{name: m.evidence.get(name, math.nan) for name in FEATURES} for m in labelled]
     x = torch.tensor([[row[name] for name in FEATURES] for row in rows], dtype=torch.float64)
     y = torch.tensor([m.model.label for m in labelled], dtype=torch.float64)
-    fitted_on = {"round": labelled[0].model.round if labelled else None, "models": len(labelled)}
-    return fit_logistic(x, y, FEATURES, version=version, fitted_on=fitted_on | {"commit": git_commit()})
+    fitted_on = {
+        "round": labelled[0].model.round if labelled else None,
+        "models": len(labelled),
+        "audits": [dict(a) for a in audits],
+        "commit": git_commit(),
+    }
+    return fit_logistic(x, y, FEATURES, version=version, fitted_on=fitted_on)
 
 
 def round_scores(name: str, audited: Sequence[AuditedRoundModel]) -> RoundScores:
@@ -144,7 +154,13 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
             + ", so no calibration can be fitted on it (draw more models with --models, or train longer)",
         )
     train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
-    calibration = calibrate(audited[CALIBRATION_ROUND], version=f"audit-round:{train.name}:{train.seed}")
+    records = [runs.record(f"audit/{m.model.name}", RoundAuditRecord) for m in audited[CALIBRATION_ROUND]]
+    settings = [audit_settings(RoundAuditJob(**r.config).audit_spec()) for r in records]
+    calibration = calibrate(
+        audited[CALIBRATION_ROUND],
+        version=f"audit-round:{train.name}:{train.seed}",
+        audits=[s for i, s in enumerate(settings) if s not in settings[:i]],
+    )
     scored = {
         name: [replace(m, backdoor_probability=calibration.probability(m.evidence)) for m in group]
         for name, group in audited.items()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from badnets._io import write_json
 from badnets.data import dataset_source
 from badnets.experiments._jobs import Backend
 from badnets.experiments._study import StudySummary, run_study
@@ -26,8 +27,8 @@ def run_audit_round(
     backend: Backend | None = None,
 ) -> StudySummary[AuditRoundResults]:
     """Train the rounds' models, then audit each (resuming both), then write ``results.json`` (every model's
-    ground truth and scores, the calibration fitted on the train round, the other rounds' detection scores) and
-    ``report.md``/``.html``."""
+    ground truth and scores, the calibration fitted on the train round, the other rounds' detection scores),
+    ``report.md``/``.html`` and ``calibration.json``."""
     hashes: dict[str, str] = {}
     for name in spec.datasets:
         hashes |= dataset_source(name).file_hashes(spec.data_dir)
@@ -35,4 +36,6 @@ def run_audit_round(
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress, backend=backend)
     results = study.finish(aggregate(spec, study.runs), out_dir)
     write_audit_round_report(results, out_dir)
+    if results.calibration is not None:  # what badnets ships as badnets/calibrations/audit.json
+        write_json(out_dir / "calibration.json", results.calibration)
     return StudySummary(results, summary_table)

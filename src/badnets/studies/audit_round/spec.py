@@ -30,7 +30,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from badnets._io import ensure_writable_dir, write_json
 from badnets.errors import ConfigError
@@ -42,6 +42,9 @@ from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.train import TrainSpec
 from badnets.triggers import TriggerSpec
+
+if TYPE_CHECKING:
+    from badnets.audit import AuditSpec
 
 __all__ = [
     "DATASETS",
@@ -217,22 +220,26 @@ class RoundAuditJob:
     device: str = "auto"
     seed: int = 0
 
-    def run(self, out_dir: Path) -> dict[str, float]:
-        from badnets.audit import AuditSpec, audit_model
+    def audit_spec(self) -> AuditSpec:
+        """The audit as ``badnets audit`` would be asked for it."""
+        from badnets.audit import AuditSpec
         from badnets.defenses.interface import DefenseOptions
 
+        return AuditSpec(
+            model=self.run_dir,
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            clean_images=self.clean_images,
+            seed=self.seed,
+            device=self.device,
+            options=DefenseOptions(seed=self.seed, search_steps=self.search_steps),
+        )
+
+    def run(self, out_dir: Path) -> dict[str, float]:
+        from badnets.audit import audit_model
+
         start = time.perf_counter()
-        audit = audit_model(
-            AuditSpec(
-                model=self.run_dir,
-                dataset=self.dataset,
-                data_dir=self.data_dir,
-                clean_images=self.clean_images,
-                seed=self.seed,
-                device=self.device,
-                options=DefenseOptions(seed=self.seed, search_steps=self.search_steps),
-            )
-        ).result
+        audit = audit_model(self.audit_spec()).result
         seconds = time.perf_counter() - start
         timing = {"evaluate_seconds": seconds, "job_seconds": seconds}  # all of this job's work is evaluation
         features = {name: None if math.isnan(v) else v for name, v in audit.features().items()}
