@@ -112,3 +112,17 @@ def test_per_source_search_needs_labels_of_two_classes() -> None:
         neural_cleanse(BandNet(), images, K, NeuralCleanseSpec(steps=10))
     with pytest.raises(ConfigError, match="two classes"):
         neural_cleanse(BandNet(), images, K, NeuralCleanseSpec(steps=10), torch.zeros(12, dtype=torch.long))
+
+
+def test_a_source_scan_finds_the_one_source_with_a_short_route_and_where_it_leads() -> None:
+    """The single-target backdoor's source leaves its class with the one trigger pixel, to the target; every
+    other source needs a band's worth of pixels."""
+    from badnets.defenses.neural_cleanse import scan_sources
+
+    images, labels = _band_images(240)
+    scan = scan_sources(BandNet(), images, labels, K, NeuralCleanseSpec(steps=300, images_per_step=8))
+    assert scan.sources == list(range(K))
+    smallest = int(scan.l1.argmin())
+    assert scan.sources[smallest] == SOURCE and scan.reached[smallest] == TARGET
+    assert float(scan.l1[smallest]) < 3 and float(scan.l1.median()) > 3 * float(scan.l1[smallest])
+    assert bool((scan.asr >= 0.99).all())  # every source was moved out of its class

@@ -38,9 +38,11 @@ __all__ = [
     "NeuralCleanseRecord",
     "NeuralCleanseResult",
     "NeuralCleanseSpec",
+    "SourceScan",
     "mad_anomaly_index",
     "neural_cleanse",
     "recover_triggers",
+    "scan_sources",
 ]
 
 
@@ -208,6 +210,57 @@ def neural_cleanse(
     )
 
 
+@dataclass(frozen=True)
+class SourceScan:
+    """For every source class present: the smallest trigger that moves its images to any other class (its L1
+    norm and success), and the class most of them reach with it.
+
+    A backdoor gives its source classes a short route to its target: an all-to-one backdoor caps every source's
+    smallest trigger near the real one and sends many sources to one class; a single-target backdoor gives one
+    source an unusually small trigger; an all-to-all backdoor gives every source a small trigger to its own target.
+    It costs one search per class, where the per-source Neural Cleanse costs one per (source, target) pair.
+    """
+
+    sources: list[int]
+    l1: torch.Tensor  # (S,)
+    asr: torch.Tensor  # (S,)
+    reached: list[int]  # per source: the class its trigger sends most of its images to (-1: none moved)
+    seconds: float
+
+
+def scan_sources(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    spec: NeuralCleanseSpec | None = None,
+) -> SourceScan:
+    """The smallest trigger moving each source class of the clean ``images`` out of its class (``SourceScan``);
+    ``spec.images_per_step`` images of each source per step.
+
+    Raises:
+        ConfigError: fewer than two classes among ``labels``.
+    """
+    spec = spec or NeuralCleanseSpec()
+    start = time.perf_counter()
+    sources = [s for s in range(num_classes) if bool((labels == s).any())]
+    if len(sources) < 2:
+        raise ConfigError("a source scan needs clean images of at least two classes")
+    pools = [torch.nonzero(labels == s).flatten() for s in sources]
+    found = _reverse_triggers(model, images, pools, torch.tensor(sources), spec.images_per_step, spec, away=True)
+    reached = []
+    with torch.no_grad():
+        model.eval()
+        device = next(model.parameters()).device
+        for i, source in enumerate(sources):
+            x = images[pools[i]].to(device).float().div_(255.0)
+            mask, pattern = found.masks[i].to(device), found.patterns[i].to(device)
+            predicted = model((1 - mask) * x + mask * pattern).argmax(1).cpu()
+            moved = predicted[predicted != source]
+            reached.append(int(moved.mode().values) if len(moved) else -1)
+    return SourceScan(sources, found.l1, found.asr, reached, time.perf_counter() - start)
+
+
 def recover_triggers(
     model: nn.Module,
     images: torch.Tensor,
@@ -259,9 +312,12 @@ def _reverse_triggers(
     targets: torch.Tensor,
     per_trial: int,
     spec: NeuralCleanseSpec,
+    *,
+    away: bool = False,
 ) -> _Triggers:
     """Optimise one (mask, pattern) per trial at once: trial i sends ``per_trial`` images a step, drawn from
-    ``pools[i]``, to ``targets[i]``."""
+    ``pools[i]``, to ``targets[i]`` — or, ``away``, to any class but ``targets[i]`` (its success is then the share
+    of images that leave that class)."""
     device = next(model.parameters()).device
     model.eval()
     frozen = [p.requires_grad for p in model.parameters()]
@@ -289,14 +345,18 @@ def _reverse_triggers(
             mask, pattern = torch.sigmoid(mask_logit), torch.sigmoid(pattern_logit)
             stamped = (1 - mask[:, None]) * x + mask[:, None] * pattern[:, None]
             logits = model(stamped.reshape(k * b, c, h, w))
-            ce = F.cross_entropy(logits, step_targets, reduction="none").view(k, -1).mean(1)
+            if away:  # −log P(not the class): pushes the images out of it, to whichever class is nearest
+                own = F.log_softmax(logits, 1).gather(1, step_targets[:, None]).squeeze(1)
+                ce = -torch.log1p(-own.exp().clamp(max=1 - 1e-6)).view(k, -1).mean(1)
+            else:
+                ce = F.cross_entropy(logits, step_targets, reduction="none").view(k, -1).mean(1)
             l1 = mask.flatten(1).sum(1)
             loss = (ce + cost * l1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             with torch.no_grad():
-                asr = (logits.argmax(1) == step_targets).float().view(k, -1).mean(1)
+                asr = ((logits.argmax(1) == step_targets) != away).float().view(k, -1).mean(1)
                 hits += asr
                 better = (asr >= spec.target_asr) & (l1 < best_l1)
                 best_l1 = torch.where(better, l1, best_l1)
