@@ -14,10 +14,12 @@ import pytest
 from badnets.audit import DEFAULT_DETECTORS
 from badnets.audit_result import FEATURES
 from badnets.errors import ConfigError
+from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
+from badnets.studies.audit_round.analysis import aggregate
 from badnets.studies.audit_round.results import LEARNED_ASR
-from badnets.studies.audit_round.spec import DATASETS
+from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs
 from badnets.triggers import make_stamp
 
 
@@ -152,3 +154,14 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     again = run_audit_round(spec, out)  # resumes: nothing retrained
     assert again.results.models == summary.results.models
     assert again.results.timing is not None and again.results.timing.models_trained_now == 0
+
+    # the same runs, had no backdoor of the train round been learned: audited, but no calibration can be fitted
+    runs = {}
+    for job in build_jobs(spec) + audit_jobs(spec, out):
+        recorded = json.loads((out / "runs" / job.dir_name / "results.json").read_text())
+        if job.name.startswith("train/") and "metrics" in recorded:
+            recorded["metrics"]["attack_success_rate"] = 0.0
+        runs[job.name] = recorded
+    unlearned = aggregate(spec, FinishedJobs(runs))
+    assert unlearned.scores is None and unlearned.calibration is None and unlearned.audited is not None
+    assert unlearned.unscored is not None and "no learned backdoor" in unlearned.unscored
