@@ -192,6 +192,8 @@ def test_registered_dataset_model_and_defenses_run_end_to_end(registered: None, 
         "test-corner-detector",
     )
     assert "test-corner-detector" in (tmp_path / "a" / "report.md").read_text()
+    # no calibration is fitted on a registered detector's evidence: the probability is left out, and said so
+    assert audit["backdoor_probability"] is None and "backdoor probability" in audited.output
     from badnets.audit_result import AuditResult
 
     assert AuditResult.from_json(audit).to_json() == audit  # the one serialise/parse pair round-trips

@@ -183,6 +183,7 @@ def test_audit_errors_exit_2(tiny_mnist: Path, tmp_path: Path) -> None:
         (["--model", "badnet-cnn", "--weights", str(tmp_path / "missing.pt")], "does not exist"),
         (["--model", "badnet-cnn", "--dataset", "nope"], "dataset must be one of"),
         (["--model", "badnet-cnn", "--mean", "a"], "comma-separated"),
+        (["--model", "badnet-cnn", "--search-steps", "0"], "--search-steps"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["audit", "--out", str(tmp_path / "out"), *args])
