@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
+
+from badnets.defenses.neural_cleanse import mad_anomaly_index
+
 __all__ = ["FEATURES", "AuditResult", "AuditedModel", "DetectorReport"]
 
 # The audit's statistics by name: what a calibration weighs into a backdoor probability. Trigger sizes are taken
@@ -168,17 +172,11 @@ class AuditResult:
 
 
 def _median_source_anomaly(details: Mapping[str, Any]) -> float:
-    """The median over source classes of how many robust deviations (log-MAD, as Neural Cleanse's test) the
-    source's smallest trigger lies below its triggers to the other classes; NaN without per-source searches."""
+    """The median over source classes of the anomaly index (Neural Cleanse's log-MAD test) of the source's
+    smallest trigger among its triggers to the other classes; NaN without per-source searches."""
     by_source: dict[int, list[float]] = {}
     for source, l1 in zip(details.get("trial_sources", []), details.get("trial_l1", []), strict=True):
         if source is not None:
-            by_source.setdefault(int(source), []).append(math.log(max(float(l1), 1e-6)))
-    indices = []
-    for logs in by_source.values():
-        if len(logs) < 3:
-            continue
-        median = statistics.median(logs)
-        spread = 1.4826 * statistics.median(abs(v - median) for v in logs)
-        indices.append(max(0.0, (median - min(logs)) / max(spread, 1e-12)))
+            by_source.setdefault(int(source), []).append(float(l1))
+    indices = [float(mad_anomaly_index(torch.tensor(l1)).max()) for l1 in by_source.values() if len(l1) >= 3]
     return statistics.median(indices) if indices else math.nan

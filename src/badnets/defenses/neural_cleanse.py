@@ -243,10 +243,7 @@ def scan_sources(
     """
     spec = spec or NeuralCleanseSpec()
     start = time.perf_counter()
-    sources = [s for s in range(num_classes) if bool((labels == s).any())]
-    if len(sources) < 2:
-        raise ConfigError("a source scan needs clean images of at least two classes")
-    pools = [torch.nonzero(labels == s).flatten() for s in sources]
+    sources, pools = _source_pools(labels, num_classes, "a source scan")
     found = _reverse_triggers(model, images, pools, torch.tensor(sources), spec.images_per_step, spec, away=True)
     reached = []
     with torch.no_grad():
@@ -277,6 +274,18 @@ def recover_triggers(
     return [s for s, _ in trials], found.masks, found.patterns
 
 
+def _source_pools(labels: torch.Tensor, num_classes: int, who: str) -> tuple[list[int], list[torch.Tensor]]:
+    """The classes present among ``labels`` and each one's image indices.
+
+    Raises:
+        ConfigError: fewer than two classes are present (``who`` names the search in the message).
+    """
+    present = [s for s in range(num_classes) if bool((labels == s).any())]
+    if len(present) < 2:
+        raise ConfigError(f"{who} needs clean images of at least two classes")
+    return present, [torch.nonzero(labels == s).flatten() for s in present]
+
+
 def _plan(
     images: torch.Tensor, labels: torch.Tensor | None, num_classes: int, targets: Iterable[int], spec: NeuralCleanseSpec
 ) -> tuple[list[tuple[int | None, int]], list[torch.Tensor], int]:
@@ -287,12 +296,11 @@ def _plan(
         return trials, [torch.arange(len(images))] * len(trials), spec.images_per_step
     if labels is None:
         raise ConfigError("per-source Neural Cleanse needs the clean images' labels")
-    present = [s for s in range(num_classes) if bool((labels == s).any())]
-    if len(present) < 2:
-        raise ConfigError("per-source Neural Cleanse needs clean images of at least two classes")
+    present, source_pools = _source_pools(labels, num_classes, "per-source Neural Cleanse")
+    pool_of = dict(zip(present, source_pools, strict=True))
     pairs = [(s, t) for t in targets for s in present if s != t]
     trials = [(s, t) for s, t in pairs]
-    pools = [torch.nonzero(labels == s).flatten() for s, _ in pairs]
+    pools = [pool_of[s] for s, _ in pairs]
     return trials, pools, -(-spec.images_per_step // (len(present) - 1))
 
 

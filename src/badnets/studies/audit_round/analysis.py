@@ -17,7 +17,7 @@ import torch
 
 from badnets._io import git_commit
 from badnets.audit import audit_settings
-from badnets.audit_result import FEATURES
+from badnets.audit_result import FEATURES, AuditResult
 from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
 from badnets.metrics import BackdoorMetrics, auroc, cross_entropy, tpr_at_fpr
@@ -91,8 +91,8 @@ def summarise_round(name: str, models: Sequence[TrainedRoundModel]) -> RoundSumm
 
 def audited_model(model: TrainedRoundModel, record: RoundAuditRecord) -> AuditedRoundModel:
     """A trained model with what its audit found (a feature the audit could not give is NaN)."""
-    evidence = {name: math.nan if value is None else value for name, value in record.features.items()}
-    return AuditedRoundModel(model, evidence, record.suspected_target, record.seconds)
+    audit = AuditResult.from_json(record.audit)
+    return AuditedRoundModel(model, audit.features(), audit.suspected_target, audit.seconds)
 
 
 def calibrate(
@@ -140,10 +140,8 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
     )
     if not runs.names("audit/") or CALIBRATION_ROUND not in models:
         return results
-    audited = {
-        name: [audited_model(m, runs.record(f"audit/{m.name}", RoundAuditRecord)) for m in group]
-        for name, group in models.items()
-    }
+    records = {m.name: runs.record(f"audit/{m.name}", RoundAuditRecord) for m in results.models}
+    audited = {name: [audited_model(m, records[m.name]) for m in group] for name, group in models.items()}
     labels = {m.model.label for m in audited[CALIBRATION_ROUND]}
     if not {0, 1} <= labels:
         return replace(
@@ -154,8 +152,9 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
             + ", so no calibration can be fitted on it (draw more models with --models, or train longer)",
         )
     train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
-    records = [runs.record(f"audit/{m.model.name}", RoundAuditRecord) for m in audited[CALIBRATION_ROUND]]
-    settings = [audit_settings(RoundAuditJob(**r.config).audit_spec()) for r in records]
+    settings = [
+        audit_settings(RoundAuditJob(**records[m.model.name].config).audit_spec()) for m in audited[CALIBRATION_ROUND]
+    ]
     calibration = calibrate(
         audited[CALIBRATION_ROUND],
         version=f"audit-round:{train.name}:{train.seed}",

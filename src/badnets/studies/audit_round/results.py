@@ -60,12 +60,9 @@ class TrainedRoundModel:
 
 @dataclass(frozen=True)
 class RoundAuditRecord:
-    """An audit job's ``results.json``: the audit's features (None where a detector could not give one), its
-    suspected target and time, the whole audit as ``badnets audit`` writes it, and the job's config."""
+    """An audit job's ``results.json``: the audit as ``badnets audit`` writes it (``AuditResult.to_json``), and
+    the job's config and timing."""
 
-    suspected_target: int | None
-    features: dict[str, float | None]
-    seconds: float
     audit: dict[str, Any]
     config: dict[str, Any]
     timing: dict[str, float]

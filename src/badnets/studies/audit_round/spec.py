@@ -37,7 +37,7 @@ from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
-from badnets.experiments.run_dir import RUNS, run_dir_name
+from badnets.experiments.run_dir import RUNS
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.train import TrainSpec
@@ -210,7 +210,7 @@ def build_jobs(spec: AuditRoundSpec) -> list[Job]:
 @dataclass(frozen=True, kw_only=True)
 class RoundAuditJob:
     """The audit, as ``badnets audit`` runs it, on one trained model of a round (a job of the study's second
-    phase): it writes the audit's results and the calibration's features."""
+    phase): it writes the audit's results, from which the analysis reads the calibration's features."""
 
     run_dir: str
     dataset: str
@@ -242,19 +242,8 @@ class RoundAuditJob:
         audit = audit_model(self.audit_spec()).result
         seconds = time.perf_counter() - start
         timing = {"evaluate_seconds": seconds, "job_seconds": seconds}  # all of this job's work is evaluation
-        features = {name: None if math.isnan(v) else v for name, v in audit.features().items()}
         ensure_writable_dir(out_dir)
-        write_json(
-            out_dir / "results.json",
-            {
-                "suspected_target": audit.suspected_target,
-                "features": features,
-                "seconds": audit.seconds,
-                "audit": audit.to_json(),
-                "config": asdict(self),
-                "timing": timing,
-            },
-        )
+        write_json(out_dir / "results.json", {"audit": audit.to_json(), "config": asdict(self), "timing": timing})
         return timing
 
 
@@ -262,22 +251,23 @@ def audit_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
     """One audit per model of every round (the study's second phase, run after the models are trained)."""
     steps = dict(spec.search_steps)
     trained = {job.name: job.dir_name for job in build_jobs(spec)}
-    return [
-        Job(
-            f"audit/{m.name}",
-            RoundAuditJob(
-                run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
-                dataset=m.dataset,
-                data_dir=spec.data_dir,
-                clean_images=spec.clean_images,
-                search_steps=steps[m.dataset],
-                device=spec.device,
-            ),
-            dir_name=run_dir_name(f"audit/{m.name}"),
-        )
-        for r in spec.rounds
-        for m in draw_round(spec, r)
-    ]
+    return dedupe_jobs(
+        [
+            Job(
+                f"audit/{m.name}",
+                RoundAuditJob(
+                    run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
+                    dataset=m.dataset,
+                    data_dir=spec.data_dir,
+                    clean_images=spec.clean_images,
+                    search_steps=steps[m.dataset],
+                    device=spec.device,
+                ),
+            )
+            for r in spec.rounds
+            for m in draw_round(spec, r)
+        ]
+    )
 
 
 def _recipe(rng: random.Random, spec: AuditRoundSpec, epochs: int) -> TrainSpec:
