@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
-from badnets.models import BadNetCNN
+from badnets.models import BadNetCNN, build_model
 from badnets.train import TrainSpec, flip_and_shift, predict, resolve_device, train_model
 from tests.conftest import synthetic_digits
 
@@ -170,7 +170,7 @@ def test_the_sharpness_aware_gradient_is_the_gradient_at_the_adaptive_ascent_poi
         for q, p, gi in zip(shifted.parameters(), model.parameters(), g, strict=True):
             q.copy_(p + rho * p.square() * gi / norm)
     loss_fn(shifted(batch), labels).backward()
-    _sharpness_aware_gradient(model, model, loss_fn, batch, labels, TrainSpec(sam_rho=rho))
+    _sharpness_aware_gradient(model, model, loss_fn, batch, labels, TrainSpec(sam_rho=rho), None)
     assert all(torch.equal(a, b) for a, b in zip(weights(model), before, strict=True)), "weights back at w"
     for p, q in zip(model.parameters(), shifted.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, atol=1e-6)  # type: ignore[arg-type]
@@ -204,7 +204,7 @@ def test_the_gpu_options_train_on_the_cpu_too(options: dict[str, object]) -> Non
 
 COMPILED_VS_EAGER = """
 import torch
-from badnets.models import BadNetCNN
+from badnets.models import BadNetCNN, build_model
 from badnets.train import TrainSpec, predict, train_model
 from tests.test_train import SPEC, tiny
 
@@ -226,3 +226,28 @@ def test_compiled_training_learns_what_eager_learns() -> None:
     done = subprocess.run([sys.executable, "-c", COMPILED_VS_EAGER], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_a_penalty_joins_every_steps_loss_after_the_forward_pass() -> None:
+    """A penalty of zero changes nothing; one that pulls the first layer's bias up moves it, and sees the
+    batch the forward pass just saw."""
+    images, labels = synthetic_digits(64, seed=4)
+    data = ImageDataset(images[:, None], labels.long(), tuple("0123456789"))
+    spec = TrainSpec(epochs=1, batch_size=16, device="cpu")
+    seen: list[int] = []
+
+    def zero(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(len(batch))
+        return torch.zeros(())
+
+    plain = train_model(build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28), data, spec, seed=0)
+    zeroed = build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28)
+    train_model(zeroed, data, spec, seed=0, penalty=zero)
+    assert seen == [16] * 4
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.state_dict().values(), zeroed.state_dict().values(), strict=True)
+    )
+    pulled = build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28)
+    bias = pulled.get_parameter("conv1.bias")
+    train_model(pulled, data, spec, seed=0, penalty=lambda _batch: -bias.sum())
+    assert float(bias.sum()) > float(plain.get_parameter("conv1.bias").sum()) + 0.01

@@ -24,7 +24,7 @@ from badnets.audit_result import AuditedModel, AuditResult, DetectorReport, Evid
 from badnets.calibration import LogisticCalibration, shipped_calibration
 from badnets.data import ImageDataset, dataset_source
 from badnets.defenses.interface import CleanData, DefenseOptions, ModelFinding
-from badnets.defenses.neural_cleanse import NeuralCleanseResult, NeuralCleanseSpec
+from badnets.defenses.neural_cleanse import NeuralCleanse, NeuralCleanseResult
 from badnets.defenses.registry import model_detector
 from badnets.errors import ConfigError
 from badnets.models.loading import check_code_trusted, check_fits, load_any_model
@@ -197,12 +197,15 @@ def audit_model(spec: AuditSpec) -> Audit:
 
 def audit_settings(spec: AuditSpec) -> dict[str, Any]:
     """What shapes the audit's statistics, so a calibration applies only to audits run as it was fitted: the
-    detectors, the number of clean images and the trigger search's steps and mode."""
+    detectors, the number of clean images and the trigger search's steps, images and mode."""
+    search = NeuralCleanse(spec.options).spec
     return {
         "detectors": list(spec.detectors),
         "clean_images": spec.clean_images,
-        "search_steps": spec.options.search_steps or NeuralCleanseSpec().steps,
-        "per_source": spec.options.per_source,
+        "search_steps": search.steps,
+        "search_images": search.images_per_step,
+        "per_source": search.per_source,
+        "targets_per_source": search.targets_per_source,
     }
 
 

@@ -112,12 +112,12 @@ class AuditResult:
         area = float(height * width)
         cleanse = self.detectors.get("neural_cleanse")
         if cleanse is not None:
-            l1 = [max(float(v), 1e-6) for v in cleanse.details["l1"]]
-            smallest = min(range(len(l1)), key=l1.__getitem__)
-            median = statistics.median(l1)
+            searched = {c: max(float(v), 1e-6) for c, v in enumerate(cleanse.details["l1"]) if v is not None}
+            smallest = min(searched, key=searched.__getitem__)
+            median = statistics.median(searched.values())
             out["nc_max_anomaly_index"] = float(cleanse.details["max_anomaly_index"])
-            out["nc_log_min_l1_share"] = math.log(l1[smallest] / area)
-            out["nc_log_min_over_median"] = math.log(l1[smallest] / median)
+            out["nc_log_min_l1_share"] = math.log(searched[smallest] / area)
+            out["nc_log_min_over_median"] = math.log(searched[smallest] / median)
             out["nc_log_median_l1_share"] = math.log(median / area)
             out["nc_smallest_trigger_asr"] = float(cleanse.details["asr"][smallest])
             out["nc_median_source_anomaly"] = _median_source_anomaly(cleanse.details)

@@ -32,6 +32,7 @@ __all__ = [
     "guard_inputs",
     "read_training_set",
     "repair_model",
+    "repaired",
     "screen_training_set",
 ]
 
@@ -202,21 +203,28 @@ def repair_model(spec: AuditSpec, method: str, out_dir: Path, *, epochs: int = 5
     """Repair ``spec.model`` with the registered repair ``method`` on the defender's clean images; write the
     repaired ``model.safetensors`` and ``results.json``. Clean accuracy (and, for a ``badnets attack`` run, the
     attack success rate) before and after is measured on test images the repair never saw."""
-    repair = repair_method(method, DefenseOptions(seed=spec.seed, epochs=epochs))
-    sample, model = defender_setup(spec)
-    score = _known_attack_scorer(spec.model, sample.rest)
-    before = score(model)
-    record = repair.repair(model, sample.clean)
-    after = score(model)
+    result, model = repaired(spec, method, epochs=epochs)
     ensure_writable_dir(out_dir)
     save_weights(model, out_dir / "model.safetensors")
     write_json(
         out_dir / "results.json",
         {
-            "repair": record.to_json(),
-            "before": asdict(before),
-            "after": asdict(after),
+            "repair": result.record.to_json(),
+            "before": asdict(result.before),
+            "after": asdict(result.after),
             "clean_images": spec.clean_images,
         },
     )
-    return RepairResult(method, record, before, after, len(sample.rest))
+    return result
+
+
+def repaired(spec: AuditSpec, method: str, *, epochs: int = 5) -> tuple[RepairResult, torch.nn.Module]:
+    """``repair_model`` without writing anything: the result and the repaired model. The repair gets
+    ``spec.options`` (its trigger search's settings, its seed) with ``epochs``."""
+    repair = repair_method(method, replace(spec.options, seed=spec.seed, epochs=epochs))
+    sample, model = defender_setup(spec)
+    score = _known_attack_scorer(spec.model, sample.rest)
+    before = score(model)
+    record = repair.repair(model, sample.clean)
+    after = score(model)
+    return RepairResult(method, record, before, after, len(sample.rest)), model

@@ -181,6 +181,22 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     return int(state["epoch"])
 
 
+Penalty = Callable[[torch.Tensor], torch.Tensor]  # batch → a term added to the loss, after the model's forward
+
+
+def _loss(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: nn.Module,
+    batch: torch.Tensor,
+    labels: torch.Tensor,
+    spec: TrainSpec,
+    penalty: Penalty | None,
+) -> torch.Tensor:
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+        loss: torch.Tensor = loss_fn(forward(batch), labels)
+        return loss if penalty is None else loss + penalty(batch)
+
+
 def _sharpness_aware_gradient(
     model: nn.Module,
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -188,6 +204,7 @@ def _sharpness_aware_gradient(
     batch: torch.Tensor,
     labels: torch.Tensor,
     spec: TrainSpec,
+    penalty: Penalty | None,
 ) -> None:
     """Replace each trainable weight's gradient ``g`` by the gradient at ``w + e``, ``e = ρ·w²⊙g / ‖|w|⊙g‖``
     (ASAM's ascent step with the operator ``|w|``), then put the weights back at ``w``."""
@@ -198,9 +215,7 @@ def _sharpness_aware_gradient(
         for p, g in pairs:
             p.add_(spec.sam_rho * p.square() * g / (norm + 1e-12))
             p.grad = None
-    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
-        loss = loss_fn(forward(batch), labels)
-    loss.backward()
+    _loss(forward, loss_fn, batch, labels, spec, penalty).backward()  # type: ignore[no-untyped-call]
     with torch.no_grad():
         for (p, _), w in zip(pairs, at, strict=True):
             p.copy_(w)
@@ -219,6 +234,7 @@ def _epochs(
     start: int,
     checkpoint: Path | None,
     progress: ProgressFn | None,
+    penalty: Penalty | None,
 ) -> None:
     n = len(y)
     steps = math.ceil(n / spec.batch_size)
@@ -232,12 +248,11 @@ def _epochs(
             batch = _as_float(x[idx], x.device, channels_last=spec.channels_last)
             if spec.augment:
                 batch = flip_and_shift(batch, augment_rng, flips=spec.flips)
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
-                loss = loss_fn(forward(batch), y[idx])
+            loss = _loss(forward, loss_fn, batch, y[idx], spec, penalty)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             if spec.sam_rho > 0:
-                _sharpness_aware_gradient(model, forward, loss_fn, batch, y[idx], spec)
+                _sharpness_aware_gradient(model, forward, loss_fn, batch, y[idx], spec, penalty)
             optimizer.step()
             sched.step()
             if progress is not None and ((step + 1) % 25 == 0 or step + 1 == steps):
@@ -257,6 +272,7 @@ def train_model(
     progress: ProgressFn | None = None,
     layers: Sequence[str] | None = None,
     init: bool = True,
+    penalty: Penalty | None = None,
 ) -> nn.Module:
     """Initialise ``model`` from ``seed`` and train it on ``data``; resume from ``checkpoint`` if it exists.
 
@@ -270,6 +286,8 @@ def train_model(
         layers: names of the submodules to initialise and train (e.g. ``("fc1", "fc2")`` for transfer learning);
             every other weight keeps its value and is frozen. ``None``: the whole model, from scratch.
         init: ``False`` fine-tunes: the trained layers start from their current weights.
+        penalty: a term added to every step's loss, called with the step's (augmented) batch right after the
+            model's forward pass on it (e.g. a distillation loss on features the model's hooks captured).
 
     Returns:
         The trained model (the same object), in eval mode, on the training device.
@@ -302,7 +320,7 @@ def train_model(
     # Dropout draws from the global RNG: seed it per epoch inside a forked RNG, so the same seed gives the same
     # model whatever ran before in the process, and a resumed run draws what an uninterrupted one would have.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), one_cpu_thread():
-        _epochs(model, forward, spec, x, y, optimizer, sched, loss_fn, seed, start, checkpoint, progress)
+        _epochs(model, forward, spec, x, y, optimizer, sched, loss_fn, seed, start, checkpoint, progress, penalty)
     model.eval()
     return model
 

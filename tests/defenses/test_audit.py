@@ -184,6 +184,8 @@ def test_audit_errors_exit_2(tiny_mnist: Path, tmp_path: Path) -> None:
         (["--model", "badnet-cnn", "--dataset", "nope"], "dataset must be one of"),
         (["--model", "badnet-cnn", "--mean", "a"], "comma-separated"),
         (["--model", "badnet-cnn", "--search-steps", "0"], "--search-steps"),
+        (["--model", "badnet-cnn", "--search-images", "0"], "--search-images"),
+        (["--model", "badnet-cnn", "--targets-per-source", "0"], "--targets-per-source"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["audit", "--out", str(tmp_path / "out"), *args])
@@ -319,3 +321,23 @@ def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: 
         ["repair", "--model", "badnet-cnn", "--weights", str(badnet), "--method", "x", "--out", str(tmp_path / "b")],
     )
     assert bad.exit_code == 2 and "--method" in bad.stderr
+
+
+def test_a_pre_screened_audit_records_what_it_searched(tiny_mnist: Path, tmp_path: Path) -> None:
+    """--targets-per-source 2: 20 of the 90 pairs, each source's two likeliest targets; a class no source leans
+    to is recorded as not searched; the settings a calibration must match are recorded."""
+    torch.manual_seed(0)
+    model = build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    args = ["--model", "badnet-cnn", "--weights", str(tmp_path / "w.safetensors"), "--clean-images", "100"]
+    options = ["--search-steps", "20", "--search-images", "4", "--targets-per-source", "2"]
+    result = runner.invoke(app, ["audit", "--out", str(tmp_path / "out"), *args, *options])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    details = results["detectors"]["neural_cleanse"]["details"]
+    assert len(details["trial_targets"]) == 2 * len(set(details["trial_sources"])) == 20
+    searched = set(details["trial_targets"])
+    assert [v is not None for v in details["l1"]] == [k in searched for k in range(10)]
+    assert all(details["anomaly_index"][k] == 0 for k in range(10) if k not in searched)
+    assert results["config"]["options"]["targets_per_source"] == 2
+    assert results["config"]["options"]["search_images"] == 4

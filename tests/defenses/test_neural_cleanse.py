@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from badnets.defenses.neural_cleanse import NeuralCleanseSpec, mad_anomaly_index, neural_cleanse
+from badnets.defenses.neural_cleanse import NeuralCleanseSpec, leaning_targets, mad_anomaly_index, neural_cleanse
 from badnets.errors import ConfigError
 
 K, SIDE, SOURCE, TARGET = 6, 12, 0, 3
@@ -63,14 +63,15 @@ class BandNet(nn.Module):
     """Class c is a bright band of rows 2c, 2c+1. A backdoor: the bottom-right pixel sends *source-class* images,
     and only those, to the target class."""
 
-    def __init__(self) -> None:
+    def __init__(self, lean: float = 0.0) -> None:
         super().__init__()
         self.gain = nn.Parameter(torch.tensor(10.0))
+        self.lean = lean  # how much the source's clean images lean to the target
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bands = x[:, 0].view(len(x), K, 2, SIDE).mean(dim=(2, 3))  # (B, K) band brightness
         backdoor = torch.zeros_like(bands)
-        backdoor[:, TARGET] = 40 * x[:, 0, -1, -1] * bands[:, SOURCE]
+        backdoor[:, TARGET] = (40 * x[:, 0, -1, -1] + self.lean) * bands[:, SOURCE]
         return self.gain * bands + backdoor
 
 
@@ -126,3 +127,35 @@ def test_a_source_scan_finds_the_one_source_with_a_short_route_and_where_it_lead
     assert scan.sources[smallest] == SOURCE and scan.reached[smallest] == TARGET
     assert float(scan.l1[smallest]) < 3 and float(scan.l1.median()) > 3 * float(scan.l1[smallest])
     assert bool((scan.asr >= 0.99).all())  # every source was moved out of its class
+
+
+def test_leaning_targets_are_the_classes_a_source_leans_to_most() -> None:
+    images, labels = _band_images(240)
+    leaning = leaning_targets(BandNet(lean=2.0), images, labels, K, 2)
+    assert sorted(leaning) == list(range(K)) and all(len(t) == 2 and s not in t for s, t in leaning.items())
+    assert leaning[SOURCE][0] == TARGET  # the backdoor's pull shows on the source's clean images
+
+
+def test_a_pre_screened_search_still_finds_the_one_source_backdoor() -> None:
+    """Two targets per source instead of five: the (source, target) pair is among them; classes no source leans to
+    are not searched (NaN norm, index 0, None in the record) and do not enter the outlier test."""
+    images, labels = _band_images(240)
+    model = BandNet(lean=2.0)
+    found = neural_cleanse(
+        model, images, K, NeuralCleanseSpec(steps=300, images_per_step=6, targets_per_source=2), labels
+    )
+    assert len(found.trials) == 2 * K and (SOURCE, TARGET) in found.trials
+    assert found.suspected_target == TARGET and found.smallest == TARGET and found.l1[TARGET] < 3
+    unsearched = [k for k in range(K) if all(t != k for _, t in found.trials)]
+    assert all(math.isnan(found.l1[k]) and found.anomaly_index[k] == 0 for k in unsearched)
+    record = found.record()
+    assert all(record.l1[k] is None and record.sources is not None and record.sources[k] is None for k in unsearched)
+    searched = found.l1[~found.l1.isnan()]
+    assert torch.equal(found.anomaly_index[~found.l1.isnan()], mad_anomaly_index(searched))
+
+
+def test_nan_norms_do_not_count_in_the_outlier_test() -> None:
+    l1 = torch.tensor([10.0, 11.0, 9.0, 10.0, 1.0])
+    with_gaps = torch.tensor([10.0, math.nan, 11.0, 9.0, math.nan, 10.0, 1.0])
+    index = mad_anomaly_index(with_gaps)
+    assert torch.equal(index[~with_gaps.isnan()], mad_anomaly_index(l1)) and index[1] == 0 and index[4] == 0

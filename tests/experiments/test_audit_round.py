@@ -13,13 +13,14 @@ import pytest
 
 from badnets.audit import DEFAULT_DETECTORS
 from badnets.audit_result import FEATURES
+from badnets.defenses.interface import DefenseOptions
 from badnets.errors import ConfigError
 from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
 from badnets.studies.audit_round.analysis import aggregate
 from badnets.studies.audit_round.results import LEARNED_ASR
-from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs
+from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs, repair_jobs
 from badnets.triggers import make_stamp
 
 
@@ -95,8 +96,10 @@ def test_presets_scale_the_rounds() -> None:
         (lambda: Round("train", 0, 1), "at least 2 models"),
         (lambda: AuditRoundSpec(rounds=(Round("a", 0, 4), Round("a", 1, 4))), "round names must differ"),
         (lambda: AuditRoundSpec(epochs=(("mnist", 3),)), "epochs gives no value for dataset"),
-        (lambda: AuditRoundSpec(search_steps=(("mnist", 3),)), "search_steps gives no value for dataset"),
+        (lambda: AuditRoundSpec(audits=(("mnist", DefenseOptions()),)), "audits gives no value for dataset"),
         (lambda: AuditRoundSpec(rates=(0.3, 0.1)), "rates must satisfy"),
+        (lambda: AuditRoundSpec(repair_round="holdout"), "repair_round must name a round"),
+        (lambda: AuditRoundSpec(repairs=("glue",)), "unknown repair defense 'glue'"),
     ],
 )
 def test_bad_round_specs_say_what_to_fix(make: object, message: str) -> None:
@@ -114,7 +117,10 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
         epochs=(("mnist", 4),),
         rates=(0.15, 0.19),
         clean_images=60,
-        search_steps=(("mnist", 20),),
+        audits=(("mnist", DefenseOptions(search_steps=20)),),
+        repairs=("ft-sam", "fine-pruning"),
+        repair_images=200,
+        repair_epochs=1,
         workers=1,
         data_dir=str(tiny_mnist),
         quick=True,
@@ -144,8 +150,29 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     shipped = json.loads((out / "calibration.json").read_text())  # what badnets would ship
     assert shipped == results["calibration"]
     assert shipped["fitted_on"]["audits"] == [
-        {"detectors": list(DEFAULT_DETECTORS), "clean_images": 60, "search_steps": 20, "per_source": True}
+        {
+            "detectors": list(DEFAULT_DETECTORS),
+            "clean_images": 60,
+            "search_steps": 20,
+            "search_images": 32,
+            "per_source": True,
+            "targets_per_source": None,
+        }
     ]
+    # the third phase: every repair on every backdoor of the test round; one not learned is skipped, saying why
+    test_backdoors = [m for m in models if m["round"] == "test" and m["family"] is not None]
+    repair_runs = repair_jobs(spec, out)
+    assert len(repair_runs) == 2 * len(test_backdoors)
+    for job in repair_runs:
+        recorded = json.loads((out / "runs" / job.dir_name / "results.json").read_text())
+        learned = next(m["learned"] for m in test_backdoors if job.name.endswith(m["name"]))
+        assert (recorded["skipped"] is None) == learned and recorded["timing"]["job_seconds"] > 0
+    repaired = results.get("repaired", [])
+    assert sorted((r["method"], r["model"]) for r in repaired) == sorted(
+        (method, m["name"]) for m in test_backdoors if m["learned"] for method in ("ft-sam", "fine-pruning")
+    )
+    assert [s["method"] for s in results["mitigation"]] == ["ft-sam", "fine-pruning"]
+    assert all(s["models"] == len(repaired) // 2 and 0 <= s["removed"] <= 1 for s in results["mitigation"])
     assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
     report = (out / "report.md").read_text()
     assert "The audit round" in report and "Backdoors by family and mapping" in report and "AUROC" in report
@@ -157,7 +184,7 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
 
     # the same runs, had no backdoor of the train round been learned: audited, but no calibration can be fitted
     runs = {}
-    for job in build_jobs(spec) + audit_jobs(spec, out):
+    for job in build_jobs(spec) + audit_jobs(spec, out) + repair_jobs(spec, out):
         recorded = json.loads((out / "runs" / job.dir_name / "results.json").read_text())
         if job.name.startswith("train/") and "metrics" in recorded:
             recorded["metrics"]["attack_success_rate"] = 0.0

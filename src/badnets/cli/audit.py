@@ -98,6 +98,21 @@ def audit(
             "shipped calibration gives a backdoor probability only for the steps it was fitted on.",
         ),
     ] = None,
+    search_images: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Neural Cleanse's clean images per target and step (default 32, shared among a target's sources).",
+        ),
+    ] = None,
+    targets_per_source: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Per source class, search only the N targets its clean images lean to most (default: all; "
+            "GTSRB's 43 classes make 1,806 pairs).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and the trigger search.")] = 0,
     detectors: Annotated[
         str,
@@ -119,7 +134,13 @@ def audit(
         _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std),
         device=device,
         detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()),
-        options=DefenseOptions(seed=seed, per_source=per_source, search_steps=search_steps),
+        options=DefenseOptions(
+            seed=seed,
+            per_source=per_source,
+            search_steps=search_steps,
+            search_images=search_images,
+            targets_per_source=targets_per_source,
+        ),
     )
     with err_console.status(f"auditing ({', '.join(spec.detectors)})"):
         result = run_audit(spec, out)

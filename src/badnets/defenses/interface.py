@@ -67,20 +67,26 @@ class DefenseOptions:
     Attributes:
         seed: seeds whatever the defense draws at random (trigger search, overlays, k-means, fine-tuning order).
         search_steps: optimisation steps of a trigger search (Neural Cleanse); None: the defense's default.
+        search_images: clean images per target and step of a trigger search; None: the defense's default.
         per_source: search one trigger per (source, target) pair rather than one per target.
+        targets_per_source: per source, search only the targets its clean images lean to most; None: all.
         frr: false-rejection rate on clean inputs that sets an input filter's threshold.
         epochs: fine-tuning epochs of a repair.
     """
 
     seed: int = 0
     search_steps: int | None = None
+    search_images: int | None = None
     per_source: bool = True
+    targets_per_source: int | None = None
     frr: float = 0.01
     epochs: int = 5
 
     def __post_init__(self) -> None:
-        if self.search_steps is not None and self.search_steps < 1:
-            raise ConfigError(f"search steps must be >= 1, got {self.search_steps}")
+        for name in ("search_steps", "search_images", "targets_per_source"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be >= 1, got {value}")
         if not 0 < self.frr < 1:
             raise ConfigError(f"the false-rejection rate must be in (0, 1), got {self.frr}")
         if self.epochs < 1:

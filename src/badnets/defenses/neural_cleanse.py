@@ -13,11 +13,16 @@ the consistency constant ``1.4826 · median(|log l1 − median(log l1)|)`` and t
 
 Per source (``NeuralCleanseSpec.per_source``), one trigger is optimised for every (source, target) pair, on that
 source class's images only, and a class's norm is its smallest over sources. A single-target backdoor (only 1s
-with the trigger become 3s) needs a trigger that moves every class in the paper's version, and hides there.
+with the trigger become 3s) needs a trigger that moves every class in the paper's version, and hides there. With
+many classes the pairs are many (1,806 on GTSRB's 43), so ``targets_per_source`` keeps, per source, only the
+classes its clean images already lean to most (mean log-probability): K-Arm's pre-screening (Shen et al., ICML
+2021), since a backdoor's target gains probability on its source's clean images too. A class that no source
+leans to is not searched, and the outlier test runs over the classes that were.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +44,7 @@ __all__ = [
     "NeuralCleanseResult",
     "NeuralCleanseSpec",
     "SourceScan",
+    "leaning_targets",
     "mad_anomaly_index",
     "neural_cleanse",
     "recover_triggers",
@@ -60,6 +66,8 @@ class NeuralCleanseSpec:
     target_asr: a reverse-engineered trigger counts once it sends this share of images to its class.
     threshold: anomaly index above which a class is flagged (the paper: 2).
     per_source: one trigger per (source, target) pair, each on its source class's images (see ``neural_cleanse``).
+    targets_per_source: per source, search only this many targets, those its clean images lean to most (None:
+        every other class).
     """
 
     steps: int = 600
@@ -71,11 +79,14 @@ class NeuralCleanseSpec:
     target_asr: float = 0.99
     threshold: float = 2.0
     per_source: bool = True
+    targets_per_source: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < self.adjust_every or self.images_per_step < 1 or self.lr <= 0:
             raise ConfigError("Neural Cleanse needs steps >= adjust_every, images_per_step >= 1 and lr > 0")
+        if self.targets_per_source is not None and self.targets_per_source < 1:
+            raise ConfigError(f"targets_per_source must be >= 1, got {self.targets_per_source}")
 
 
 @dataclass(frozen=True)
@@ -84,14 +95,14 @@ class NeuralCleanseRecord:
     anomaly index and, per source class, the source it was found from; per search: its source, target and L1
     norm), and what its report renders."""
 
-    l1: list[float]
+    l1: list[float | None]  # None: not searched
     asr: list[float]
     anomaly_index: list[float]
     max_anomaly_index: float
     threshold: float
     flagged: list[int]
     suspected_target: int | None
-    sources: list[int] | None
+    sources: list[int | None] | None
     seconds: float
     trial_sources: list[int | None] = field(default_factory=list)
     trial_targets: list[int] = field(default_factory=list)
@@ -100,7 +111,7 @@ class NeuralCleanseRecord:
 
 @dataclass(frozen=True)
 class NeuralCleanseResult:
-    l1: torch.Tensor  # (K,) L1 norm of each class's best mask
+    l1: torch.Tensor  # (K,) L1 norm of each class's best mask (NaN: not searched)
     asr: torch.Tensor  # (K,) attack success of each class's best trigger on the optimisation images
     masks: torch.Tensor  # (K, 1, H, W)
     patterns: torch.Tensor  # (K, C, H, W)
@@ -111,7 +122,8 @@ class NeuralCleanseResult:
     trials: list[tuple[int | None, int]]
     trial_masks: torch.Tensor  # (T, 1, H, W)
     trial_patterns: torch.Tensor  # (T, C, H, W)
-    sources: list[int] | None = None  # per-source mode: the source class of each class's smallest trigger
+    # per-source mode: the source class of each class's smallest trigger (None: the class was not searched)
+    sources: list[int | None] | None = None
 
     def triggers_for(self, target: int) -> tuple[list[int | None], torch.Tensor, torch.Tensor]:
         """The sources, masks and patterns of every trigger recovered for ``target``."""
@@ -121,6 +133,11 @@ class NeuralCleanseResult:
     @property
     def flagged(self) -> list[int]:
         return [int(k) for k in torch.nonzero(self.anomaly_index > self.threshold).flatten()]
+
+    @property
+    def smallest(self) -> int:
+        """The class with the smallest trigger among those searched."""
+        return int(self.l1.nan_to_num(torch.inf).argmin())
 
     @property
     def suspected_target(self) -> int | None:
@@ -137,7 +154,7 @@ class NeuralCleanseResult:
 
     def record(self) -> NeuralCleanseRecord:
         return NeuralCleanseRecord(
-            l1=self.l1.tolist(),
+            l1=[None if math.isnan(v) else v for v in self.l1.tolist()],
             asr=self.asr.tolist(),
             anomaly_index=self.anomaly_index.tolist(),
             max_anomaly_index=float(self.anomaly_index.max()),
@@ -161,13 +178,16 @@ def mad_anomaly_index(l1: torch.Tensor) -> torch.Tensor:
     The paper's median-absolute-deviation test, taken on log norms: on raw norms the index can never exceed
     ``median / (1.4826 · MAD)``, so on a model whose classes need triggers of 14 to 80 pixels even a one-pixel
     backdoor scores barely 2. On the log scale a trigger k times smaller than the typical one counts the same
-    whatever the norms' spread, and the index does not change when every norm is scaled.
+    whatever the norms' spread, and the index does not change when every norm is scaled. A NaN norm (a class
+    not searched) gets index 0 and does not count.
     """
-    log = l1.clamp_min(1e-6).log()
+    searched = ~l1.isnan()
+    log = l1[searched].clamp_min(1e-6).log()
     median = log.quantile(0.5)  # the midpoint of the two middle values for an even count, as numpy's median
     consistency = 1.4826 * (log - median).abs().quantile(0.5)
-    index = (median - log) / consistency.clamp_min(1e-12)
-    return index.clamp_min(0.0)
+    index = torch.zeros_like(l1)
+    index[searched] = ((median - log) / consistency.clamp_min(1e-12)).clamp_min(0.0)
+    return index
 
 
 def neural_cleanse(
@@ -186,7 +206,10 @@ def neural_cleanse(
     spec = spec or NeuralCleanseSpec()
     start = time.perf_counter()
     k = num_classes
-    trials, pools, per_trial = _plan(images, labels, num_classes, range(k), spec)
+    leaning = None
+    if spec.per_source and spec.targets_per_source is not None and labels is not None:
+        leaning = leaning_targets(model, images, labels, num_classes, spec.targets_per_source)
+    trials, pools, per_trial = _plan(images, labels, num_classes, range(k), spec, leaning)
     trial_targets = torch.tensor([t for _, t in trials])
     found = _reverse_triggers(model, images, pools, trial_targets, per_trial, spec)
     l1 = torch.full((k,), float("inf"))
@@ -194,20 +217,44 @@ def neural_cleanse(
     for trial, t in enumerate(trial_targets.tolist()):  # the smallest trigger per target, over its trials
         if found.l1[trial] < l1[t]:
             l1[t], trial_of[t] = found.l1[trial], trial
-    sources = [int(trials[int(i)][0] or 0) for i in trial_of] if spec.per_source else None
+    searched = torch.isfinite(l1)
+    l1 = torch.where(searched, l1, torch.nan)  # a class no source leans to was not searched
+    sources: list[int | None] = [trials[int(i)][0] if searched[c] else None for c, i in enumerate(trial_of)]
     return NeuralCleanseResult(
         l1=l1,
-        asr=found.asr[trial_of],
-        masks=found.masks[trial_of],
-        patterns=found.patterns[trial_of],
+        asr=torch.where(searched, found.asr[trial_of], 0.0),
+        masks=found.masks[trial_of] * searched.view(-1, 1, 1, 1),
+        patterns=found.patterns[trial_of] * searched.view(-1, 1, 1, 1),
         anomaly_index=mad_anomaly_index(l1),
         threshold=spec.threshold,
         seconds=time.perf_counter() - start,
-        sources=sources,
+        sources=sources if spec.per_source else None,
         trials=trials,
         trial_masks=found.masks,
         trial_patterns=found.patterns,
     )
+
+
+def leaning_targets(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_source: int
+) -> dict[int, list[int]]:
+    """Per source class among ``labels``: the ``per_source`` other classes its clean ``images`` lean to most (the
+    highest mean log-probability), most likely first."""
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        logp = torch.cat(
+            [
+                F.log_softmax(model(images[i : i + 256].to(device).float().div_(255.0)), 1).cpu()
+                for i in range(0, len(images), 256)
+            ]
+        )
+    out = {}
+    for source in sorted(set(labels.tolist())):
+        mean = logp[labels == source].mean(0)
+        mean[source] = -torch.inf
+        out[int(source)] = mean.topk(min(per_source, num_classes - 1)).indices.tolist()
+    return out
 
 
 @dataclass(frozen=True)
@@ -287,10 +334,15 @@ def _source_pools(labels: torch.Tensor, num_classes: int, who: str) -> tuple[lis
 
 
 def _plan(
-    images: torch.Tensor, labels: torch.Tensor | None, num_classes: int, targets: Iterable[int], spec: NeuralCleanseSpec
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    num_classes: int,
+    targets: Iterable[int],
+    spec: NeuralCleanseSpec,
+    leaning: dict[int, list[int]] | None = None,
 ) -> tuple[list[tuple[int | None, int]], list[torch.Tensor], int]:
     """The searches to run for ``targets``: (source or None, target) trials, each trial's image pool, and the
-    images per trial and step."""
+    images per trial and step; per source, only the targets ``leaning`` names for it, where given."""
     if not spec.per_source:
         trials: list[tuple[int | None, int]] = [(None, t) for t in targets]
         return trials, [torch.arange(len(images))] * len(trials), spec.images_per_step
@@ -298,10 +350,11 @@ def _plan(
         raise ConfigError("per-source Neural Cleanse needs the clean images' labels")
     present, source_pools = _source_pools(labels, num_classes, "per-source Neural Cleanse")
     pool_of = dict(zip(present, source_pools, strict=True))
-    pairs = [(s, t) for t in targets for s in present if s != t]
+    pairs = [(s, t) for t in targets for s in present if s != t and (leaning is None or t in leaning[s])]
     trials = [(s, t) for s, t in pairs]
     pools = [pool_of[s] for s, _ in pairs]
-    return trials, pools, -(-spec.images_per_step // (len(present) - 1))
+    per_source = len(present) - 1 if leaning is None else max(len(v) for v in leaning.values())
+    return trials, pools, -(-spec.images_per_step // per_source)
 
 
 @dataclass(frozen=True)
@@ -394,8 +447,16 @@ class NeuralCleanse:
 
     @property
     def spec(self) -> NeuralCleanseSpec:
-        steps = {} if self.options.search_steps is None else {"steps": self.options.search_steps}
-        return NeuralCleanseSpec(seed=self.options.seed, per_source=self.options.per_source, **steps)
+        chosen = {
+            "steps": self.options.search_steps,
+            "images_per_step": self.options.search_images,
+            "targets_per_source": self.options.targets_per_source,
+        }
+        return NeuralCleanseSpec(
+            seed=self.options.seed,
+            per_source=self.options.per_source,
+            **{name: value for name, value in chosen.items() if value is not None},
+        )
 
     def detect(self, model: nn.Module, clean: CleanData) -> NeuralCleanseResult:
         return neural_cleanse(model, clean.images, clean.num_classes, self.spec, clean.labels)

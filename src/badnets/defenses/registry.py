@@ -11,6 +11,9 @@ name                        job             what
 ``spectral_signatures``     training-data   top singular direction, per class (Tran et al. 2018)
 ``unlearning``              repair          fine-tune on recovered triggers under true labels (Wang et al.)
 ``fine-pruning``            repair          prune dormant units, then fine-tune (Liu et al. 2018)
+``ft-sam``                  repair          fine-tune with sharpness-aware minimisation (Zhu et al. 2023)
+``anp``                     repair          prune neurons sensitive to adversarial perturbation (Wu & Wang 2021)
+``nad``                     repair          distil a fine-tuned teacher's attention maps (Li et al. 2021)
 ==========================  ==============  ==================================================================
 
 ``register_defense`` adds one (``docs/extending.md``); the audit, the CLI and the defense scoreboard then run it
@@ -32,7 +35,13 @@ from badnets.defenses.interface import (
     TrainingDataScreen,
 )
 from badnets.defenses.neural_cleanse import NeuralCleanse
-from badnets.defenses.repair import FinePruning, Unlearning
+from badnets.defenses.repair import (
+    AdversarialNeuronPruning,
+    FinePruning,
+    FtSam,
+    NeuralAttentionDistillation,
+    Unlearning,
+)
 from badnets.defenses.spectral_signatures import SpectralSignatures
 from badnets.defenses.stimulation import Stimulation
 from badnets.defenses.strip import Strip
@@ -58,11 +67,23 @@ _DEFENSES: dict[str, tuple[Role, DefenseBuilder]] = {
     "spectral_signatures": ("training-data", SpectralSignatures),
     "unlearning": ("repair", Unlearning),
     "fine-pruning": ("repair", FinePruning),
+    "ft-sam": ("repair", FtSam),
+    "anp": ("repair", AdversarialNeuronPruning),
+    "nad": ("repair", NeuralAttentionDistillation),
 }
 
 if TYPE_CHECKING:  # mypy checks that each built-in implements its job's interface
     _IMPLEMENTS: tuple[
-        ModelDetector, ModelDetector, InputScreen, TrainingDataScreen, TrainingDataScreen, Repair, Repair
+        ModelDetector,
+        ModelDetector,
+        InputScreen,
+        TrainingDataScreen,
+        TrainingDataScreen,
+        Repair,
+        Repair,
+        Repair,
+        Repair,
+        Repair,
     ] = (
         NeuralCleanse(),
         Stimulation(),
@@ -71,6 +92,9 @@ if TYPE_CHECKING:  # mypy checks that each built-in implements its job's interfa
         SpectralSignatures(),
         Unlearning(),
         FinePruning(),
+        FtSam(),
+        AdversarialNeuronPruning(),
+        NeuralAttentionDistillation(),
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,13 +27,24 @@ def _as_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def _source_name(sources: Sequence[int | None] | None, k: int, classes: Sequence[str]) -> str:
+    """Where class ``k``'s smallest trigger was found from: all classes, one source, or nowhere (not searched)."""
+    if sources is None:
+        return "all"
+    source = sources[k]
+    return "—" if source is None else classes[source]
+
+
 def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes: Sequence[str], out: Path) -> None:
     """Per class: the recovered mask, mask × pattern, and one clean image of another class with it stamped."""
     example = images[0].float() / 255.0
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {"mask": [], "mask × pattern": [], "stamped": []}
     for k, name in enumerate(classes):
         mask, pattern = cleanse.masks[k], cleanse.patterns[k]
-        caption = f"{name}: L1 {cleanse.l1[k]:.1f}, AI {cleanse.anomaly_index[k]:.1f}"
+        l1 = float(cleanse.l1[k])
+        caption = (
+            f"{name}: not searched" if math.isnan(l1) else f"{name}: L1 {l1:.1f}, AI {cleanse.anomaly_index[k]:.1f}"
+        )
         rows["mask"].append((_as_uint8(mask), caption))
         rows["mask × pattern"].append((_as_uint8(mask * pattern), caption))
         rows["stamped"].append((_as_uint8((1 - mask) * example + mask * pattern), f"→ {name}?"))
@@ -127,8 +139,8 @@ def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
             [
                 [
                     name,
-                    f"{nc.l1[k]:.1f}",
-                    classes[nc.sources[k]] if nc.sources is not None else "all",
+                    "not searched" if (l1 := nc.l1[k]) is None else f"{l1:.1f}",
+                    _source_name(nc.sources, k, classes),
                     f"{nc.anomaly_index[k]:.2f}",
                     f"{100 * nc.asr[k]:.0f}%",
                     "**yes**" if k in nc.flagged else "",

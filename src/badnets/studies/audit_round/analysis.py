@@ -21,12 +21,16 @@ from badnets.audit_result import FEATURES, AuditResult
 from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
 from badnets.metrics import BackdoorMetrics, auroc, cross_entropy, tpr_at_fpr
+from badnets.records import from_json
 from badnets.studies.audit_round.results import (
     LEARNED_ASR,
     AuditedRoundModel,
     AuditRoundResults,
     DetectionScore,
+    MitigationScore,
+    RepairedRoundModel,
     RoundAuditRecord,
+    RoundRepairRecord,
     RoundScores,
     RoundSummary,
     TrainedRoundModel,
@@ -38,6 +42,8 @@ __all__ = [
     "breakdown",
     "calibrate",
     "detection_score",
+    "mitigation_score",
+    "repaired_models",
     "round_scores",
     "summarise_round",
     "trained_model",
@@ -133,10 +139,13 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
     """The rounds' manifest (every model's ground truth and scores) and each round's summary; once every model
     is audited, the calibration fitted on the train round and the scores of every other round."""
     models = {r.name: [trained_model(m, runs) for m in draw_round(spec, r)] for r in spec.rounds}
+    repaired = repaired_models([m for group in models.values() for m in group], runs)
     results = AuditRoundResults(
         spec=asdict(spec),
         rounds=[summarise_round(name, group) for name, group in models.items()],
         models=[m for group in models.values() for m in group],
+        repaired=repaired or None,
+        mitigation=[mitigation_score(method, repaired) for method in spec.repairs] if repaired else None,
     )
     if not runs.names("audit/") or CALIBRATION_ROUND not in models:
         return results
@@ -152,9 +161,11 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
             + ", so no calibration can be fitted on it (draw more models with --models, or train longer)",
         )
     train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
-    settings = [
-        audit_settings(RoundAuditJob(**records[m.model.name].config).audit_spec()) for m in audited[CALIBRATION_ROUND]
-    ]
+    jobs = {
+        m.model.name: from_json(RoundAuditJob, records[m.model.name].config, m.model.name)
+        for m in audited[CALIBRATION_ROUND]
+    }
+    settings = [audit_settings(job.audit_spec()) for job in jobs.values()]
     calibration = calibrate(
         audited[CALIBRATION_ROUND],
         version=f"audit-round:{train.name}:{train.seed}",
@@ -169,6 +180,55 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
         audited=[m for group in scored.values() for m in group],
         calibration=calibration.to_json(),
         scores=[round_scores(name, group) for name, group in scored.items() if name != CALIBRATION_ROUND],
+    )
+
+
+def repaired_models(models: Sequence[TrainedRoundModel], runs: FinishedJobs) -> list[RepairedRoundModel]:
+    """Every repair the third phase ran on a learned backdoor, in job order (skipped ones left out)."""
+    by_name = {m.name: m for m in models}
+    out = []
+    for name in runs.names("repair/"):
+        record = runs.record(name, RoundRepairRecord)
+        if record.skipped is not None or record.before is None or record.after is None:
+            continue
+        _, method, model_name = name.split("/", 2)
+        model = by_name[model_name]
+        out.append(
+            RepairedRoundModel(
+                model=model_name,
+                dataset=model.dataset,
+                family=str(model.family),
+                mapping=str(model.mapping),
+                method=method,
+                attack_success_before=float(record.before["attack_success_rate"]),
+                attack_success_after=float(record.after["attack_success_rate"]),
+                clean_accuracy_before=float(record.before["clean_accuracy"]),
+                clean_accuracy_after=float(record.after["clean_accuracy"]),
+                seconds=float(record.timing["job_seconds"]),
+            )
+        )
+    return out
+
+
+def mitigation_score(method: str, repaired: Sequence[RepairedRoundModel]) -> MitigationScore:
+    """How ``method`` did over the repaired models: removed share overall, per family and per dataset."""
+    mine = [r for r in repaired if r.method == method]
+
+    def share(group: Sequence[RepairedRoundModel]) -> float:
+        return sum(r.removed for r in group) / len(group) if group else math.nan
+
+    def mean(values: Sequence[float]) -> float:
+        return statistics.fmean(values) if values else math.nan
+
+    return MitigationScore(
+        method=method,
+        models=len(mine),
+        removed=share(mine),
+        mean_attack_success_after=mean([r.attack_success_after for r in mine]),
+        mean_clean_drop_points=mean([100 * (r.clean_accuracy_before - r.clean_accuracy_after) for r in mine]),
+        mean_seconds=mean([r.seconds for r in mine]),
+        removed_by_family={f: share([r for r in mine if r.family == f]) for f in sorted({r.family for r in mine})},
+        removed_by_dataset={d: share([r for r in mine if r.dataset == d]) for d in sorted({r.dataset for r in mine})},
     )
 
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from badnets.report._doc import Block, Heading, Para, StudyReport, Table
 from badnets.report._format import pct, run_summary
-from badnets.studies.audit_round.results import LEARNED_ASR, AuditRoundResults, DetectionScore
+from badnets.studies.audit_round.results import (
+    KEPT_ACCURACY,
+    LEARNED_ASR,
+    REMOVED_ASR,
+    AuditRoundResults,
+    DetectionScore,
+)
 
 __all__ = ["REPORT", "render", "summary_table", "write_audit_round_report"]
 
@@ -51,6 +57,7 @@ def _doc(results: AuditRoundResults) -> list[Block]:
         Table(["family", "mapping", "models", "learned", "median ASR", "median clean acc."], _by_family(results)),
     ]
     blocks += _detection(results)
+    blocks += _mitigation(results)
     if results.timing:
         blocks += [Heading("Run"), Para(run_summary(results.timing))]
     return blocks
@@ -139,6 +146,55 @@ def _detection(results: AuditRoundResults) -> list[Block]:
         ),
     ]
     return blocks
+
+
+# BackdoorBench's BadNets on CIFAR-10 (PreAct-ResNet18, 10% poison): the best published mitigations' cost
+_ANCHORS = "fine-tuning 1.48% ASR at −1.36 pt, Neural Cleanse 1.27% at −2.27 pt (BackdoorBench, CIFAR-10, ResNet)"
+
+
+def _mitigation(results: AuditRoundResults) -> list[Block]:
+    if not results.mitigation or not results.repaired:
+        return []
+    families = sorted({r.family for r in results.repaired})
+    datasets = sorted({r.dataset for r in results.repaired})
+    rounds = {m.round for m in results.models if any(r.model == m.name for r in results.repaired)}
+    best = {r.model for r in results.repaired if r.removed}
+    models = {r.model for r in results.repaired}
+    return [
+        Heading("Mitigation"),
+        Para(
+            f"Every repair on every learned backdoor of the {' and '.join(sorted(rounds))} round, each from the "
+            f"defender's clean test images, scored on the rest of the test split. **Removed**: attack success "
+            f"≤ {pct(REMOVED_ASR, 0)} at a clean-accuracy cost of ≤ {100 * KEPT_ACCURACY:g} point. Anchors, on "
+            f"other data and models: {_ANCHORS}. The best repair per model (an oracle no defender has) removed "
+            f"{len(best)} of {len(models)}."
+        ),
+        Table(
+            [
+                "repair",
+                "models",
+                "removed",
+                "mean ASR after",
+                "mean clean drop (pt)",
+                "mean seconds",
+                *(f"removed: {f}" for f in families),
+                *(f"removed: {d}" for d in datasets),
+            ],
+            [
+                [
+                    m.method,
+                    m.models,
+                    pct(m.removed, 1),
+                    pct(m.mean_attack_success_after, 1),
+                    f"{m.mean_clean_drop_points:.2f}",
+                    f"{m.mean_seconds:.0f}",
+                    *(pct(m.removed_by_family[f], 0) if f in m.removed_by_family else "–" for f in families),
+                    *(pct(m.removed_by_dataset[d], 0) if d in m.removed_by_dataset else "–" for d in datasets),
+                ]
+                for m in results.mitigation
+            ],
+        ),
+    ]
 
 
 def _by_family(results: AuditRoundResults) -> list[list[object]]:

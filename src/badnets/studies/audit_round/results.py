@@ -12,15 +12,22 @@ from typing import Any
 from badnets.records import OMIT_WHEN_NONE, StudyFlags, StudyTiming
 
 __all__ = [
+    "KEPT_ACCURACY",
     "LEARNED_ASR",
+    "REMOVED_ASR",
     "AuditRoundResults",
     "AuditedRoundModel",
     "DetectionScore",
+    "MitigationScore",
+    "RepairedRoundModel",
+    "RoundRepairRecord",
     "RoundSummary",
     "TrainedRoundModel",
 ]
 
 LEARNED_ASR = 0.8  # DESIGN.md §3: a backdoored model with a lower attack success rate is left out of the scores
+REMOVED_ASR = 0.05  # a repair removed the backdoor when the attack succeeds on at most this share afterwards ...
+KEPT_ACCURACY = 0.01  # ... and clean accuracy fell by at most this much (the issue's bar: ≤ 5%, ≤ 1 point)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,58 @@ class RoundAuditRecord:
     audit: dict[str, Any]
     config: dict[str, Any]
     timing: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RoundRepairRecord:
+    """A repair job's ``results.json``: the job's config, why it was skipped (a backdoor not learned) or the
+    repair's record and the scores before and after (``badnets.defender.AttackScores``), and its timing."""
+
+    config: dict[str, Any]
+    skipped: str | None
+    timing: dict[str, float]
+    repair: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RepairedRoundModel:
+    """One repair of one learned backdoor: clean accuracy and attack success before and after, on test images
+    the repair never saw, and the repair's time."""
+
+    model: str
+    dataset: str
+    family: str
+    mapping: str
+    method: str
+    attack_success_before: float
+    attack_success_after: float
+    clean_accuracy_before: float
+    clean_accuracy_after: float
+    seconds: float
+
+    @property
+    def removed(self) -> bool:
+        """The backdoor is gone (attack success ≤ 5%) at a clean cost of at most 1 point."""
+        drop = self.clean_accuracy_before - self.clean_accuracy_after
+        return self.attack_success_after <= REMOVED_ASR and drop <= KEPT_ACCURACY
+
+
+@dataclass(frozen=True)
+class MitigationScore:
+    """One repair over a round's learned backdoors: the share it removed (``RepairedRoundModel.removed``), the
+    mean attack success after, the mean clean-accuracy drop (points) and the mean seconds, overall and the
+    removed share per trigger family and per dataset."""
+
+    method: str
+    models: int
+    removed: float
+    mean_attack_success_after: float
+    mean_clean_drop_points: float
+    mean_seconds: float
+    removed_by_family: dict[str, float]
+    removed_by_dataset: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -138,5 +197,7 @@ class AuditRoundResults(StudyFlags):
     calibration: dict[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     scores: list[RoundScores] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     unscored: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # why the audits could not be scored
+    repaired: list[RepairedRoundModel] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    mitigation: list[MitigationScore] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)

@@ -14,7 +14,7 @@ from badnets.experiments._study import StudySummary, run_study
 from badnets.studies.audit_round.analysis import aggregate
 from badnets.studies.audit_round.report import summary_table, write_audit_round_report
 from badnets.studies.audit_round.results import AuditRoundResults
-from badnets.studies.audit_round.spec import AuditRoundSpec, audit_jobs, build_jobs
+from badnets.studies.audit_round.spec import AuditRoundSpec, audit_jobs, build_jobs, repair_jobs
 
 __all__ = ["run_audit_round"]
 
@@ -26,13 +26,14 @@ def run_audit_round(
     progress: Callable[[int, int, str], None] | None = None,
     backend: Backend | None = None,
 ) -> StudySummary[AuditRoundResults]:
-    """Train the rounds' models, then audit each (resuming both), then write ``results.json`` (every model's
+    """Train the rounds' models, then audit each, then repair the repair round's backdoors (resuming all
+    three), then write ``results.json`` (every model's
     ground truth and scores, the calibration fitted on the train round, the other rounds' detection scores),
     ``report.md``/``.html`` and ``calibration.json``."""
     hashes: dict[str, str] = {}
     for name in spec.datasets:
         hashes |= dataset_source(name).file_hashes(spec.data_dir)
-    phases = [build_jobs(spec), audit_jobs(spec, out_dir)]
+    phases = [build_jobs(spec), audit_jobs(spec, out_dir), repair_jobs(spec, out_dir)]
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress, backend=backend)
     results = study.finish(aggregate(spec, study.runs), out_dir)
     write_audit_round_report(results, out_dir)
