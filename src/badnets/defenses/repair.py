@@ -412,7 +412,8 @@ class FtSam:
 
 @dataclass(frozen=True)
 class AdversarialNeuronPruning:
-    """ANP as a repair (``badnets.defenses.interface``); it does not fine-tune, so ``epochs`` does not apply."""
+    """ANP as a repair (``badnets.defenses.interface``); it does not fine-tune, so ``epochs`` does not apply. Not
+    registered by default (see ``badnets.defenses.registry``)."""
 
     options: DefenseOptions = field(default_factory=DefenseOptions)
     name: str = field(default="anp", init=False)
