@@ -170,7 +170,7 @@ def test_the_sharpness_aware_gradient_is_the_gradient_at_the_adaptive_ascent_poi
         for q, p, gi in zip(shifted.parameters(), model.parameters(), g, strict=True):
             q.copy_(p + rho * p.square() * gi / norm)
     loss_fn(shifted(batch), labels).backward()
-    _sharpness_aware_gradient(model, model, loss_fn, batch, labels, TrainSpec(sam_rho=rho), None)
+    _sharpness_aware_gradient(model, rho, lambda: loss_fn(model(batch), labels))
     assert all(torch.equal(a, b) for a, b in zip(weights(model), before, strict=True)), "weights back at w"
     for p, q in zip(model.parameters(), shifted.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, atol=1e-6)  # type: ignore[arg-type]

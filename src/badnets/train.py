@@ -36,6 +36,7 @@ __all__ = [
     "TrainSpec",
     "flip_and_shift",
     "init_weights",
+    "log_probabilities",
     "one_cpu_thread",
     "predict",
     "resolve_device",
@@ -197,25 +198,17 @@ def _loss(
         return loss if penalty is None else loss + penalty(batch)
 
 
-def _sharpness_aware_gradient(
-    model: nn.Module,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    loss_fn: nn.Module,
-    batch: torch.Tensor,
-    labels: torch.Tensor,
-    spec: TrainSpec,
-    penalty: Penalty | None,
-) -> None:
-    """Replace each trainable weight's gradient ``g`` by the gradient at ``w + e``, ``e = ρ·w²⊙g / ‖|w|⊙g‖``
-    (ASAM's ascent step with the operator ``|w|``), then put the weights back at ``w``."""
+def _sharpness_aware_gradient(model: nn.Module, rho: float, loss: Callable[[], torch.Tensor]) -> None:
+    """Replace each trainable weight's gradient ``g`` by the gradient of ``loss()`` at ``w + e``,
+    ``e = ρ·w²⊙g / ‖|w|⊙g‖`` (ASAM's ascent step with the operator ``|w|``), then put the weights back at ``w``."""
     pairs = [(p, p.grad) for p in model.parameters() if p.grad is not None]
     with torch.no_grad():
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.abs() * g) for p, g in pairs]))
         at = [p.detach().clone() for p, _ in pairs]  # put back by copy: (w + e) − e is not w in floating point
         for p, g in pairs:
-            p.add_(spec.sam_rho * p.square() * g / (norm + 1e-12))
+            p.add_(rho * p.square() * g / (norm + 1e-12))
             p.grad = None
-    _loss(forward, loss_fn, batch, labels, spec, penalty).backward()  # type: ignore[no-untyped-call]
+    loss().backward()  # type: ignore[no-untyped-call]
     with torch.no_grad():
         for (p, _), w in zip(pairs, at, strict=True):
             p.copy_(w)
@@ -248,11 +241,16 @@ def _epochs(
             batch = _as_float(x[idx], x.device, channels_last=spec.channels_last)
             if spec.augment:
                 batch = flip_and_shift(batch, augment_rng, flips=spec.flips)
-            loss = _loss(forward, loss_fn, batch, y[idx], spec, penalty)
+            labels = y[idx]
+
+            def step_loss(batch: torch.Tensor = batch, labels: torch.Tensor = labels) -> torch.Tensor:
+                return _loss(forward, loss_fn, batch, labels, spec, penalty)
+
+            loss = step_loss()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             if spec.sam_rho > 0:
-                _sharpness_aware_gradient(model, forward, loss_fn, batch, y[idx], spec, penalty)
+                _sharpness_aware_gradient(model, spec.sam_rho, step_loss)
             optimizer.step()
             sched.step()
             if progress is not None and ((step + 1) % 25 == 0 or step + 1 == steps):
@@ -326,11 +324,21 @@ def train_model(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
-    """Predicted class for each ``(N, C, H, W)`` uint8 image → ``(N,)`` int64 on the CPU."""
+def _per_batch(
+    model: nn.Module, images: torch.Tensor, batch_size: int, head: Callable[[torch.Tensor], torch.Tensor]
+) -> list[torch.Tensor]:
+    """``head`` of the model's outputs on ``(N, C, H, W)`` uint8 images, a batch at a time, each on the CPU."""
     model.eval()
     device = next(model.parameters()).device
-    out = [
-        model(_as_float(images[i : i + batch_size], device)).argmax(1).cpu() for i in range(0, len(images), batch_size)
-    ]
+    return [head(model(_as_float(images[i : i + batch_size], device))).cpu() for i in range(0, len(images), batch_size)]
+
+
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
+    """Predicted class for each ``(N, C, H, W)`` uint8 image → ``(N,)`` int64 on the CPU."""
+    out = _per_batch(model, images, batch_size, lambda z: z.argmax(1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def log_probabilities(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128) -> torch.Tensor:
+    """Class log-probabilities for each ``(N, C, H, W)`` uint8 image → ``(N, K)`` float on the CPU."""
+    return torch.cat(_per_batch(model, images, batch_size, lambda z: F.log_softmax(z.float(), 1)))

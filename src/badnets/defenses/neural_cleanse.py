@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from badnets.defenses.interface import CleanData, DefenseOptions
 from badnets.errors import ConfigError
 from badnets.records import json_object
-from badnets.train import one_cpu_thread
+from badnets.train import log_probabilities, one_cpu_thread
 
 __all__ = [
     "FEW_CLASSES",
@@ -240,15 +240,7 @@ def leaning_targets(
 ) -> dict[int, list[int]]:
     """Per source class among ``labels``: the ``per_source`` other classes its clean ``images`` lean to most (the
     highest mean log-probability), most likely first."""
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.no_grad():
-        logp = torch.cat(
-            [
-                F.log_softmax(model(images[i : i + 256].to(device).float().div_(255.0)), 1).cpu()
-                for i in range(0, len(images), 256)
-            ]
-        )
+    logp = log_probabilities(model, images)
     out = {}
     for source in sorted(set(labels.tolist())):
         mean = logp[labels == source].mean(0)

@@ -161,11 +161,10 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
             + ", so no calibration can be fitted on it (draw more models with --models, or train longer)",
         )
     train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
-    jobs = {
-        m.model.name: from_json(RoundAuditJob, records[m.model.name].config, m.model.name)
+    settings = [
+        audit_settings(from_json(RoundAuditJob, records[m.model.name].config, m.model.name).audit_spec())
         for m in audited[CALIBRATION_ROUND]
-    }
-    settings = [audit_settings(job.audit_spec()) for job in jobs.values()]
+    ]
     calibration = calibrate(
         audited[CALIBRATION_ROUND],
         version=f"audit-round:{train.name}:{train.seed}",

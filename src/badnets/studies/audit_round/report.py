@@ -157,9 +157,9 @@ def _mitigation(results: AuditRoundResults) -> list[Block]:
         return []
     families = sorted({r.family for r in results.repaired})
     datasets = sorted({r.dataset for r in results.repaired})
-    rounds = {m.round for m in results.models if any(r.model == m.name for r in results.repaired)}
-    best = {r.model for r in results.repaired if r.removed}
     models = {r.model for r in results.repaired}
+    rounds = {m.round for m in results.models if m.name in models}
+    best = {r.model for r in results.repaired if r.removed}
     return [
         Heading("Mitigation"),
         Para(

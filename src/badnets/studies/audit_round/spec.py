@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,34 +261,44 @@ class RoundAuditJob:
 
         start = time.perf_counter()
         audit = audit_model(self.audit_spec()).result
-        seconds = time.perf_counter() - start
-        timing = {"evaluate_seconds": seconds, "job_seconds": seconds}  # all of this job's work is evaluation
-        ensure_writable_dir(out_dir)
-        write_json(out_dir / "results.json", {"audit": audit.to_json(), "config": asdict(self), "timing": timing})
-        return timing
+        return _write_evaluation(out_dir, {"audit": audit.to_json(), "config": asdict(self)}, start)
+
+
+def _write_evaluation(out_dir: Path, record: dict[str, Any], start: float) -> dict[str, float]:
+    """Write an evaluation job's ``results.json``: ``record`` with the job's timing since ``start`` (all of an
+    audit's or a repair's work is evaluation); return the timing."""
+    seconds = time.perf_counter() - start
+    timing = {"evaluate_seconds": seconds, "job_seconds": seconds}
+    ensure_writable_dir(out_dir)
+    write_json(out_dir / "results.json", record | {"timing": timing})
+    return timing
 
 
 def audit_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
     """One audit per model of every round (the study's second phase, run after the models are trained)."""
+    defender = _defenders(spec, out_dir)
+    return dedupe_jobs(
+        [Job(f"audit/{m.name}", defender(m, spec.clean_images)) for r in spec.rounds for m in draw_round(spec, r)]
+    )
+
+
+def _defenders(spec: AuditRoundSpec, out_dir: Path) -> Callable[[RoundModel, int], RoundAuditJob]:
+    """The defender's setup for a model of the round with a number of clean images: its trained run, its
+    dataset and the dataset's audit options."""
     options = dict(spec.audits)
     trained = {job.name: job.dir_name for job in build_jobs(spec)}
-    return dedupe_jobs(
-        [
-            Job(
-                f"audit/{m.name}",
-                RoundAuditJob(
-                    run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
-                    dataset=m.dataset,
-                    data_dir=spec.data_dir,
-                    clean_images=spec.clean_images,
-                    options=options[m.dataset],
-                    device=spec.device,
-                ),
-            )
-            for r in spec.rounds
-            for m in draw_round(spec, r)
-        ]
-    )
+
+    def defender(m: RoundModel, clean_images: int) -> RoundAuditJob:
+        return RoundAuditJob(
+            run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
+            dataset=m.dataset,
+            data_dir=spec.data_dir,
+            clean_images=clean_images,
+            options=options[m.dataset],
+            device=spec.device,
+        )
+
+    return defender
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,33 +326,17 @@ class RoundRepairJob:
                 "before": asdict(result.before),
                 "after": asdict(result.after),
             }
-        seconds = time.perf_counter() - start
-        timing = {"evaluate_seconds": seconds, "job_seconds": seconds}
-        ensure_writable_dir(out_dir)
-        write_json(out_dir / "results.json", record | {"timing": timing})
-        return timing
+        return _write_evaluation(out_dir, record, start)
 
 
 def repair_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
     """Every repair on every backdoored model of ``spec.repair_round`` (the study's third phase)."""
-    options = dict(spec.audits)
-    trained = {job.name: job.dir_name for job in build_jobs(spec)}
+    defender = _defenders(spec, out_dir)
     return dedupe_jobs(
         [
             Job(
                 f"repair/{method}/{m.name}",
-                RoundRepairJob(
-                    defender=RoundAuditJob(
-                        run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
-                        dataset=m.dataset,
-                        data_dir=spec.data_dir,
-                        clean_images=spec.repair_images,
-                        options=options[m.dataset],
-                        device=spec.device,
-                    ),
-                    method=method,
-                    epochs=spec.repair_epochs,
-                ),
+                RoundRepairJob(defender=defender(m, spec.repair_images), method=method, epochs=spec.repair_epochs),
             )
             for r in spec.rounds
             if r.name == spec.repair_round
