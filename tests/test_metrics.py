@@ -14,6 +14,7 @@ from badnets.metrics import (
     backdoor_metrics,
     cross_entropy,
     mean_ci,
+    roc_curve,
     tpr_at_fpr,
     wilson_interval,
 )
@@ -130,6 +131,22 @@ def test_auroc_is_a_ranking_statistic(positive: torch.Tensor, negative: torch.Te
     assert 0.0 <= area <= 1.0
     assert abs(area + auroc(negative, positive) - 1.0) < 1e-9
     assert abs(auroc(torch.exp(positive / 5), torch.exp(negative / 5)) - area) < 1e-9
+
+
+@given(positive=scores, negative=scores)
+@settings(max_examples=100, deadline=None)
+def test_the_roc_curve_runs_from_corner_to_corner_and_its_area_is_the_auroc(
+    positive: torch.Tensor, negative: torch.Tensor
+) -> None:
+    fpr, tpr = roc_curve(positive, negative)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert bool((fpr.diff() >= 0).all() and (tpr.diff() >= 0).all())
+    assert abs(float(torch.trapezoid(tpr, fpr)) - auroc(positive, negative)) < 1e-9
+
+
+def test_a_roc_curve_needs_both_sides() -> None:
+    with pytest.raises(ValueError, match="at least one positive and one negative"):
+        roc_curve(torch.tensor([1.0]), torch.tensor([]))
 
 
 @given(positive=scores, negative=scores, fpr=st.floats(0.0, 1.0))

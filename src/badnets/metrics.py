@@ -35,6 +35,7 @@ __all__ = [
     "mean_ci",
     "mean_or_nan",
     "paired_difference",
+    "roc_curve",
     "sd_from_ci",
     "slope_ci",
     "tpr_at_fpr",
@@ -254,6 +255,24 @@ def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     greater = (positive[:, None] > negative[None, :]).double().mean()
     ties = (positive[:, None] == negative[None, :]).double().mean()
     return float(greater + 0.5 * ties)
+
+
+def roc_curve(positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ROC curve's vertices ``(fpr, tpr)``, float64, from (0, 0) to (1, 1): one vertex per distinct score,
+    thresholds from the highest down (a score flags when it is at or above the threshold), so tied scores make
+    one diagonal step and the trapezoid area under the curve equals ``auroc``.
+
+    Raises:
+        ValueError: either side is empty (no curve exists).
+    """
+    if not len(positive) or not len(negative):
+        raise ValueError("a ROC curve needs at least one positive and one negative score")
+    ordered = torch.cat([positive, negative]).double().sort(descending=True).values
+    thresholds = ordered[torch.cat([torch.ones(1, dtype=torch.bool), ordered[1:] != ordered[:-1]])]
+    tpr = (positive.double()[None, :] >= thresholds[:, None]).double().mean(1)
+    fpr = (negative.double()[None, :] >= thresholds[:, None]).double().mean(1)
+    zero = torch.zeros(1, dtype=torch.float64)
+    return torch.cat([zero, fpr]), torch.cat([zero, tpr])
 
 
 def tpr_at_fpr(positive: torch.Tensor, negative: torch.Tensor, fpr: float = 0.05) -> float:

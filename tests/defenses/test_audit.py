@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from badnets.audit import DATASET_AUDIT_OPTIONS, audit_options
 from badnets.cli import app
 from badnets.data import SOURCES, ImageDataset
 from badnets.errors import ConfigError, DataError, UnsafeFormatError
@@ -66,6 +68,7 @@ def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Pat
         "silent" if neurons is None else "agrees" if neurons == TARGET else "disagrees"
     )
     assert len(cleanse["details"]["sources"]) == 10  # per-source search by default
+    assert results["config"]["options"]["search_steps"] == DATASET_AUDIT_OPTIONS["mnist"].search_steps
     assert results["timing"]["seconds"] > 0  # recorded; its size is for benchmarks, not tests (shared machines)
     for name in ("report.md", "report.html", "triggers.png", "recovered_trigger.png"):
         assert (tmp_path / "bad" / name).stat().st_size > 0
@@ -267,6 +270,7 @@ def test_inspect_data_finds_the_poisoned_samples(mnist_models: tuple[Path, Path]
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: Path) -> None:
+    from badnets.defenses.neural_cleanse import NeuralCleanseSpec
     from badnets.defenses.repair import fine_pruning, nc_unlearning
     from badnets.train import predict
     from badnets.triggers import apply_trigger
@@ -284,7 +288,7 @@ def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: 
 
     net = load_any_model("badnet-cnn", weights=badnet, in_channels=1, num_classes=10, image_size=28)
     clean_before, asr_before = score(net)
-    done = nc_unlearning(net, test.images[defender], test.labels[defender])
+    done = nc_unlearning(net, test.images[defender], test.labels[defender], cleanse=NeuralCleanseSpec(steps=300))
     clean_after, asr_after = score(net)
     assert done.unlearned_class == TARGET and asr_before > 0.95 and asr_after < 0.10
     assert clean_before - clean_after < 0.015
@@ -323,6 +327,17 @@ def test_repair_removes_the_backdoor(mnist_models: tuple[Path, Path], tmp_path: 
     assert bad.exit_code == 2 and "--method" in bad.stderr
 
 
+def test_a_default_audit_runs_the_settings_the_calibration_is_fitted_on() -> None:
+    from badnets.defenses.interface import DefenseOptions
+    from badnets.studies.audit_round import AuditRoundSpec
+
+    assert audit_options("mnist") == DATASET_AUDIT_OPTIONS["mnist"]
+    given = audit_options("gtsrb-43", seed=3, search_steps=40, per_source=None)
+    assert given == replace(DATASET_AUDIT_OPTIONS["gtsrb-43"], seed=3, search_steps=40)
+    assert audit_options("lisa") == DefenseOptions()  # no calibrated settings: Neural Cleanse's own
+    assert dict(AuditRoundSpec().audits) == DATASET_AUDIT_OPTIONS  # the round fits on what a default audit runs
+
+
 def test_a_pre_screened_audit_records_what_it_searched(tiny_mnist: Path, tmp_path: Path) -> None:
     """--targets-per-source 2: 20 of the 90 pairs, each source's two likeliest targets; a class no source leans
     to is recorded as not searched; the settings a calibration must match are recorded."""
@@ -341,3 +356,4 @@ def test_a_pre_screened_audit_records_what_it_searched(tiny_mnist: Path, tmp_pat
     assert all(details["anomaly_index"][k] == 0 for k in range(10) if k not in searched)
     assert results["config"]["options"]["targets_per_source"] == 2
     assert results["config"]["options"]["search_images"] == 4
+    assert results["config"]["options"]["per_source"] is True  # MNIST's default, as no flag was given

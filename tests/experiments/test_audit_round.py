@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from badnets.audit import DEFAULT_DETECTORS
 from badnets.audit_result import FEATURES
@@ -18,7 +19,7 @@ from badnets.errors import ConfigError
 from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
-from badnets.studies.audit_round.analysis import aggregate
+from badnets.studies.audit_round.analysis import aggregate, roc_curves
 from badnets.studies.audit_round.results import LEARNED_ASR
 from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs, repair_jobs
 from badnets.triggers import make_stamp
@@ -176,6 +177,12 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     assert json.dumps(to_json(summary.results)) == json.dumps(results)  # the file is the typed results
     report = (out / "report.md").read_text()
     assert "The audit round" in report and "Backdoors by family and mapping" in report and "AUROC" in report
+    targeted = results["scores"][0]["targeted"]
+    curves = roc_curves(summary.results)["test round"]  # the figure's curves are the scores' groups
+    assert f"all-to-one + single vs clean (AUROC {targeted['auroc']:.3f})" in curves
+    for label, (fpr, tpr) in curves.items():
+        assert label.endswith(f"(AUROC {float(torch.trapezoid(tpr, fpr)):.3f})")
+    assert (out / "roc.png").stat().st_size > 1000 and "](roc.png)" in report
     render_directory(out)
     assert (out / "report.md").read_text() == report  # rendered from results.json alone
     again = run_audit_round(spec, out)  # resumes: nothing retrained

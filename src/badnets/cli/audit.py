@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from badnets.audit import DEFAULT_DETECTORS, AuditSpec
+from badnets.audit import DATASET_AUDIT_OPTIONS, DEFAULT_DETECTORS, AuditSpec, audit_options
 from badnets.cli._common import err_console, friendly_errors, out_console
-from badnets.defenses.interface import DefenseOptions
+from badnets.defenses.neural_cleanse import NeuralCleanseSpec
 from badnets.errors import ConfigError
 
 __all__ = ["audit", "guard", "inspect_data", "repair"]
@@ -63,6 +63,12 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
         raise ConfigError(f"{option} takes comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
 
 
+def _defaults(option: str) -> str:
+    """``DATASET_AUDIT_OPTIONS``' values of ``option`` for the help, e.g. "300 on mnist, 150 on gtsrb-43"."""
+    given = {d: getattr(o, option) for d, o in DATASET_AUDIT_OPTIONS.items()}
+    return ", ".join(f"{v} on {d}" for d, v in given.items() if v is not None)
+
+
 @friendly_errors
 def audit(
     model: Annotated[
@@ -84,25 +90,31 @@ def audit(
     clean_images: Annotated[int, typer.Option(help="Clean images the audit may use (from the test split).")] = 1000,
     strict: Annotated[bool, typer.Option(help="Exit 3 when the verdict is 'backdoored' (for CI gates).")] = False,
     per_source: Annotated[
-        bool,
+        bool | None,
         typer.Option(
+            "--per-source/--no-per-source",
             help="Neural Cleanse searches one trigger per (source, target) pair, so backdoors that fire on one "
-            "source class show; --no-per-source is the paper's one trigger per target."
+            "source class show; --no-per-source is the paper's one trigger per target. Default: per source, "
+            f"except on {', '.join(d for d, o in DATASET_AUDIT_OPTIONS.items() if not o.per_source)}.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     search_steps: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="Neural Cleanse's optimisation steps (default 600); fewer is faster on many-class models, and a "
-            "shipped calibration gives a backdoor probability only for the steps it was fitted on.",
+            help=f"Neural Cleanse's optimisation steps (default: {_defaults('search_steps')}, else "
+            f"{NeuralCleanseSpec.steps}). The defaults are the settings the shipped calibration was fitted on: it "
+            "gives a backdoor probability "
+            "only for those.",
         ),
     ] = None,
     search_images: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="Neural Cleanse's clean images per target and step (default 32, shared among a target's sources).",
+            help=f"Neural Cleanse's clean images per target and step (default: {_defaults('search_images')}, else "
+            f"{NeuralCleanseSpec.images_per_step}, shared among a target's sources).",
         ),
     ] = None,
     targets_per_source: Annotated[
@@ -134,7 +146,8 @@ def audit(
         _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std),
         device=device,
         detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()),
-        options=DefenseOptions(
+        options=audit_options(
+            dataset,
             seed=seed,
             per_source=per_source,
             search_steps=search_steps,

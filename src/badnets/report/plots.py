@@ -26,6 +26,7 @@ __all__ = [
     "plot_image_grid",
     "plot_neuron_maps",
     "plot_pair_heatmaps",
+    "plot_roc",
     "plot_sweep",
     "plot_trigger_examples",
     "save_figure",
@@ -117,6 +118,20 @@ def plot_error_bars(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=legend_size)
     fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_roc(panels: Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor]]], path: Path) -> None:
+    """One panel per key of ``panels``, one ROC curve ``(fpr, tpr)`` per label in it, with chance's diagonal."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), layout="constrained", squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
+        for label, (fpr, tpr) in curves.items():
+            ax.plot(fpr.numpy(), tpr.numpy(), linewidth=1.6, label=label)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false-positive rate", ylabel="true-positive rate", title=title)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
 
 

@@ -20,7 +20,7 @@ from badnets.audit import audit_settings
 from badnets.audit_result import FEATURES, AuditResult
 from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
-from badnets.metrics import BackdoorMetrics, auroc, cross_entropy, tpr_at_fpr
+from badnets.metrics import BackdoorMetrics, auroc, cross_entropy, roc_curve, tpr_at_fpr
 from badnets.records import from_json
 from badnets.studies.audit_round.results import (
     LEARNED_ASR,
@@ -44,6 +44,7 @@ __all__ = [
     "detection_score",
     "mitigation_score",
     "repaired_models",
+    "roc_curves",
     "round_scores",
     "summarise_round",
     "trained_model",
@@ -119,16 +120,23 @@ def calibrate(
     return fit_logistic(x, y, FEATURES, version=version, fitted_on=fitted_on)
 
 
+def _targeted(audited: Sequence[AuditedRoundModel]) -> list[AuditedRoundModel]:
+    """The all-to-one and single-target backdoors with the clean models (the issue's first target)."""
+    return [m for m in audited if m.model.mapping != "all-to-all"]
+
+
+def _all_to_all(audited: Sequence[AuditedRoundModel]) -> list[AuditedRoundModel]:
+    return [m for m in audited if m.model.mapping in (None, "all-to-all")]
+
+
 def round_scores(name: str, audited: Sequence[AuditedRoundModel]) -> RoundScores:
     """One round's detection scores from each model's ``backdoor_probability``."""
     probability = {m.model.name: m.backdoor_probability or 0.0 for m in audited}
-    targeted = [m for m in audited if m.model.mapping != "all-to-all"]
-    all_to_all = [m for m in audited if m.model.mapping in (None, "all-to-all")]
     return RoundScores(
         round=name,
         overall=detection_score(audited, probability),
-        targeted=detection_score(targeted, probability),
-        all_to_all=detection_score(all_to_all, probability),
+        targeted=detection_score(_targeted(audited), probability),
+        all_to_all=detection_score(_all_to_all(audited), probability),
         by_family=breakdown(audited, probability, "family"),
         by_mapping=breakdown(audited, probability, "mapping"),
         by_dataset=breakdown(audited, probability, "dataset"),
@@ -180,6 +188,27 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
         calibration=calibration.to_json(),
         scores=[round_scores(name, group) for name, group in scored.items() if name != CALIBRATION_ROUND],
     )
+
+
+def roc_curves(results: AuditRoundResults) -> dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per scored round, the ROC curves of ``backdoor_probability`` over the learned backdoors and the clean
+    models: all-to-one + single-target vs clean, all-to-all vs clean, and each dataset's models alone (the
+    groups of ``round_scores``; a group without both labels has no curve), each labelled with its AUROC."""
+    scored = {s.round for s in results.scores or ()}
+    panels: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+    for name in sorted(scored):
+        audited = [m for m in results.audited or () if m.model.round == name and m.model.label is not None]
+        groups = {"all-to-one + single vs clean": _targeted(audited), "all-to-all vs clean": _all_to_all(audited)}
+        for dataset in sorted({m.model.dataset for m in audited}):
+            groups[f"{dataset}: all vs clean"] = [m for m in audited if m.model.dataset == dataset]
+        curves = {}
+        for label, group in groups.items():
+            p = torch.tensor([m.backdoor_probability or 0.0 for m in group], dtype=torch.float64)
+            y = torch.tensor([m.model.label for m in group], dtype=torch.bool)
+            if bool(y.any()) and bool((~y).any()):
+                curves[f"{label} (AUROC {auroc(p[y], p[~y]):.3f})"] = roc_curve(p[y], p[~y])
+        panels[f"{name} round"] = curves
+    return panels
 
 
 def repaired_models(models: Sequence[TrainedRoundModel], runs: FinishedJobs) -> list[RepairedRoundModel]:

@@ -7,7 +7,7 @@ import math
 import statistics
 from typing import Any
 
-from badnets.report._doc import Block, Heading, Para, StudyReport, Table
+from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import pct, run_summary
 from badnets.studies.audit_round.results import (
     KEPT_ACCURACY,
@@ -17,7 +17,9 @@ from badnets.studies.audit_round.results import (
     DetectionScore,
 )
 
-__all__ = ["REPORT", "render", "summary_table", "write_audit_round_report"]
+__all__ = ["REPORT", "ROC_FIGURE", "render", "summary_table", "write_audit_round_report"]
+
+ROC_FIGURE = "roc.png"  # drawn by the run (``analysis.roc_curves``) beside the reports
 
 
 def _doc(results: AuditRoundResults) -> list[Block]:
@@ -109,6 +111,13 @@ def _detection(results: AuditRoundResults) -> list[Block]:
             ],
         ),
     ]
+    blocks.append(
+        Image(
+            ROC_FIGURE,
+            "ROC curves of `backdoor_probability` on each round the calibration did not see (learned backdoors "
+            "against clean models).",
+        )
+    )
     for scores in results.scores:
         rows = [
             _score_row(f"{by}: {value}", score)

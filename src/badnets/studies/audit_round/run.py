@@ -11,8 +11,9 @@ from badnets._io import write_json
 from badnets.data import dataset_source
 from badnets.experiments._jobs import Backend
 from badnets.experiments._study import StudySummary, run_study
-from badnets.studies.audit_round.analysis import aggregate
-from badnets.studies.audit_round.report import summary_table, write_audit_round_report
+from badnets.report.plots import plot_roc
+from badnets.studies.audit_round.analysis import aggregate, roc_curves
+from badnets.studies.audit_round.report import ROC_FIGURE, summary_table, write_audit_round_report
 from badnets.studies.audit_round.results import AuditRoundResults
 from badnets.studies.audit_round.spec import AuditRoundSpec, audit_jobs, build_jobs, repair_jobs
 
@@ -36,6 +37,8 @@ def run_audit_round(
     phases = [build_jobs(spec), audit_jobs(spec, out_dir), repair_jobs(spec, out_dir)]
     study = run_study(asdict(spec), hashes, phases, out_dir, workers=spec.workers, progress=progress, backend=backend)
     results = study.finish(aggregate(spec, study.runs), out_dir)
+    if results.scores:
+        plot_roc(roc_curves(results), out_dir / ROC_FIGURE)
     write_audit_round_report(results, out_dir)
     if results.calibration is not None:  # what badnets ships as badnets/calibrations/audit.json
         write_json(out_dir / "calibration.json", results.calibration)
