@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from badnets.metrics import (
     attack_success_rate,
     auroc,
+    auroc_interval,
     backdoor_metrics,
     cross_entropy,
     mean_ci,
@@ -142,6 +143,23 @@ def test_the_roc_curve_runs_from_corner_to_corner_and_its_area_is_the_auroc(
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
     assert bool((fpr.diff() >= 0).all() and (tpr.diff() >= 0).all())
     assert abs(float(torch.trapezoid(tpr, fpr)) - auroc(positive, negative)) < 1e-9
+
+
+@given(positive=scores, negative=scores)
+@settings(max_examples=100, deadline=None)
+def test_the_auroc_interval_holds_the_auroc(positive: torch.Tensor, negative: torch.Tensor) -> None:
+    low, high = auroc_interval(positive, negative)
+    assert 0.0 <= low <= auroc(positive, negative) <= high <= 1.0
+
+
+def test_the_auroc_interval_at_chance_is_the_mann_whitney_null() -> None:
+    """At AUROC 0.5 Hanley & McNeil's variance is the rank-sum statistic's exact null variance."""
+    positive, negative = torch.tensor([1.0, 4.0, 5.0, 8.0]), torch.tensor([2.0, 3.0, 6.0, 7.0, 0.5, 9.0])
+    assert auroc(positive, negative) == 0.5
+    half = 1.959963984540054 * math.sqrt((4 + 6 + 1) / (12 * 4 * 6))
+    assert auroc_interval(positive, negative) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-12)
+    assert auroc_interval(torch.tensor([2.0]), torch.tensor([1.0])) == (1.0, 1.0)  # separated: no spread
+    assert all(math.isnan(v) for v in auroc_interval(torch.tensor([]), negative))
 
 
 def test_a_roc_curve_needs_both_sides() -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "SlopeFit",
     "attack_success_rate",
     "auroc",
+    "auroc_interval",
     "backdoor_metrics",
     "clean_accuracy",
     "cross_entropy",
@@ -255,6 +256,18 @@ def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     greater = (positive[:, None] > negative[None, :]).double().mean()
     ties = (positive[:, None] == negative[None, :]).double().mean()
     return float(greater + 0.5 * ties)
+
+
+def auroc_interval(positive: torch.Tensor, negative: torch.Tensor) -> tuple[float, float]:
+    """The 95% interval of ``auroc`` by Hanley & McNeil's (1982) standard error, clipped to [0, 1]; NaNs when
+    either side is empty."""
+    area, n1, n2 = auroc(positive, negative), len(positive), len(negative)
+    if math.isnan(area):
+        return (math.nan, math.nan)
+    q1, q2 = area / (2 - area), 2 * area**2 / (1 + area)
+    variance = (area * (1 - area) + (n1 - 1) * (q1 - area**2) + (n2 - 1) * (q2 - area**2)) / (n1 * n2)
+    half = Z95 * math.sqrt(max(variance, 0.0))
+    return (max(0.0, area - half), min(1.0, area + half))
 
 
 def roc_curve(positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,8 +19,14 @@ from badnets.errors import ConfigError
 from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
-from badnets.studies.audit_round.analysis import aggregate, roc_curves
-from badnets.studies.audit_round.results import LEARNED_ASR
+from badnets.studies.audit_round.analysis import aggregate, judge, roc_curves, round_scores
+from badnets.studies.audit_round.results import (
+    LEARNED_ASR,
+    AuditedRoundModel,
+    AuditRoundResults,
+    RepairedRoundModel,
+    TrainedRoundModel,
+)
 from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs, repair_jobs
 from badnets.triggers import make_stamp
 
@@ -108,9 +114,73 @@ def test_bad_round_specs_say_what_to_fix(make: object, message: str) -> None:
         make()  # type: ignore[operator]
 
 
+def _audited(name: str, mapping: str | None, probability: float, target: int | None = None) -> AuditedRoundModel:
+    backdoored = mapping is not None
+    model = TrainedRoundModel(
+        name=name,
+        round="test",
+        dataset="mnist",
+        family="patch" if backdoored else None,
+        mapping=mapping,
+        target=target,
+        source=None,
+        rate=0.1 if backdoored else None,
+        trigger=None,
+        epochs=4,
+        clean_accuracy=0.99,
+        attack_success_rate=0.99 if backdoored else None,
+        learned=True if backdoored else None,
+        seconds=60.0,
+    )
+    return AuditedRoundModel(model, {}, target, seconds=70.0, backdoor_probability=probability)
+
+
+def test_the_judge_holds_the_round_to_the_issues_targets() -> None:
+    """Perfectly ranked targeted backdoors meet the AUROC target; confident right answers meet the cross-entropy
+    one is failed by the one confident miss; an all-to-all backdoor ranked under every clean model fails its AUROC;
+    a median time over budget fails."""
+    audited = [
+        _audited("c0", None, 0.02),
+        _audited("c1", None, 0.05),
+        _audited("c2", None, 0.10),
+        _audited("b0", "all-to-one", 0.97, target=3),
+        _audited("b1", "single-target", 0.90, target=5),
+        _audited("b2", "all-to-all", 0.01),
+    ]
+
+    def repaired(model: str, method: str, asr_after: float) -> RepairedRoundModel:
+        return RepairedRoundModel(model, "mnist", "patch", "all-to-one", method, 0.99, asr_after, 0.99, 0.985, 30.0)
+
+    results = AuditRoundResults(
+        spec={"repairs": ["fine-pruning", "nad"]},
+        rounds=[],
+        models=[m.model for m in audited],
+        audited=audited,
+        scores=[round_scores("test", audited)],
+        repaired=[
+            repaired("b0", "fine-pruning", 0.5),
+            repaired("b1", "fine-pruning", 0.01),
+            repaired("b0", "nad", 0.02),
+            repaired("b1", "nad", 0.04),
+        ],
+    )
+    targets = {t.target.split(" (")[0]: t for t in judge(results)}
+    assert targets["AUROC, all-to-one + single-target vs clean"].met is True
+    assert str(targets["AUROC, all-to-one + single-target vs clean"].ours).startswith(
+        "1.000 [1.000, 1.000] (2 backdoored"
+    )
+    assert targets["AUROC, all-to-all vs clean"].met is False  # 0.000: ranked below every clean model
+    assert targets["correct target among detected"].met is True  # both detected name their target
+    assert targets["cross-entropy of backdoor_probability"].met is False  # the missed all-to-all costs ln(100)
+    assert targets["audit time per model"].met is False  # 70 s against MNIST's 60 s
+    mitigation = targets["best mitigation: ASR ≤ 5% at clean drop ≤ 1 pt"]
+    assert mitigation.met is True and str(mitigation.ours).startswith("nad: 100.0%")  # 2 of 2; fine-pruning 1
+    assert judge(replace(results, scores=None)) == []  # nothing judged before a round is scored
+
+
 def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: Path, tmp_path: Path) -> None:
     from badnets.studies.audit_round import run_audit_round
-    from badnets.studies.reports import render_directory
+    from badnets.studies.reports import rejudge_directory, render_directory
 
     spec = AuditRoundSpec(
         rounds=(Round("train", 1, 6, ("patch",)), Round("test", 3, 4, ("patch", "blend"))),
@@ -183,8 +253,19 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     for label, (fpr, tpr) in curves.items():
         assert label.endswith(f"(AUROC {float(torch.trapezoid(tpr, fpr)):.3f})")
     assert (out / "roc.png").stat().st_size > 1000 and "](roc.png)" in report
+    assert [t["target"].split(" (")[0] for t in results["targets"]] == [
+        "AUROC, all-to-one + single-target vs clean",
+        "cross-entropy of backdoor_probability",
+        "correct target among detected",
+        "AUROC, all-to-all vs clean",
+        "audit time per model",
+        "best mitigation: ASR ≤ 5% at clean drop ≤ 1 pt",
+    ]
+    assert "## Targets" in report
     render_directory(out)
     assert (out / "report.md").read_text() == report  # rendered from results.json alone
+    rejudge_directory(out)  # the judge reads the recorded numbers alone
+    assert json.loads((out / "results.json").read_text())["targets"] == results["targets"]
     again = run_audit_round(spec, out)  # resumes: nothing retrained
     assert again.results.models == summary.results.models
     assert again.results.timing is not None and again.results.timing.models_trained_now == 0

@@ -267,7 +267,7 @@ def report(
         typer.Option(
             "--rejudge",
             help="Judge the targets again with this version's judge, from the numbers results.json records "
-            "(nothing is re-run; the file notes it in targets_judged); transfer and traffic studies.",
+            "(nothing is re-run; the file notes it in targets_judged); the studies judged by targets.",
         ),
     ] = False,
 ) -> None:

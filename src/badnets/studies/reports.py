@@ -16,6 +16,7 @@ from badnets.records import Target, TargetsJudged, from_json
 from badnets.report._doc import StudyReport
 from badnets.report._format import TARGET_HEADER, md_table, target_rows
 from badnets.report.attack import attack_report_md
+from badnets.studies.audit_round import analysis as audit_round_analysis
 from badnets.studies.audit_round import report as audit_round_report
 from badnets.studies.defenses import analysis as defense_analysis
 from badnets.studies.defenses import report as defense_report
@@ -121,6 +122,7 @@ JUDGES: dict[str, tuple[StudyReport[Any], Callable[[Any], list[Target]]]] = {
     "transfer": (transfer_report.REPORT, transfer_analysis.judge),
     "traffic": (traffic_report.REPORT, traffic_analysis.judge),
     "supply-chain": (supply_chain_report.REPORT, supply_chain_analysis.judge),
+    "audit-round": (audit_round_report.REPORT, audit_round_analysis.judge),
 }
 
 

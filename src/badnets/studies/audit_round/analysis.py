@@ -20,8 +20,9 @@ from badnets.audit import audit_settings
 from badnets.audit_result import FEATURES, AuditResult
 from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
-from badnets.metrics import BackdoorMetrics, auroc, cross_entropy, roc_curve, tpr_at_fpr
-from badnets.records import from_json
+from badnets.metrics import BackdoorMetrics, auroc, auroc_interval, cross_entropy, mean_ci, roc_curve, tpr_at_fpr
+from badnets.records import Target, from_json
+from badnets.report._format import share_ci
 from badnets.studies.audit_round.results import (
     LEARNED_ASR,
     AuditedRoundModel,
@@ -42,6 +43,7 @@ __all__ = [
     "breakdown",
     "calibrate",
     "detection_score",
+    "judge",
     "mitigation_score",
     "repaired_models",
     "roc_curves",
@@ -51,6 +53,8 @@ __all__ = [
 ]
 
 CALIBRATION_ROUND = "train"  # the only round the calibration sees
+JUDGED_ROUND = "test"  # the round the issue's targets are judged on (else the last scored one)
+AUDIT_SECONDS = {"mnist": 60.0, "gtsrb-43": 120.0}  # the issue's budget per model on one CPU core
 
 
 def trained_model(drawn: RoundModel, runs: FinishedJobs) -> TrainedRoundModel:
@@ -182,12 +186,105 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
         name: [replace(m, backdoor_probability=calibration.probability(m.evidence)) for m in group]
         for name, group in audited.items()
     }
-    return replace(
+    scored_results = replace(
         results,
         audited=[m for group in scored.values() for m in group],
         calibration=calibration.to_json(),
         scores=[round_scores(name, group) for name, group in scored.items() if name != CALIBRATION_ROUND],
     )
+    return replace(scored_results, targets=judge(scored_results))
+
+
+def judge(results: AuditRoundResults) -> list[Target]:
+    """The issue's targets on the judged round (``JUDGED_ROUND``, else the last scored round), over its learned
+    backdoors and clean models; none before a round is scored. The "paper" column holds the published anchors
+    (other models and data). Intervals: Hanley–McNeil for AUROC, t over models for the cross-entropy, Wilson for
+    shares."""
+    if not results.scores or results.audited is None:
+        return []
+    judged = next((s.round for s in results.scores if s.round == JUDGED_ROUND), results.scores[-1].round)
+    audited = [m for m in results.audited if m.model.round == judged and m.model.label is not None]
+    losses = [
+        cross_entropy(torch.tensor([m.backdoor_probability or 0.0]), torch.tensor([m.model.label])) for m in audited
+    ]
+    ce, ce_half = mean_ci(losses) if losses else (math.nan, math.nan)
+    detected = [
+        m for m in audited if m.model.label == 1 and m.model.target is not None and (m.backdoor_probability or 0) >= 0.5
+    ]
+    right = sum(m.suspected_target == m.model.target for m in detected)
+    targeted, all_to_all = _auroc_target(_targeted(audited)), _auroc_target(_all_to_all(audited))
+    targets = [
+        Target(
+            f"AUROC, all-to-one + single-target vs clean ({judged} round)",
+            "TrojAI best 0.89–0.95",
+            "≥ 0.95",
+            targeted[0],
+            None,
+            None if math.isnan(targeted[1]) else targeted[1] >= 0.95,
+        ),
+        Target(
+            "cross-entropy of backdoor_probability",
+            "TrojAI best 0.30–0.32",
+            "≤ 0.30",
+            f"{ce:.3f} ± {ce_half:.3f} ({len(losses)} models)",
+            None,
+            None if math.isnan(ce) else ce <= 0.30,
+        ),
+        Target(
+            "correct target among detected (p ≥ 0.5)",
+            "–",
+            "≥ 90%",
+            share_ci(right, len(detected)),
+            None,
+            right / len(detected) >= 0.9 if detected else None,
+        ),
+        Target(
+            "AUROC, all-to-all vs clean",
+            "not detected before",
+            "≥ 0.80",
+            all_to_all[0],
+            None,
+            None if math.isnan(all_to_all[1]) else all_to_all[1] >= 0.80,
+        ),
+    ]
+    for dataset, budget in AUDIT_SECONDS.items():
+        seconds = [m.seconds for m in results.audited if m.model.dataset == dataset]
+        if seconds:
+            median = statistics.median(seconds)
+            ours = f"median {median:.0f} s, max {max(seconds):.0f} s ({len(seconds)} models)"
+            targets.append(
+                Target(f"audit time per model ({dataset})", "–", f"≤ {budget:.0f} s", ours, None, median <= budget)
+            )
+    if results.repaired:
+        models = sorted({r.model for r in results.repaired})
+        removed = {
+            method: sum(r.removed for r in results.repaired if r.method == method) for method in results.spec["repairs"]
+        }
+        best = max(removed, key=lambda method: removed[method])
+        oracle = len({r.model for r in results.repaired if r.removed})
+        targets.append(
+            Target(
+                "best mitigation: ASR ≤ 5% at clean drop ≤ 1 pt",
+                "BackdoorBench best: 1.48% ASR at −1.36 pt",
+                "≥ 90% of learned backdoors",
+                f"{best}: {share_ci(removed[best], len(models))}; best per model (oracle): {oracle}/{len(models)}",
+                None,
+                removed[best] / len(models) >= 0.9,
+            )
+        )
+    return targets
+
+
+def _auroc_target(models: Sequence[AuditedRoundModel]) -> tuple[str, float]:
+    """``AUROC [95% interval] (backdoored, clean)`` of the models' probabilities, and the AUROC (NaN: one side
+    is empty)."""
+    p = torch.tensor([m.backdoor_probability or 0.0 for m in models], dtype=torch.float64)
+    y = torch.tensor([m.model.label == 1 for m in models], dtype=torch.bool)
+    area = auroc(p[y], p[~y])
+    if math.isnan(area):
+        return f"not scored ({int(y.sum())} backdoored, {int((~y).sum())} clean)", area
+    low, high = auroc_interval(p[y], p[~y])
+    return f"{area:.3f} [{low:.3f}, {high:.3f}] ({int(y.sum())} backdoored, {int((~y).sum())} clean)", area
 
 
 def roc_curves(results: AuditRoundResults) -> dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]:

@@ -8,7 +8,7 @@ import statistics
 from typing import Any
 
 from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
-from badnets.report._format import pct, run_summary
+from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows, targets_table
 from badnets.studies.audit_round.results import (
     KEPT_ACCURACY,
     LEARNED_ASR,
@@ -58,6 +58,16 @@ def _doc(results: AuditRoundResults) -> list[Block]:
         Heading("Backdoors by family and mapping (all rounds)"),
         Table(["family", "mapping", "models", "learned", "median ASR", "median clean acc."], _by_family(results)),
     ]
+    if results.targets:
+        blocks += [
+            Heading("Targets"),
+            Para(
+                "The project's targets for the audit, on the test round's learned backdoors and clean models. The "
+                "paper audits nothing: its column holds the field's published anchors instead (other models and "
+                "data)."
+            ),
+            Table(list(TARGET_HEADER), target_rows(results.targets, results.quick, ("yes", "**no**"))),
+        ]
     blocks += _detection(results)
     blocks += _mitigation(results)
     if results.timing:
@@ -81,7 +91,7 @@ def _num(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3f}"
 
 
-_SCORE_HEADER = ["models", "backdoored", "clean", "AUROC", "cross-entropy", "TPR at 5% FPR", "target correct"]
+_SCORE_HEADER = ["backdoored", "clean", "AUROC", "cross-entropy", "TPR at 5% FPR", "target correct"]
 
 
 def _detection(results: AuditRoundResults) -> list[Block]:
@@ -128,7 +138,7 @@ def _detection(results: AuditRoundResults) -> list[Block]:
             )
             for value, score in group.items()
         ]
-        blocks += [Heading(f"The {scores.round} round by group", 3), Table(_SCORE_HEADER, rows)]
+        blocks += [Heading(f"The {scores.round} round by group", 3), Table(["group", *_SCORE_HEADER], rows)]
     blocks += [
         Heading("The calibration", 3),
         Table(
@@ -229,7 +239,11 @@ render = REPORT.render
 
 
 def summary_table(results: AuditRoundResults) -> Any:
+    """The targets once a round is scored, else what each round holds."""
     from rich.table import Table as RichTable
+
+    if results.targets:
+        return targets_table(results.targets, results.quick, "The audit round")
 
     table = RichTable(title="The audit round")
     for col in ("round", "models", "clean", "backdoored", "learned"):

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from badnets.records import OMIT_WHEN_NONE, StudyFlags, StudyTiming
+from badnets.records import OMIT_WHEN_NONE, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = [
     "KEPT_ACCURACY",
@@ -199,5 +199,7 @@ class AuditRoundResults(StudyFlags):
     unscored: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # why the audits could not be scored
     repaired: list[RepairedRoundModel] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     mitigation: list[MitigationScore] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    targets: list[Target] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # once a round is scored
     timing: StudyTiming | None = field(default=None, metadata=OMIT_WHEN_NONE)
     manifest: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    targets_judged: TargetsJudged | None = field(default=None, metadata=OMIT_WHEN_NONE)
