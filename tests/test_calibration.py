@@ -103,6 +103,43 @@ def test_a_calibration_applies_only_to_audits_run_with_the_settings_it_was_fitte
     assert AuditResult.from_json(scored.to_json()) == scored
 
 
+def test_where_a_calibration_applies_its_probability_decides_the_verdict() -> None:
+    """A model Neural Cleanse passes but the calibration scores ≥ 0.5 is backdoored, suspecting the class of the
+    smallest trigger; a model Neural Cleanse flags but the calibration scores < 0.5 is clean, and Neural Cleanse's
+    flag is evidence that disagrees."""
+    from badnets.audit import CALIBRATED, calibrated
+    from badnets.audit_result import FEATURES, AuditedModel, AuditResult, DetectorReport
+    from badnets.calibration import LogisticCalibration
+
+    settings = {"detectors": ["neural_cleanse", "dormant_neurons"], "clean_images": 100}
+    weights = tuple(1.0 if name == "nc_max_anomaly_index" else 0.0 for name in FEATURES)
+    fit = LogisticCalibration(
+        "t", FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), weights, -2.0, 1.0, {"audits": [settings]}
+    )  # p = σ(anomaly index − 2)
+    details = {"l1": [40.0, 50.0, 4.0, None], "asr": [0.9, 0.95, 0.99, None]}
+    dormant = DetectorReport(True, 1, "score", 0.95, 1.0, {})
+
+    def audit(flagged: int | None, index: float) -> AuditResult:
+        cleanse = DetectorReport(
+            flagged is not None, flagged, "anomaly_index", index, 2.0, details | {"max_anomaly_index": index}
+        )
+        return AuditResult(
+            "clean" if flagged is None else "backdoored", flagged, "neural_cleanse",
+            {"dormant_neurons": "disagrees"},
+            {"neural_cleanse": cleanse, "dormant_neurons": dormant},
+            AuditedModel("m", None, (1, 28, 28), tuple("0123")), 100, 1.0, {}, {},
+        )  # fmt: skip
+
+    missed = calibrated(audit(None, 2.5), settings, fit)  # p = σ(0.5) ≈ 0.62
+    assert (missed.verdict, missed.suspected_target, missed.decided_by) == ("backdoored", 2, CALIBRATED)
+    assert missed.evidence == {"neural_cleanse": "silent", "dormant_neurons": "disagrees"}
+    false_alarm = calibrated(audit(2, 1.5), settings, fit)  # p = σ(−0.5) ≈ 0.38
+    assert (false_alarm.verdict, false_alarm.suspected_target) == ("clean", None)
+    assert false_alarm.evidence == {"neural_cleanse": "disagrees", "dormant_neurons": "disagrees"}
+    same = calibrated(audit(2, 4.0), settings, fit)
+    assert (same.verdict, same.suspected_target, same.evidence["neural_cleanse"]) == ("backdoored", 2, "agrees")
+
+
 def test_no_calibration_is_shipped_until_a_round_has_fitted_one() -> None:
     from importlib import resources
 

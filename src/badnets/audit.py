@@ -3,10 +3,12 @@
 
 The defender has the model and clean validation images, never the trigger or the training data. The registered
 model detectors run (``badnets.defenses.registry``; by default Neural Cleanse, the smallest trigger per class with
-a MAD outlier test, and trigger-selective neurons, the paper's dormant-neuron idea by stimulation). The first one
-decides the verdict: Neural Cleanse by default, whose outlier test has a stated false-alarm rate; the others are
-reported as evidence beside it (the selective neurons have no such test, and on clean MNIST models one unit in
-eight models sent ≥ 90% of images to one class).
+a MAD outlier test, and trigger-selective neurons, the paper's dormant-neuron idea by stimulation). Where the
+shipped calibration applies (the audit ran with the settings it was fitted on), the calibrated
+``backdoor_probability`` decides the verdict and every detector is evidence beside it. Otherwise the first detector
+decides: Neural Cleanse by default, whose outlier test has a stated false-alarm rate; the others are reported as
+evidence beside it (the selective neurons have no such test, and on clean MNIST models one unit in eight models
+sent ≥ 90% of images to one class).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import Any
 import torch
 
 from badnets._io import ensure_writable_dir, run_manifest
-from badnets.audit_result import AuditedModel, AuditResult, DetectorReport, Evidence
+from badnets.audit_result import (
+    CALIBRATED,
+    VERDICT_PROBABILITY,
+    AuditedModel,
+    AuditResult,
+    DetectorReport,
+    Evidence,
+)
 from badnets.calibration import LogisticCalibration, shipped_calibration
 from badnets.data import ImageDataset, dataset_source
 from badnets.defenses.interface import CleanData, DefenseOptions, ModelFinding
@@ -31,8 +40,10 @@ from badnets.models.loading import check_code_trusted, check_fits, load_any_mode
 from badnets.train import one_cpu_thread, resolve_device
 
 __all__ = [
+    "CALIBRATED",
     "DATASET_AUDIT_OPTIONS",
     "DEFAULT_DETECTORS",
+    "VERDICT_PROBABILITY",
     "Audit",
     "AuditSpec",
     "CleanSample",
@@ -161,13 +172,13 @@ def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
     return sample, model
 
 
-def evidence(deciding: ModelFinding, other: ModelFinding) -> Evidence:
-    """How another detector bears on the verdict: ``agrees`` (flags the deciding detector's target),
-    ``disagrees`` (flags another class, or flags a model the deciding detector passes), ``silent`` (flags
-    nothing)."""
-    if other.suspected_target is None:
+def evidence(decided: int | None, flagged: int | None) -> Evidence:
+    """How a detector that flagged ``flagged`` bears on a verdict that suspects ``decided`` (None: clean):
+    ``agrees`` (the same target), ``disagrees`` (another class, or a model the verdict passes), ``silent`` (it
+    flags nothing)."""
+    if flagged is None:
         return "silent"
-    return "agrees" if other.suspected_target == deciding.suspected_target else "disagrees"
+    return "agrees" if flagged == decided else "disagrees"
 
 
 def _report(finding: ModelFinding) -> DetectorReport:
@@ -204,7 +215,7 @@ def audit_model(spec: AuditSpec) -> Audit:
         verdict="clean" if target is None else "backdoored",
         suspected_target=target,
         decided_by=decided_by,
-        evidence={name: evidence(deciding, f) for name, f in findings.items() if name != decided_by},
+        evidence={name: evidence(target, f.suspected_target) for name, f in findings.items() if name != decided_by},
         detectors={name: _report(f) for name, f in findings.items()},
         model=AuditedModel(spec.model, spec.weights, sample.shape, tuple(sample.classes)),
         clean_images=len(sample.images),
@@ -233,14 +244,25 @@ def calibrated(
     result: AuditResult, settings: Mapping[str, Any], calibration: LogisticCalibration | None
 ) -> AuditResult:
     """``result`` with ``calibration``'s ``backdoor_probability`` (the shipped one, in ``audit_model``), where
-    there is one and it was fitted on audits run with ``settings``."""
+    there is one and it was fitted on audits run with ``settings``; the probability then decides the verdict
+    (backdoored from ``VERDICT_PROBABILITY``, suspecting ``likeliest_target``) and every detector is evidence."""
     if calibration is None:
         return result
     if not calibration.fits(settings):
         note = f"{calibration.version} not applied: it was fitted on audits run with other settings"
         return replace(result, calibration=note)
     probability = calibration.probability(result.features())
-    return replace(result, backdoor_probability=probability, calibration=calibration.version)
+    backdoored = probability >= VERDICT_PROBABILITY
+    target = result.likeliest_target() if backdoored else None
+    return replace(
+        result,
+        verdict="backdoored" if backdoored else "clean",
+        suspected_target=target,
+        decided_by=CALIBRATED,
+        evidence={name: evidence(target, found.suspected_target) for name, found in result.detectors.items()},
+        backdoor_probability=probability,
+        calibration=calibration.version,
+    )
 
 
 def run_audit(spec: AuditSpec, out_dir: Path) -> AuditResult:

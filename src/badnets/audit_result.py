@@ -14,7 +14,7 @@ import torch
 
 from badnets.defenses.neural_cleanse import mad_anomaly_index
 
-__all__ = ["FEATURES", "AuditResult", "AuditedModel", "DetectorReport"]
+__all__ = ["CALIBRATED", "FEATURES", "VERDICT_PROBABILITY", "AuditResult", "AuditedModel", "DetectorReport"]
 
 # The audit's statistics by name: what a calibration weighs into a backdoor probability. Trigger sizes are taken
 # as logs of their share of the image, so one calibration reads 28-px digits and 32-px signs alike.
@@ -29,6 +29,8 @@ FEATURES = (
     "dormant_max_share",  # trigger-selective units: the largest share of images one stimulated unit flips
 )
 
+CALIBRATED = "backdoor_probability"  # ``decided_by`` when the calibrated probability decides the verdict
+VERDICT_PROBABILITY = 0.5  # the calibrated verdict's threshold: backdoored from here
 Verdict = Literal["clean", "backdoored"]
 Evidence = Literal["agrees", "disagrees", "silent"]
 
@@ -104,6 +106,15 @@ class AuditResult:
     @property
     def suspected_target_name(self) -> str | None:
         return None if self.suspected_target is None else self.model.classes[self.suspected_target]
+
+    def likeliest_target(self) -> int | None:
+        """The class a backdoor most likely sends to: the one whose smallest Neural Cleanse trigger is smallest
+        (the class Neural Cleanse flags, when it flags one); None without Neural Cleanse."""
+        cleanse = self.detectors.get("neural_cleanse")
+        if cleanse is None:
+            return None
+        searched = {c: float(v) for c, v in enumerate(cleanse.details["l1"]) if v is not None}
+        return min(searched, key=searched.__getitem__) if searched else None
 
     def features(self) -> dict[str, float]:
         """The audit's statistics by name (``FEATURES``; NaN where their detector did not run)."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from badnets.audit_result import CALIBRATED, VERDICT_PROBABILITY
 from badnets.defenses.neural_cleanse import FEW_CLASSES, NeuralCleanseRecord
 from badnets.defenses.stimulation import StimulationRecord
 from badnets.records import from_json
@@ -35,8 +36,11 @@ def _source_name(sources: Sequence[int | None] | None, k: int, classes: Sequence
     return "—" if source is None else classes[source]
 
 
-def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes: Sequence[str], out: Path) -> None:
-    """Per class: the recovered mask, mask × pattern, and one clean image of another class with it stamped."""
+def _trigger_figure(
+    cleanse: NeuralCleanseResult, images: torch.Tensor, classes: Sequence[str], out: Path, suspected: int | None
+) -> None:
+    """Per class: the recovered mask, mask × pattern, and one clean image of another class with it stamped; and
+    the ``suspected`` class's trigger alone."""
     example = images[0].float() / 255.0
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {"mask": [], "mask × pattern": [], "stamped": []}
     for k, name in enumerate(classes):
@@ -49,8 +53,8 @@ def _trigger_figure(cleanse: NeuralCleanseResult, images: torch.Tensor, classes:
         rows["mask × pattern"].append((_as_uint8(mask * pattern), caption))
         rows["stamped"].append((_as_uint8((1 - mask) * example + mask * pattern), f"→ {name}?"))
     plots.plot_image_grid(rows, out / "triggers.png", "Neural Cleanse: the smallest trigger found for each class")
-    if cleanse.suspected_target is not None:
-        k = cleanse.suspected_target
+    if suspected is not None:
+        k = suspected
         plots.plot_image_grid(
             {"recovered": [(_as_uint8(cleanse.masks[k] * cleanse.patterns[k]), classes[k])]},
             out / "recovered_trigger.png",
@@ -63,6 +67,15 @@ _EVIDENCE = {
     "disagrees": "disagrees: flags another class, or a model the deciding detector passes",
     "silent": "silent: flags nothing",
 }
+
+
+def _decided(result: AuditResult) -> str:
+    if result.decided_by == CALIBRATED:
+        return (
+            f"decided by the calibrated backdoor probability (backdoored from {VERDICT_PROBABILITY:.2f}, suspecting "
+            "the class of the smallest recovered trigger); the detectors are its evidence"
+        )
+    return f"decided by `{result.decided_by}`; the other detectors are evidence beside it"
 
 
 def _summary(result: AuditResult) -> list[Block]:
@@ -86,7 +99,7 @@ def _summary(result: AuditResult) -> list[Block]:
     return [
         Heading(f"Backdoor audit: {result.model.spec}", 1),
         Para(
-            f"Verdict: {head}, decided by `{result.decided_by}`; the other detectors are evidence beside it. "
+            f"Verdict: {head}, {_decided(result)}. "
             f"{result.clean_images} clean images of `{result.config['dataset']}` ({shape}); "
             f"{result.seconds:.0f} s."
         ),
@@ -150,8 +163,8 @@ def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
         ),
         Image("triggers.png", "Per class: the recovered mask, mask × pattern, and a clean image with it stamped."),
     ]
-    if has_trigger and nc.suspected_target is not None:
-        target = classes[nc.suspected_target]
+    if has_trigger and result.suspected_target is not None:
+        target = classes[result.suspected_target]
         blocks.append(Image("recovered_trigger.png", f"The trigger recovered for class {target}."))
     return blocks
 
@@ -182,8 +195,10 @@ def write_audit_report(
     ``cleanse``: Neural Cleanse's result when it ran (its recovered triggers are drawn)."""
     blocks = _summary(result)
     if cleanse is not None:
-        _trigger_figure(cleanse, images, result.model.classes, out)
-        blocks += _neural_cleanse(result, cleanse.suspected_target is not None)
+        suspected = result.suspected_target  # the verdict's, whoever decided it; drawn where it was searched
+        drawn = suspected is not None and not math.isnan(float(cleanse.l1[suspected]))
+        _trigger_figure(cleanse, images, result.model.classes, out, suspected if drawn else None)
+        blocks += _neural_cleanse(result, drawn)
     if "dormant_neurons" in result.detectors:
         blocks += _stimulation(result)
     blocks += [

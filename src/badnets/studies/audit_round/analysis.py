@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from badnets._io import git_commit
-from badnets.audit import audit_settings
-from badnets.audit_result import FEATURES, AuditResult
+from badnets.audit import audit_settings, calibrated
+from badnets.audit_result import FEATURES, VERDICT_PROBABILITY, AuditResult
 from badnets.calibration import LogisticCalibration, fit_logistic
 from badnets.experiments._study import FinishedJobs
 from badnets.metrics import BackdoorMetrics, auroc, auroc_interval, cross_entropy, mean_ci, roc_curve, tpr_at_fpr
@@ -42,6 +42,7 @@ __all__ = [
     "aggregate",
     "breakdown",
     "calibrate",
+    "calibrated_model",
     "detection_score",
     "judge",
     "mitigation_score",
@@ -104,6 +105,18 @@ def audited_model(model: TrainedRoundModel, record: RoundAuditRecord) -> Audited
     """A trained model with what its audit found (a feature the audit could not give is NaN)."""
     audit = AuditResult.from_json(record.audit)
     return AuditedRoundModel(model, audit.features(), audit.suspected_target, audit.seconds)
+
+
+def calibrated_model(
+    model: AuditedRoundModel,
+    record: RoundAuditRecord,
+    settings: Mapping[str, Any],
+    calibration: LogisticCalibration,
+) -> AuditedRoundModel:
+    """``model`` with the verdict ``badnets audit`` would give had ``calibration`` been shipped: its
+    probability, and the suspected target where that says backdoored (``badnets.audit.calibrated``)."""
+    audit = calibrated(AuditResult.from_json(record.audit), settings, calibration)
+    return replace(model, backdoor_probability=audit.backdoor_probability, suspected_target=audit.suspected_target)
 
 
 def calibrate(
@@ -173,17 +186,18 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
             + ", so no calibration can be fitted on it (draw more models with --models, or train longer)",
         )
     train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
-    settings = [
-        audit_settings(from_json(RoundAuditJob, records[m.model.name].config, m.model.name).audit_spec())
-        for m in audited[CALIBRATION_ROUND]
-    ]
+    settings = {
+        m.name: audit_settings(from_json(RoundAuditJob, records[m.name].config, m.name).audit_spec())
+        for m in results.models
+    }
+    fitted = [settings[m.model.name] for m in audited[CALIBRATION_ROUND]]
     calibration = calibrate(
         audited[CALIBRATION_ROUND],
         version=f"audit-round:{train.name}:{train.seed}",
-        audits=[s for i, s in enumerate(settings) if s not in settings[:i]],
+        audits=[s for i, s in enumerate(fitted) if s not in fitted[:i]],
     )
     scored = {
-        name: [replace(m, backdoor_probability=calibration.probability(m.evidence)) for m in group]
+        name: [calibrated_model(m, records[m.model.name], settings[m.model.name], calibration) for m in group]
         for name, group in audited.items()
     }
     scored_results = replace(
@@ -209,7 +223,9 @@ def judge(results: AuditRoundResults) -> list[Target]:
     ]
     ce, ce_half = mean_ci(losses) if losses else (math.nan, math.nan)
     detected = [
-        m for m in audited if m.model.label == 1 and m.model.target is not None and (m.backdoor_probability or 0) >= 0.5
+        m
+        for m in audited
+        if m.model.label == 1 and m.model.target is not None and (m.backdoor_probability or 0) >= VERDICT_PROBABILITY
     ]
     right = sum(m.suspected_target == m.model.target for m in detected)
     targeted, all_to_all = _auroc_target(_targeted(audited)), _auroc_target(_all_to_all(audited))
@@ -358,7 +374,7 @@ def mitigation_score(method: str, repaired: Sequence[RepairedRoundModel]) -> Mit
 
 
 def detection_score(
-    models: Sequence[AuditedRoundModel], probability: Mapping[str, float], *, threshold: float = 0.5
+    models: Sequence[AuditedRoundModel], probability: Mapping[str, float], *, threshold: float = VERDICT_PROBABILITY
 ) -> DetectionScore:
     """Score ``probability`` (model name → backdoor probability) over ``models``; backdoors that were not learned
     are left out. ``target_correct`` is over the detected (p ≥ ``threshold``) backdoored models that have one

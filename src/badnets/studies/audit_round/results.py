@@ -130,7 +130,9 @@ class MitigationScore:
 @dataclass(frozen=True)
 class AuditedRoundModel:
     """What the audit found on one model of a round: the evidence by name (the calibration's features; NaN where
-    a detector could not give one), the suspected target, the calibrated probability and the audit's time."""
+    a detector could not give one), the suspected target, the calibrated probability and the audit's time. Once
+    the round is scored, the target is the calibrated verdict's (``badnets.audit.calibrated``), as
+    ``badnets audit`` names it with the round's calibration shipped."""
 
     model: TrainedRoundModel
     evidence: dict[str, float]

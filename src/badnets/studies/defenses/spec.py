@@ -241,7 +241,11 @@ def evaluate_defenses(spec: EvalSpec) -> ModelEvaluation:
     audit = AuditEvaluation(
         verdict="clean" if deciding.suspected_target is None else "backdoored",
         suspected_target=deciding.suspected_target,
-        evidence={n: evidence(deciding, f) for n, f in findings.items() if n != audit_spec.detectors[0]},
+        evidence={
+            n: evidence(deciding.suspected_target, f.suspected_target)
+            for n, f in findings.items()
+            if n != audit_spec.detectors[0]
+        },
         seconds=sum(findings[n].seconds for n in audit_spec.detectors),
         detectors={name: DetectorSummary.of(f) for name, f in findings.items()},
     )
