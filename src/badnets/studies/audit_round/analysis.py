@@ -24,6 +24,7 @@ from badnets.metrics import BackdoorMetrics, auroc, auroc_interval, cross_entrop
 from badnets.records import Target, from_json
 from badnets.report._format import share_ci
 from badnets.studies.audit_round.results import (
+    JUDGED_ROUND,
     LEARNED_ASR,
     AuditedRoundModel,
     AuditRoundResults,
@@ -54,7 +55,6 @@ __all__ = [
 ]
 
 CALIBRATION_ROUND = "train"  # the only round the calibration sees
-JUDGED_ROUND = "test"  # the round the targets are judged on (else the last scored one)
 AUDIT_SECONDS = {"mnist": 60.0, "gtsrb-43": 120.0}  # the budget per model on one CPU core
 
 
@@ -264,7 +264,7 @@ def judge(results: AuditRoundResults) -> list[Target]:
         ),
     ]
     for dataset, budget in AUDIT_SECONDS.items():
-        seconds = [m.seconds for m in results.audited if m.model.dataset == dataset]
+        seconds = [m.seconds for m in results.audited if m.model.dataset == dataset and m.model.round == judged]
         if seconds:
             median = statistics.median(seconds)
             ours = f"median {median:.0f} s, max {max(seconds):.0f} s ({len(seconds)} models)"

@@ -12,6 +12,7 @@ from typing import Any
 from badnets.records import OMIT_WHEN_NONE, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = [
+    "JUDGED_ROUND",
     "KEPT_ACCURACY",
     "LEARNED_ASR",
     "REMOVED_ASR",
@@ -25,6 +26,7 @@ __all__ = [
     "TrainedRoundModel",
 ]
 
+JUDGED_ROUND = "test"  # the round the targets are judged on (else the last scored one)
 LEARNED_ASR = 0.8  # DESIGN.md §3: a backdoored model with a lower attack success rate is left out of the scores
 REMOVED_ASR = 0.05  # a repair removed the backdoor when the attack succeeds on at most this share afterwards ...
 KEPT_ACCURACY = 0.01  # ... and clean accuracy fell by at most this much (the bar: ≤ 5%, ≤ 1 point)
