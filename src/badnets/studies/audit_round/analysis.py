@@ -222,12 +222,7 @@ def judge(results: AuditRoundResults) -> list[Target]:
         cross_entropy(torch.tensor([m.backdoor_probability or 0.0]), torch.tensor([m.model.label])) for m in audited
     ]
     ce, ce_half = mean_ci(losses) if losses else (math.nan, math.nan)
-    detected = [
-        m
-        for m in audited
-        if m.model.label == 1 and m.model.target is not None and (m.backdoor_probability or 0) >= VERDICT_PROBABILITY
-    ]
-    right = sum(m.suspected_target == m.model.target for m in detected)
+    detected, right = _target_hits(audited, {m.model.name: m.backdoor_probability or 0.0 for m in audited})
     targeted, all_to_all = _auroc_target(_targeted(audited)), _auroc_target(_all_to_all(audited))
     targets = [
         Target(
@@ -250,9 +245,9 @@ def judge(results: AuditRoundResults) -> list[Target]:
             "correct target among detected (p ≥ 0.5)",
             "–",
             "≥ 90%",
-            share_ci(right, len(detected)),
+            share_ci(right, detected),
             None,
-            right / len(detected) >= 0.9 if detected else None,
+            right / detected >= 0.9 if detected else None,
         ),
         Target(
             "AUROC, all-to-all vs clean",
@@ -383,20 +378,28 @@ def detection_score(
     p = torch.tensor([probability[m.model.name] for m in scored], dtype=torch.float64)
     y = torch.tensor([m.model.label for m in scored], dtype=torch.float64)
     positive, negative = p[y == 1], p[y == 0]
-    detected = [
-        m
-        for m in scored
-        if m.model.label == 1 and m.model.target is not None and probability[m.model.name] >= threshold
-    ]
-    correct = sum(m.suspected_target == m.model.target for m in detected)
+    detected, correct = _target_hits(scored, probability, threshold)
     return DetectionScore(
         n_backdoored=len(positive),
         n_clean=len(negative),
         auroc=auroc(positive, negative),
         cross_entropy=cross_entropy(p, y) if len(scored) else math.nan,
         tpr_at_5_fpr=tpr_at_fpr(positive, negative, 0.05),
-        target_correct=correct / len(detected) if detected else math.nan,
+        target_correct=correct / detected if detected else math.nan,
     )
+
+
+def _target_hits(
+    models: Sequence[AuditedRoundModel], probability: Mapping[str, float], threshold: float = VERDICT_PROBABILITY
+) -> tuple[int, int]:
+    """How many learned backdoors with one target (all-to-one, single-target) score at least ``threshold``, and
+    of those how many the audit suspected the right target of."""
+    detected = [
+        m
+        for m in models
+        if m.model.label == 1 and m.model.target is not None and probability[m.model.name] >= threshold
+    ]
+    return len(detected), sum(m.suspected_target == m.model.target for m in detected)
 
 
 def breakdown(
