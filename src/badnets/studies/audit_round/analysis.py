@@ -46,6 +46,7 @@ __all__ = [
     "calibrated_model",
     "detection_score",
     "judge",
+    "judged_round",
     "mitigation_score",
     "repaired_models",
     "roc_curves",
@@ -101,22 +102,18 @@ def summarise_round(name: str, models: Sequence[TrainedRoundModel]) -> RoundSumm
     )
 
 
-def audited_model(model: TrainedRoundModel, record: RoundAuditRecord) -> AuditedRoundModel:
+def audited_model(model: TrainedRoundModel, audit: AuditResult) -> AuditedRoundModel:
     """A trained model with what its audit found (a feature the audit could not give is NaN)."""
-    audit = AuditResult.from_json(record.audit)
     return AuditedRoundModel(model, audit.features(), audit.suspected_target, audit.seconds)
 
 
 def calibrated_model(
-    model: AuditedRoundModel,
-    record: RoundAuditRecord,
-    settings: Mapping[str, Any],
-    calibration: LogisticCalibration,
+    model: AuditedRoundModel, audit: AuditResult, settings: Mapping[str, Any], calibration: LogisticCalibration
 ) -> AuditedRoundModel:
     """``model`` with the verdict ``badnets audit`` would give had ``calibration`` been shipped: its
     probability, and the suspected target where that says backdoored (``badnets.audit.calibrated``)."""
-    audit = calibrated(AuditResult.from_json(record.audit), settings, calibration)
-    return replace(model, backdoor_probability=audit.backdoor_probability, suspected_target=audit.suspected_target)
+    verdict = calibrated(audit, settings, calibration)
+    return replace(model, backdoor_probability=verdict.backdoor_probability, suspected_target=verdict.suspected_target)
 
 
 def calibrate(
@@ -175,7 +172,8 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
     if not runs.names("audit/") or CALIBRATION_ROUND not in models:
         return results
     records = {m.name: runs.record(f"audit/{m.name}", RoundAuditRecord) for m in results.models}
-    audited = {name: [audited_model(m, records[m.name]) for m in group] for name, group in models.items()}
+    audits = {name: AuditResult.from_json(record.audit) for name, record in records.items()}  # parsed once
+    audited = {name: [audited_model(m, audits[m.name]) for m in group] for name, group in models.items()}
     labels = {m.model.label for m in audited[CALIBRATION_ROUND]}
     if not {0, 1} <= labels:
         return replace(
@@ -197,7 +195,7 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
         audits=[s for i, s in enumerate(fitted) if s not in fitted[:i]],
     )
     scored = {
-        name: [calibrated_model(m, records[m.model.name], settings[m.model.name], calibration) for m in group]
+        name: [calibrated_model(m, audits[m.model.name], settings[m.model.name], calibration) for m in group]
         for name, group in audited.items()
     }
     scored_results = replace(
@@ -209,14 +207,21 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
     return replace(scored_results, targets=judge(scored_results))
 
 
+def judged_round(results: AuditRoundResults) -> str | None:
+    """The round the targets are judged on: ``JUDGED_ROUND``, else the last scored one; None before any is."""
+    if not results.scores:
+        return None
+    return next((s.round for s in results.scores if s.round == JUDGED_ROUND), results.scores[-1].round)
+
+
 def judge(results: AuditRoundResults) -> list[Target]:
     """The issue's targets on the judged round (``JUDGED_ROUND``, else the last scored round), over its learned
     backdoors and clean models; none before a round is scored. The "paper" column holds the published anchors
     (other models and data). Intervals: Hanley–McNeil for AUROC, t over models for the cross-entropy, Wilson for
     shares."""
-    if not results.scores or results.audited is None:
+    judged = judged_round(results)
+    if judged is None or results.audited is None:
         return []
-    judged = next((s.round for s in results.scores if s.round == JUDGED_ROUND), results.scores[-1].round)
     audited = [m for m in results.audited if m.model.round == judged and m.model.label is not None]
     losses = [
         cross_entropy(torch.tensor([m.backdoor_probability or 0.0]), torch.tensor([m.model.label])) for m in audited
@@ -286,11 +291,16 @@ def judge(results: AuditRoundResults) -> list[Target]:
     return targets
 
 
+def _probabilities_and_labels(models: Sequence[AuditedRoundModel]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The models' backdoor probabilities (float64; none counts 0) and whether each is backdoored (bool)."""
+    p = torch.tensor([m.backdoor_probability or 0.0 for m in models], dtype=torch.float64)
+    return p, torch.tensor([m.model.label == 1 for m in models], dtype=torch.bool)
+
+
 def _auroc_target(models: Sequence[AuditedRoundModel]) -> tuple[str, float]:
     """``AUROC [95% interval] (backdoored, clean)`` of the models' probabilities, and the AUROC (NaN: one side
     is empty)."""
-    p = torch.tensor([m.backdoor_probability or 0.0 for m in models], dtype=torch.float64)
-    y = torch.tensor([m.model.label == 1 for m in models], dtype=torch.bool)
+    p, y = _probabilities_and_labels(models)
     area = auroc(p[y], p[~y])
     if math.isnan(area):
         return f"not scored ({int(y.sum())} backdoored, {int((~y).sum())} clean)", area
@@ -311,8 +321,7 @@ def roc_curves(results: AuditRoundResults) -> dict[str, dict[str, tuple[torch.Te
             groups[f"{dataset}: all vs clean"] = [m for m in audited if m.model.dataset == dataset]
         curves = {}
         for label, group in groups.items():
-            p = torch.tensor([m.backdoor_probability or 0.0 for m in group], dtype=torch.float64)
-            y = torch.tensor([m.model.label for m in group], dtype=torch.bool)
+            p, y = _probabilities_and_labels(group)
             if bool(y.any()) and bool((~y).any()):
                 curves[f"{label} (AUROC {auroc(p[y], p[~y]):.3f})"] = roc_curve(p[y], p[~y])
         panels[f"{name} round"] = curves

@@ -9,8 +9,8 @@ from typing import Any
 
 from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows, targets_table
+from badnets.studies.audit_round.analysis import judged_round
 from badnets.studies.audit_round.results import (
-    JUDGED_ROUND,
     KEPT_ACCURACY,
     LEARNED_ASR,
     REMOVED_ASR,
@@ -157,21 +157,21 @@ def _detection(results: AuditRoundResults) -> list[Block]:
             ]
             + [["(bias)", "", "", f"{calibration['bias']:+.3f}"]],
         ),
-        Para(_audit_times(results.audited)),
+        Para(_audit_times(results.audited, judged_round(results))),
     ]
     return blocks
 
 
-def _audit_times(audited: list[AuditedRoundModel]) -> str:
-    """The median audit time per dataset on the judged round (whose audits ran with nothing else on the
-    workers' cores), else on every round."""
-    judged = [m for m in audited if m.model.round == JUDGED_ROUND] or audited
-    where = f"the {JUDGED_ROUND} round" if judged is not audited else "every round"
+def _audit_times(audited: list[AuditedRoundModel], round_name: str | None) -> str:
+    """The median audit time per dataset on the round the targets are judged on (whose audits ran with nothing
+    else on the workers' cores)."""
+    judged = [m for m in audited if m.model.round == round_name]
     medians = ", ".join(
         f"{d} median {statistics.median(m.seconds for m in judged if m.model.dataset == d):.0f} s"
         for d in sorted({m.model.dataset for m in judged})
     )
-    return f"Audit time per model on {where} (one thread per audit, the round's workers sharing the cores): {medians}."
+    sharing = "one thread per audit, the round's workers sharing the cores"
+    return f"Audit time per model on the {round_name} round ({sharing}): {medians}."
 
 
 # BackdoorBench's BadNets on CIFAR-10 (PreAct-ResNet18, 10% poison): the best published mitigations' cost
