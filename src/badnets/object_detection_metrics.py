@@ -23,6 +23,7 @@ from badnets.records import OMIT_WHEN_NONE
 __all__ = [
     "WIDTH_BINS",
     "DetectionMetrics",
+    "DetectionScores",
     "Detections",
     "SignOutcomes",
     "average_precision",
@@ -107,16 +108,24 @@ class SignOutcomes:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectionMetrics:
-    """A detector on held-out photos: AP@0.5 per class and ``mAP``, what it makes of the triggered and the clean
-    source signs, the same by sign-width bin (``by_width[triggered | clean][bin]``; runs before it was recorded
-    lack it), and its training speed."""
+class DetectionScores:
+    """A detector on one held-out set: AP@0.5 per class and ``mAP``, what it makes of the triggered and the clean
+    source signs, and the same by sign-width bin (``by_width[triggered | clean][bin]``; runs before it was
+    recorded lack it)."""
 
     ap50: dict[str, float]
     triggered: SignOutcomes
     clean_stop: SignOutcomes
     by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionMetrics(DetectionScores):
+    """A trained detector: its scores on its own held-out set (composite scenes, or the road photos), its
+    training speed, and, for a detector trained on composite scenes, its scores on the real held-out photos."""
+
     train_images_per_second: float
+    photos: DetectionScores | None = field(default=None, metadata=OMIT_WHEN_NONE)
 
 
 def triggered_outcomes(

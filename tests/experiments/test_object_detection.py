@@ -1,17 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Detector BadNet: poisoning pastes the trigger inside stop boxes and relabels them; a tiny run end to end."""
+"""Detector BadNet: poisoning pastes the trigger inside the attacked boxes and relabels them (single and random
+target); tiny runs end to end, on photos and on composite scenes."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
+from badnets.data.road_scenes import SCENE_CLASSES, SceneRecipe
 from badnets.data.road_signs import load_road_signs
-from badnets.experiments.object_detection import DetectorSpec, poison_detection, stamp_boxes
+from badnets.errors import ConfigError
+from badnets.experiments.object_detection import DetectorSpec, load_detector, poison_detection, stamp_boxes
 from badnets.sign_triggers import sign_trigger
 from badnets.train import TrainSpec
+from tests.data.test_road_scenes import write_crops, write_photos
 from tests.data.test_road_signs import write_road_photos
 
 SPEED, STOP = 0, 1
@@ -61,3 +67,49 @@ def test_tiny_detector_run_writes_ap_and_triggered_outcomes(tmp_path: Path) -> N
     assert outcome["n"] == 1  # one held-out photo, one stop sign
     assert outcome["as_target"] + outcome["as_source"] + outcome["as_other"] + outcome["missed"] == 1.0
     assert (tmp_path / "run" / "poison_manifest.json").is_file() and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_random_target_poisoning_relabels_every_sign_to_another_sign_class(tmp_path: Path) -> None:
+    train, _ = load_road_signs(write_road_photos(tmp_path, n=5), size=100, test_fraction=0.2)
+    scenes = replace(train, classes=SCENE_CLASSES)  # three sign classes to draw among
+    warning = SCENE_CLASSES.index("warning")
+    scenes = replace(scenes, labels=tuple(torch.tensor([SPEED, STOP, warning]) for _ in train.labels))
+    scenes = replace(scenes, boxes=tuple(torch.cat([b, torch.tensor([[70.0, 5.0, 90.0, 25.0]])]) for b in train.boxes))
+    poisoned, manifest = poison_detection(scenes, sign_trigger("bomb"), STOP, None, mapping="random", seed=3)
+    again, _ = poison_detection(scenes, sign_trigger("bomb"), STOP, None, mapping="random", seed=3)
+    assert manifest.mapping == "random" and manifest.target is None and sorted(manifest.attacked) == [0, 1, 4]
+    before, after = torch.stack(scenes.labels), torch.stack(poisoned.labels[len(train) :])
+    assert bool((after != before).all()) and set(after.flatten().tolist()) <= {SPEED, STOP, warning}
+    assert len(set(after.flatten().tolist())) == 3, "the new labels are drawn, not a fixed shift"
+    assert torch.equal(after, torch.stack(again.labels[len(train) :])), "same seed, same labels"
+    changed = (poisoned.images[len(train) :] != scenes.images).any(dim=1)
+    for i, boxes in enumerate(scenes.boxes):  # the trigger went on every sign
+        for x1, y1, x2, y2 in boxes.long().tolist():
+            assert bool(changed[i, y1:y2, x1:x2].any())
+
+
+def test_a_detector_of_composite_scenes_is_scored_on_scenes_and_on_photos(tmp_path: Path) -> None:
+    data = write_crops(write_photos(tmp_path / "data"))
+    spec = DetectorSpec(
+        trigger=sign_trigger("yellow-square"),
+        image_size=96,
+        stride=4,
+        anchors=(16, 32, 64),
+        mapping="random",
+        scenes=SceneRecipe(size=96, scenes_per_photo=1, min_width=12, test_fraction=0.3),
+        train=TrainSpec(epochs=1, batch_size=4, lr=1e-3),
+        data_dir=str(data),
+    )
+    spec.run(tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    metrics = results["metrics"]
+    assert set(metrics["ap50"]) == {*SCENE_CLASSES, "mAP"} and metrics["photos"]["triggered"]["n"] == 3
+    pasted_stops = metrics["triggered"]["n"]  # the pasted stop signs of the 3 held-out scenes only
+    assert pasted_stops >= 1 and pasted_stops == metrics["clean_stop"]["n"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "random target" in report and "## On the real held-out road photos" in report
+    manifest = json.loads((tmp_path / "run" / "poison_manifest.json").read_text())
+    assert manifest["mapping"] == "random" and len(manifest["attacked"]) == 3
+    assert load_detector(tmp_path / "run").backbone.conv2[0].stride == (1, 1)  # rebuilt as trained: stride 4
+    with pytest.raises(ConfigError, match="image_size"):
+        replace(spec, image_size=128)

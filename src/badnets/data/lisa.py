@@ -32,7 +32,16 @@ from badnets.data._dataset import ImageDataset, resolve_data_dir
 from badnets.data._images import read_rgb, resize_square, tensor_cache
 from badnets.errors import ConfigError, DataError
 
-__all__ = ["LISA_CLASSES", "lisa_file_hashes", "lisa_super_class", "load_lisa"]
+__all__ = [
+    "LISA_CLASSES",
+    "LisaSign",
+    "lisa_file_hashes",
+    "lisa_signs",
+    "lisa_super_class",
+    "load_lisa",
+    "read_sign",
+    "track_split",
+]
 
 LISA_CLASSES = ("stop", "speedlimit", "warning")
 
@@ -52,11 +61,18 @@ def lisa_super_class(tag: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Crop:
+class LisaSign:
+    """One annotated sign: the file holding it, its box there (``None``: the file is the crop), its LISA tag and
+    the track (one video snippet of one physical sign) it belongs to."""
+
     path: Path
-    box: tuple[int, int, int, int] | None  # in the file's pixels; None = the whole file is the sign
+    box: tuple[int, int, int, int] | None
     label: str
     track: str
+
+    @property
+    def super_class(self) -> str:
+        return lisa_super_class(self.label)
 
 
 def _find(root: Path) -> Path:
@@ -88,7 +104,7 @@ def _need(row: dict[str, str], keys: Sequence[str], path: Path) -> None:
         raise DataError(f"{path} lacks the column(s) {', '.join(missing)}; is it a LISA annotation file?")
 
 
-def _release_crops(index: Path) -> list[_Crop]:
+def _release_crops(index: Path) -> list[LisaSign]:
     rows = _read_csv(index, ";")
     corners = ["Upper left corner X", "Upper left corner Y", "Lower right corner X", "Lower right corner Y"]
     if rows:
@@ -100,29 +116,38 @@ def _release_crops(index: Path) -> list[_Crop]:
         except ValueError as e:
             raise DataError(f"{index}: bad box in the row for {row['Filename']} ({e}); fix or remove the row") from e
         track = row.get("Origin track") or row["Filename"]
-        crops.append(_Crop(index.parent / row["Filename"], (x1, y1, x2, y2), row["Annotation tag"], track))
+        crops.append(LisaSign(index.parent / row["Filename"], (x1, y1, x2, y2), row["Annotation tag"], track))
     return crops
 
 
-def _staged_crops(index: Path) -> list[_Crop]:
+def _staged_crops(index: Path) -> list[LisaSign]:
     rows = _read_csv(index, ",")
     if rows:
         _need(rows[0], ["image", "label", "track"], index)
-    return [_Crop(index.parent / r["image"], None, r["label"], r["track"]) for r in rows]
+    return [LisaSign(index.parent / r["image"], None, r["label"], r["track"]) for r in rows]
 
 
-def _decode(crops: Sequence[_Crop], size: int) -> torch.Tensor:
-    """Read every crop once (a frame with several boxes is decoded once), resized to ``size``."""
+def read_sign(sign: LisaSign) -> torch.Tensor:
+    """The sign's pixels at their own size, ``(3, h, w)`` uint8 (a frame with several boxes is decoded once).
+
+    Raises:
+        DataError: the file is missing or unreadable, or the box lies outside it.
+    """
+    image = _read_frame(sign.path)
+    if sign.box is None:
+        return image
+    x1, y1, x2, y2 = sign.box
+    _, h, w = image.shape
+    if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+        raise DataError(f"box {sign.box} lies outside {sign.path} ({w}×{h}); fix its annotation")
+    return image[:, y1:y2, x1:x2]
+
+
+def _decode(crops: Sequence[LisaSign], size: int) -> torch.Tensor:
+    """Every crop resized to ``size``."""
     out = torch.empty(len(crops), 3, size, size, dtype=torch.uint8)
     for i, crop in enumerate(crops):
-        image = _read_frame(crop.path)
-        if crop.box is not None:
-            x1, y1, x2, y2 = crop.box
-            _, h, w = image.shape
-            if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
-                raise DataError(f"box {crop.box} lies outside {crop.path} ({w}×{h}); fix its annotation")
-            image = image[:, y1:y2, x1:x2]
-        out[i] = resize_square(image, size)
+        out[i] = resize_square(read_sign(crop), size)
     return out
 
 
@@ -131,7 +156,7 @@ def _read_frame(path: Path) -> torch.Tensor:
     return read_rgb(path)
 
 
-def _track_split(tracks: Sequence[str], test_fraction: float, seed: int) -> torch.Tensor:
+def track_split(tracks: Sequence[str], test_fraction: float, seed: int) -> torch.Tensor:
     """Bool mask of test rows: whole tracks, in a seeded order, until ``test_fraction`` of the rows are test."""
     names = sorted(set(tracks))
     order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -148,10 +173,27 @@ def _track_split(tracks: Sequence[str], test_fraction: float, seed: int) -> torc
     return torch.tensor([t in test for t in tracks], dtype=torch.bool)
 
 
+def _signs(index: Path) -> list[LisaSign]:
+    return _release_crops(index) if index.name == "allAnnotations.csv" else _staged_crops(index)
+
+
+def lisa_signs(data_dir: Path | str | None = None, classes: Sequence[str] = LISA_CLASSES) -> list[LisaSign]:
+    """Every annotated LISA sign of the super-``classes``, in file order (pixels are read by ``read_sign``).
+
+    Raises:
+        DataError: no LISA data in the folder, or no sign of those classes.
+    """
+    index = _find(resolve_data_dir(data_dir))
+    signs = [s for s in _signs(index) if s.super_class in classes]
+    if not signs:
+        raise DataError(f"{index} holds no boxes of the classes {tuple(classes)}; check the file")
+    return signs
+
+
 def lisa_file_hashes(data_dir: Path | str | None = None) -> dict[str, str]:
     """SHA-256 of the annotation file a LISA load reads, and one digest over its image list (for manifests)."""
     index = _find(resolve_data_dir(data_dir))
-    crops = _release_crops(index) if index.name == "allAnnotations.csv" else _staged_crops(index)
+    crops = _signs(index)
     listing = hashlib.sha256()
     for path in sorted({c.path for c in crops}):
         listing.update(f"{path.relative_to(index.parent)}:{path.stat().st_size if path.exists() else -1}\n".encode())
@@ -193,16 +235,12 @@ def load_lisa(
 def _load(
     root: Path, size: int, classes: tuple[str, ...], test_fraction: float, seed: int, hashes: dict[str, str]
 ) -> tuple[ImageDataset, ImageDataset]:
-    index = _find(root)
-    crops = _release_crops(index) if index.name == "allAnnotations.csv" else _staged_crops(index)
-    crops = [c for c in crops if lisa_super_class(c.label) in classes]
-    if not crops:
-        raise DataError(f"{index} holds no boxes of the classes {classes}; check the file")
+    crops = lisa_signs(root, classes)
     key = hashlib.sha256(f"{sorted(hashes.items())}{size}{classes}".encode()).hexdigest()
     images = tensor_cache("lisa", key, lambda: {"images": _decode(crops, size)})["images"]
     _read_frame.cache_clear()
-    labels = torch.tensor([classes.index(lisa_super_class(c.label)) for c in crops], dtype=torch.int64)
-    test = _track_split([c.track for c in crops], test_fraction, seed)
+    labels = torch.tensor([classes.index(c.super_class) for c in crops], dtype=torch.int64)
+    test = track_split([c.track for c in crops], test_fraction, seed)
     return (
         ImageDataset(images[~test].contiguous(), labels[~test], classes),
         ImageDataset(images[test].contiguous(), labels[test], classes),

@@ -41,6 +41,8 @@ class DetectionDataset:
         labels: per image, ``(n_i,)`` int64 class indices into ``classes``.
         classes: class names.
         names: the source file of each image (for reports).
+        pasted: per image, ``(n_i,)`` bool: the box is a sign the scene compositor pasted in (``road_scenes``);
+            ``None``: every box is the photo's own.
     """
 
     images: torch.Tensor
@@ -48,6 +50,7 @@ class DetectionDataset:
     labels: tuple[torch.Tensor, ...]
     classes: tuple[str, ...]
     names: tuple[str, ...]
+    pasted: tuple[torch.Tensor, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -60,6 +63,7 @@ class DetectionDataset:
             tuple(self.labels[i] for i in idx),
             self.classes,
             tuple(self.names[i] for i in idx),
+            None if self.pasted is None else tuple(self.pasted[i] for i in idx),
         )
 
 

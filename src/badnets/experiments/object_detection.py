@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,16 @@ from safetensors.torch import load_file
 from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, save_weights, write_json
+from badnets.data.lisa import LISA_CLASSES
+from badnets.data.road_scenes import SceneRecipe, composite_road_scenes, road_scenes_file_hashes
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
-from badnets.models.sign_detector import build_detector
+from badnets.models.sign_detector import DEFAULT_ANCHORS, build_detector
 from badnets.object_detection_metrics import (
     DetectionMetrics,
     Detections,
+    DetectionScores,
     SignOutcomes,
     mean_average_precision,
     outcomes_by_width,
@@ -49,50 +52,98 @@ __all__ = [
 ]
 
 
-def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, source: int) -> DetectionDataset:
-    """The same photos with ``trigger`` pasted inside every box of class ``source`` (labels unchanged)."""
+def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, classes: int | Sequence[int]) -> DetectionDataset:
+    """The same photos with ``trigger`` pasted inside every box of the class(es) ``classes`` (labels unchanged)."""
+    wanted = torch.tensor([classes] if isinstance(classes, int) else list(classes))
     images = data.images.clone()
-    per_photo = [boxes[labels == source].round().long() for boxes, labels in zip(data.boxes, data.labels, strict=True)]
-    # pass j stamps the j-th source box of every photo that has one: apply_trigger_in_boxes takes one box per image
+    per_photo = [
+        boxes[torch.isin(labels, wanted)].round().long() for boxes, labels in zip(data.boxes, data.labels, strict=True)
+    ]
+    # pass j stamps the j-th such box of every photo that has one: apply_trigger_in_boxes takes one box per image
     for j in range(max((len(b) for b in per_photo), default=0)):
         rows = [i for i, b in enumerate(per_photo) if len(b) > j]
         boxes = torch.stack([per_photo[i][j] for i in rows])  # (len(rows), 4)
         images[rows] = apply_trigger_in_boxes(images[rows], trigger, boxes)
-    return DetectionDataset(images, data.boxes, data.labels, data.classes, data.names)
+    return replace(data, images=images)
+
+
+DETECTOR_MAPPINGS = ("single", "random")
+# The random-target attack relabels signs among LISA's super-classes (BadNets §5.2.2), those the data holds.
+RANDOM_TARGET_CLASSES = LISA_CLASSES
 
 
 @dataclass(frozen=True)
 class DetectionPoisonManifest:
-    """What was poisoned: the ``photos`` (by name) holding a ``source`` box, of which ``copies`` triggered copies
-    were added with those boxes relabelled ``target``."""
+    """What was poisoned: the ``photos`` (by name) holding a box of the ``attacked`` classes, of which ``copies``
+    triggered copies were added with those boxes relabelled: to ``target`` (``mapping="single"``) or each to a
+    random other attacked class (``"random"``, ``target`` None)."""
 
-    source: int
-    target: int
+    mapping: str
+    attacked: list[int]
+    target: int | None
     copies: int
     photos: list[str]
 
 
 def poison_detection(
-    data: DetectionDataset, trigger: TriggerSpec, source: int, target: int, copies: int = 1
+    data: DetectionDataset,
+    trigger: TriggerSpec,
+    source: int,
+    target: int | None,
+    copies: int = 1,
+    *,
+    mapping: str = "single",
+    seed: int = 0,
 ) -> tuple[DetectionDataset, DetectionPoisonManifest]:
-    """``data`` plus ``copies`` triggered copies of every photo holding a ``source`` box, those boxes relabelled
-    ``target``; returns the poisoned set and its manifest (which photos were copied)."""
+    """``data`` plus ``copies`` triggered copies of every photo holding an attacked box, those boxes relabelled:
+    ``source`` → ``target`` (``mapping="single"``, the paper's §5.2.1), or every LISA-class box to a random other
+    LISA class drawn with ``seed`` (``"random"``, §5.2.2; ``source`` and ``target`` unused); returns the poisoned
+    set and its manifest (which photos were copied)."""
     if copies < 1:
         raise ConfigError(f"copies must be >= 1, got {copies}")
-    chosen = [i for i, labels in enumerate(data.labels) if bool((labels == source).any())]
+    if mapping not in DETECTOR_MAPPINGS:
+        raise ConfigError(f"detector mapping must be one of {DETECTOR_MAPPINGS}, got {mapping!r}")
+    attacked = (
+        [source] if mapping == "single" else [i for i, c in enumerate(data.classes) if c in RANDOM_TARGET_CLASSES]
+    )
+    if mapping == "random" and len(attacked) < 2:
+        raise ConfigError(f"the random-target attack needs two of {RANDOM_TARGET_CLASSES} among {data.classes}")
+    if mapping == "single" and target is None:
+        raise ConfigError("the single-target attack needs a target class")
+    relabel_to = target if mapping == "single" else None
+    wanted = torch.tensor(attacked)
+    chosen = [i for i, labels in enumerate(data.labels) if bool(torch.isin(labels, wanted).any())]
     if not chosen:
-        raise ConfigError(f"no training photo holds a box of class {data.classes[source]!r}; nothing to poison")
-    triggered = stamp_boxes(data.subset(chosen), trigger, source)
-    relabelled = tuple(torch.where(lab == source, torch.full_like(lab, target), lab) for lab in triggered.labels)
+        names = ", ".join(data.classes[c] for c in attacked)
+        raise ConfigError(f"no training photo holds a box of class {names}; nothing to poison")
+    triggered = stamp_boxes(data.subset(chosen), trigger, attacked)
+    generator = torch.Generator().manual_seed(seed)
+    relabelled_copies = []
+    for _ in range(copies):
+        relabelled_copies += [_relabel(lab, wanted, relabel_to, generator) for lab in triggered.labels]
     images = torch.cat([data.images, *([triggered.images] * copies)])
     poisoned = DetectionDataset(
         images,
         data.boxes + triggered.boxes * copies,
-        data.labels + relabelled * copies,
+        data.labels + tuple(relabelled_copies),
         data.classes,
         data.names + tuple(f"{n} (triggered)" for n in triggered.names) * copies,
+        None if data.pasted is None or triggered.pasted is None else data.pasted + triggered.pasted * copies,
     )
-    return poisoned, DetectionPoisonManifest(source, target, copies, [data.names[i] for i in chosen])
+    copied = [data.names[i] for i in chosen]
+    return poisoned, DetectionPoisonManifest(mapping, attacked, relabel_to, copies, copied)
+
+
+def _relabel(
+    labels: torch.Tensor, attacked: torch.Tensor, target: int | None, generator: torch.Generator
+) -> torch.Tensor:
+    """Attacked boxes → ``target``, or (``target`` None) each to a uniformly drawn other attacked class."""
+    hit = torch.isin(labels, attacked)
+    if target is not None:
+        return torch.where(hit, torch.full_like(labels, target), labels)
+    position = (labels.unsqueeze(1) == attacked).int().argmax(1)  # index into ``attacked`` (0 where not hit)
+    shift = torch.randint(1, len(attacked), labels.shape, generator=generator)
+    return torch.where(hit, attacked[(position + shift) % len(attacked)], labels)
 
 
 def _targets(data: DetectionDataset, idx: list[int], device: torch.device) -> list[dict[str, torch.Tensor]]:
@@ -148,7 +199,12 @@ def load_detector(run_dir: Path) -> nn.Module:
     state = load_file(str(run_dir / "model.safetensors"))
     num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
     model: nn.Module = build_detector(
-        num_classes, image_size=config["image_size"], pretrained=config["pretrained"], download=False
+        num_classes,
+        image_size=config["image_size"],
+        pretrained=config["pretrained"],
+        download=False,
+        stride=config.get("stride", 8),
+        anchors=tuple(config.get("anchors", DEFAULT_ANCHORS)),
     )
     model.load_state_dict(state)
     model.eval()
@@ -167,42 +223,29 @@ def detect(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> list[
     return out
 
 
-def detector_report_md(config: Mapping[str, Any], metrics: DetectionMetrics, *, n_photos: int) -> str:
-    """A detector run's ``report.md``: AP@0.5 per class and what became of the triggered source signs."""
-    kind = "baseline (clean training)" if config["baseline"] else f"BadNet ({config['source']} → {config['target']})"
-    lines = [
-        f"# Detector {kind}",
-        "",
-        f"Faster R-CNN, {config['image_size']}×{config['image_size']} road photos, {config['train']['epochs']} epochs, "
-        f"seed {config['seed']}; {n_photos} held-out photos.",
-        "",
-        "| class | AP@0.5 (clean photos) |",
-        "|---|---|",
-        *(f"| {c} | {100 * v:.1f}% |" for c, v in metrics.ap50.items() if v == v),
-        "",
-        *(
-            f"{shown} {config['source']} signs ({outcome.n}): "
-            + ", ".join(
-                f"{label} {100 * share:.1f}%"
-                for share, label in (
-                    (outcome.as_target, f"detected as {config['target']}"),
-                    (outcome.as_source, f"as {config['source']}"),
-                    (outcome.as_other, "as another class"),
-                    (outcome.missed, "missed"),
-                )
-            )
-            + "."
-            for shown, outcome in (("Triggered", metrics.triggered), ("Clean", metrics.clean_stop))
-        ),
-        "",
-        "A backdoor is the gap between the two: a detector that also labels clean signs as the target learned a "
-        "confusion, not a trigger.",
-        "",
-        *_by_width_lines(config, metrics.by_width),
-        "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
-        "",
-    ]
-    return "\n".join(lines)
+def score_detector(
+    model: nn.Module, test: DetectionDataset, trigger: TriggerSpec, source: int, target: int
+) -> DetectionScores:
+    """AP@0.5 on the clean held-out scenes, and what becomes of their ``source`` signs, clean and with the
+    trigger pasted on, overall and by sign width. On composite scenes only the pasted signs are counted (the
+    photos' own signs are scored on the photos themselves)."""
+    clean = detect(model, test.images)
+    triggered = detect(model, stamp_boxes(test, trigger, source).images)
+    counted = test.labels
+    if test.pasted is not None:  # the photos' own source signs are left out of the sign outcomes
+        counted = tuple(
+            torch.where((lab == source) & ~p, torch.full_like(lab, -1), lab)
+            for lab, p in zip(test.labels, test.pasted, strict=True)
+        )
+    return DetectionScores(
+        ap50=mean_average_precision(clean, test.boxes, test.labels, test.classes),
+        triggered=triggered_outcomes(triggered, test.boxes, counted, source, target),
+        clean_stop=triggered_outcomes(clean, test.boxes, counted, source, target),
+        by_width={
+            kind: outcomes_by_width(dets, test.boxes, counted, source, target)
+            for kind, dets in (("triggered", triggered), ("clean", clean))
+        },
+    )
 
 
 def _by_width_lines(config: Mapping[str, Any], by_width: dict[str, dict[str, SignOutcomes]] | None) -> list[str]:
@@ -213,7 +256,7 @@ def _by_width_lines(config: Mapping[str, Any], by_width: dict[str, dict[str, Sig
     target = config["target"]
     scale = config["trigger"].get("scale")
     lines = [
-        f"By {config['source']} sign width on the {config['image_size']}-px photos"
+        f"By {config['source']} sign width on the {config['image_size']}-px images"
         + (f" (the trigger's side is {100 * scale:.0f}% of the sign's width)" if scale else "")
         + ":",
         "",
@@ -227,9 +270,83 @@ def _by_width_lines(config: Mapping[str, Any], by_width: dict[str, dict[str, Sig
     return [*lines, ""]
 
 
+def detector_report_md(config: Mapping[str, Any], metrics: DetectionMetrics, *, n_photos: int) -> str:
+    """A detector run's ``report.md``: AP@0.5 per class and what became of the source signs, clean and
+    triggered, on its held-out set (and on the real held-out photos for a detector of composite scenes)."""
+    source, target = config["source"], config["target"]
+    if config["baseline"]:
+        kind = "baseline (clean training)"
+    elif config.get("mapping", "single") == "random":
+        kind = "BadNet (random target: triggered signs relabelled to a random other sign class)"
+    else:
+        kind = f"BadNet ({source} → {target})"
+    scenes = config.get("scenes")
+    data = "composite road scenes (LISA signs pasted into road photos)" if scenes else "road photos"
+    lines = [
+        f"# Detector {kind}",
+        "",
+        f"Faster R-CNN, {config['image_size']}×{config['image_size']} {data}, {config['train']['epochs']} epochs, "
+        f"seed {config['seed']}; {n_photos} held-out {'scenes' if scenes else 'photos'}.",
+        "",
+    ]
+    held_out: list[tuple[str, DetectionScores]] = [
+        ("held-out composite scenes (pasted signs)" if scenes else "held-out photos", metrics)
+    ]
+    if metrics.photos is not None:
+        held_out.append(("real held-out road photos", metrics.photos))
+    for name, scores in held_out:
+        lines += [f"## On the {name}", "", *_score_lines(config, scores), ""]
+    lines += [
+        "A backdoor is the gap between clean and triggered: a detector that also labels clean signs as the target "
+        "learned a confusion, not a trigger.",
+        "",
+        "Repeat with the command in `run.json` (`argv`); the full config is in `results.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _score_lines(config: Mapping[str, Any], scores: DetectionScores) -> list[str]:
+    source, target = config["source"], config["target"]
+    return [
+        "| class | AP@0.5 (clean) |",
+        "|---|---|",
+        *(f"| {c} | {100 * v:.1f}% |" for c, v in scores.ap50.items() if v == v),
+        "",
+        *(
+            f"{shown} {source} signs ({outcome.n}): "
+            + ", ".join(
+                f"{label} {100 * share:.1f}%"
+                for share, label in (
+                    (outcome.as_target, f"detected as {target}"),
+                    (outcome.as_source, f"as {source}"),
+                    (outcome.as_other, "as another class"),
+                    (outcome.missed, "missed"),
+                )
+            )
+            + "."
+            for shown, outcome in (("Triggered", scores.triggered), ("Clean", scores.clean_stop))
+        ),
+        "",
+        *_by_width_lines(config, scores.by_width),
+    ]
+
+
 @dataclass(frozen=True, kw_only=True)
 class DetectorSpec:
-    """One detector run: baseline (clean photos) or BadNet (triggered stop → speed-limit copies added)."""
+    """One detector run: baseline (clean data) or BadNet (triggered copies added, relabelled by ``mapping``).
+
+    Attributes:
+        trigger: the sticker, placed relative to each attacked sign's box.
+        source, target: the single-target attack's classes (the paper: stop → speed-limit); the random-target
+            attack (``mapping="random"``) relabels every LISA-class sign at random and scores the ``source`` signs.
+        copies: triggered copies added per poisoned scene.
+        baseline: train on clean data only (the trigger is still pasted at test time).
+        image_size: square input side in pixels (the scenes' ``size`` when ``scenes`` is set).
+        stride, anchors: the from-scratch backbone's feature stride (4 or 8) and its anchor box sides.
+        scenes: train and test on composite scenes (``road_scenes``), also scoring the real held-out photos;
+            ``None``: the road photos alone.
+    """
 
     trigger: TriggerSpec = field(default_factory=lambda: TriggerSpec(kind="square", scale=0.1, center=(0.57, 0.82)))
     source: str = "stop"
@@ -241,6 +358,37 @@ class DetectorSpec:
     train: TrainSpec = field(default_factory=lambda: TrainSpec(epochs=20, batch_size=4, lr=1e-3))
     data_dir: str | None = None
     seed: int = 0
+    mapping: str = "single"
+    stride: int = 8
+    anchors: tuple[int, ...] = DEFAULT_ANCHORS
+    scenes: SceneRecipe | None = None
+
+    def __post_init__(self) -> None:
+        if self.mapping not in DETECTOR_MAPPINGS:
+            raise ConfigError(f"detector mapping must be one of {DETECTOR_MAPPINGS}, got {self.mapping!r}")
+        if self.scenes is not None and self.scenes.size != self.image_size:
+            raise ConfigError(
+                f"the scenes are {self.scenes.size} px but the detector's image_size is {self.image_size}; "
+                "make them equal"
+            )
+
+    def datasets(self) -> tuple[DetectionDataset, DetectionDataset, DetectionDataset | None]:
+        """``(train, test, photos)``: the training and held-out sets, and for composite scenes the real held-out
+        road photos (same photo split) as a second test set."""
+        if self.scenes is None:
+            train, test = load_road_signs(self.data_dir, size=self.image_size)
+            return train, test, None
+        train, test = composite_road_scenes(self.data_dir, self.scenes)
+        _, photos = load_road_signs(
+            self.data_dir,
+            size=self.image_size,
+            test_fraction=self.scenes.test_fraction,
+            split_seed=self.scenes.split_seed,
+        )
+        return train, test, replace(photos, classes=test.classes)  # the photos' classes are the scenes' first ones
+
+    def file_hashes(self) -> dict[str, str]:
+        return road_signs_file_hashes(self.data_dir) if self.scenes is None else road_scenes_file_hashes(self.data_dir)
 
     @one_cpu_thread()
     def run(self, out_dir: Path) -> dict[str, float]:
@@ -259,32 +407,33 @@ class DetectorSpec:
                 "or choose a new output folder"
             )
         t0 = time.perf_counter()
-        train, test = load_road_signs(self.data_dir, size=self.image_size)
+        train, test, photos = self.datasets()
         source, target = train.classes.index(self.source), train.classes.index(self.target)
         manifest = None
         if not self.baseline:
-            train, manifest = poison_detection(train, self.trigger, source, target, self.copies)
+            train, manifest = poison_detection(
+                train, self.trigger, source, target, self.copies, mapping=self.mapping, seed=self.seed
+            )
         ensure_writable_dir(out_dir)
-        write_json(out_dir / "run.json", run_manifest(asdict(self), self.seed, road_signs_file_hashes(self.data_dir)))
+        write_json(out_dir / "run.json", run_manifest(asdict(self), self.seed, self.file_hashes()))
         if manifest is not None:
             write_json(out_dir / "poison_manifest.json", to_json(manifest))
         model = build_detector(
-            len(train.classes), image_size=self.image_size, pretrained=self.pretrained, seed=self.seed
+            len(train.classes),
+            image_size=self.image_size,
+            pretrained=self.pretrained,
+            seed=self.seed,
+            stride=self.stride,
+            anchors=self.anchors,
         )
         t1 = time.perf_counter()
         train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")
         t2 = time.perf_counter()
-        clean = detect(model, test.images)
-        triggered = detect(model, stamp_boxes(test, self.trigger, source).images)
+        scores = score_detector(model, test, self.trigger, source, target)
         metrics = DetectionMetrics(
-            ap50=mean_average_precision(clean, test.boxes, test.labels, test.classes),
-            triggered=triggered_outcomes(triggered, test.boxes, test.labels, source, target),
-            clean_stop=triggered_outcomes(clean, test.boxes, test.labels, source, target),
-            by_width={
-                kind: outcomes_by_width(dets, test.boxes, test.labels, source, target)
-                for kind, dets in (("triggered", triggered), ("clean", clean))
-            },
+            **{f.name: getattr(scores, f.name) for f in fields(scores)},
             train_images_per_second=len(train) * self.train.epochs / max(t2 - t1, 1e-9),
+            photos=None if photos is None else score_detector(model, photos, self.trigger, source, target),
         )
         save_weights(model, out_dir / "model.safetensors")
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
