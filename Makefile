@@ -23,7 +23,7 @@ demo: setup          ## quick MNIST BadNets reproduction with its report (~2 min
 full: setup          ## the whole MNIST case study (hours on CPU); re-run to resume
 	$(VENV)/bin/badnets reproduce mnist --out runs/mnist-full $(REPRODUCE_ARGS)
 
-traffic: setup       ## traffic-sign classifiers (3 seeds) and detectors (≈ 2.5 h on 2 cores); re-run to resume
+traffic: setup       ## traffic-sign classifiers (3 seeds) and 7 composite-scene detectors (hours on 2 cores); re-run to resume
 	$(VENV)/bin/badnets reproduce traffic --out runs/traffic $(REPRODUCE_ARGS)
 
 transfer: setup      ## the transfer-learning attack on GTSRB (≈ 25 min on 2 cores)

@@ -96,7 +96,7 @@ def test_a_detector_of_composite_scenes_is_scored_on_scenes_and_on_photos(tmp_pa
         stride=4,
         anchors=(16, 32, 64),
         mapping="random",
-        scenes=SceneRecipe(size=96, scenes_per_photo=1, min_width=12, test_fraction=0.3),
+        scenes=SceneRecipe(size=96, scenes_per_photo=1, test_scenes_per_photo=1, min_width=12, test_fraction=0.3),
         train=TrainSpec(epochs=1, batch_size=4, lr=1e-3),
         data_dir=str(data),
     )

@@ -17,12 +17,12 @@ from badnets.studies.traffic import TrafficStudySpec, run_traffic_study
 from tests.conftest import REAL_DATA
 from tests.data.test_image_folder import write_photo_folder
 from tests.data.test_lisa import write_staged_crops
-from tests.data.test_road_signs import write_road_photos
+from tests.data.test_road_scenes import write_photos
 
 
 def test_tiny_photo_study_with_the_traffic_detectors(tmp_path: Path) -> None:
     data = write_staged_crops(tmp_path / "data", tracks_per_tag=10, frames=3)
-    write_road_photos(data, n=10)
+    write_photos(data)
     traffic = TrafficStudySpec(
         triggers=("flower",), seeds=1, epochs=1, workers=1, data_dir=str(data), detector_epochs=1, detector_size=64
     )

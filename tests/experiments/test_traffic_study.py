@@ -15,15 +15,16 @@ from badnets.studies.traffic import TrafficStudySpec, build_jobs, run_traffic_st
 from badnets.studies.traffic.results import TrafficResults
 from tests.conftest import REAL_DATA
 from tests.data.test_lisa import write_staged_crops
-from tests.data.test_road_signs import write_road_photos
+from tests.data.test_road_scenes import write_photos
 
 
 def test_jobs_cover_baseline_and_both_attacks_per_trigger_and_seed() -> None:
     spec = TrafficStudySpec(triggers=("yellow-square", "flower"), seeds=2, data_dir="/nonexistent")
     names = [j.name for j in build_jobs(spec)]
-    assert len(names) == 3 + 2 * (1 + 2 * 2) and len(set(names)) == len(names)
+    assert len(names) == 5 + 2 * (1 + 2 * 2) and len(set(names)) == len(names)
     assert "single/flower/s1" in names and "random/yellow-square/s0" in names and "baseline/s1" in names
-    assert names[:3] == ["detector/baseline", "detector/yellow-square", "detector/flower"]  # longest first
+    detectors = ["detector/baseline", "detector/yellow-square", "detector/flower"]
+    assert names[:5] == [*detectors, "detector/random/yellow-square", "detector/random/flower"]  # longest first
     assert len(build_jobs(replace(spec, detector=False))) == 2 * (1 + 2 * 2)
 
 
@@ -39,7 +40,7 @@ def test_bad_spec_is_rejected() -> None:
 
 def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
     data = write_staged_crops(tmp_path / "data", tracks_per_tag=10, frames=3)
-    write_road_photos(data, n=10)
+    write_photos(data)  # signs at varied places: the composite scenes' pasted signs go where photos have signs
     spec = TrafficStudySpec(
         triggers=("bomb",), seeds=1, epochs=2, workers=1, data_dir=str(data), detector_epochs=1, detector_size=64
     )
@@ -58,16 +59,20 @@ def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
         assert len(results["neurons"][trig]["gain"]) == 128
         assert (out / f"neurons_{trig}.png").stat().st_size > 1000
     detector = results["detector"]
-    assert set(detector["badnet"]) == {"bomb"} and detector["n_boxes"]["stop"] == 2
+    assert set(detector["badnet"]) == set(detector["random"]) == {"bomb"} and detector["scenes"]["size"] == 64
     assert 0.0 <= detector["baseline"]["ap50"]["mAP"] <= 1.0
     outcome = detector["badnet"]["bomb"]["triggered"]
-    assert outcome["n"] == 2 and sum(outcome[k] for k in ("as_target", "as_source", "as_other", "missed")) == 1.0
-    assert set(detector["baseline"]["triggered"]) == {"bomb"}
-    assert len(results["targets"]) == 3 + 1  # the detector's clean-mAP row (no yellow square: no share row)
+    assert outcome["n"] == detector["n_boxes"]["stop"] >= 1  # the held-out scenes' pasted stop signs
+    assert sum(outcome[k] for k in ("as_target", "as_source", "as_other", "missed")) == pytest.approx(1.0)
+    assert set(detector["baseline"]["triggered"]) == set(detector["baseline"]["photos_triggered"]) == {"bomb"}
+    assert detector["photos"]["n_photos"] == 2 and detector["badnet"]["bomb"]["photos"]["triggered"]["n"] == 2
+    # per trigger: three classifier rows, three single-target detector rows and the random-target one
+    assert len(results["targets"]) == 3 + 3 + 1
     for name in ("report.md", "report.html", "stop_sign_examples.png", "triggers.png", "invocations.json"):
         assert (out / name).is_file(), name
     md = (out / "report.md").read_text()
     assert "Trigger: bomb" in md and "Backdoor neurons" in md and "Substitution" in md and "Detector BadNet" in md
+    assert "held-out composite scenes" in md and "held-out real road photos" in md and "random-target BadNet" in md
     assert (out / "detector_examples.jpg").stat().st_size > 1000
     # a second run trains nothing and reproduces the same numbers
     again = run_traffic_study(spec, tmp_path / "out")

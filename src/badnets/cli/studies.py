@@ -72,8 +72,26 @@ def reproduce_traffic(
         typer.Option(help="Reduced run (two triggers, one seed, 4 epochs, short detectors; minutes on 2 CPU cores)."),
     ] = False,
     detector: Annotated[
-        bool, typer.Option(help="Also train Faster R-CNN detectors (baseline, BadNets) on road photos (slowest part).")
+        bool,
+        typer.Option(
+            help="Also train Faster R-CNN detectors (baseline, single- and random-target BadNets; slowest part)."
+        ),
     ] = True,
+    scenes: Annotated[
+        bool,
+        typer.Option(
+            "--scenes/--photos-only",
+            help="Detectors train and test on composite scenes (real LISA signs pasted into the road photos) and are "
+            "also scored on the real held-out photos; --photos-only: on the 877 road photos alone.",
+        ),
+    ] = True,
+    detector_epochs: Annotated[int | None, typer.Option(help="Detector training epochs (default 12; quick 3).")] = None,
+    detector_size: Annotated[
+        int | None, typer.Option(help="Detector input side in pixels (default 320; quick 224).")
+    ] = None,
+    detector_stride: Annotated[
+        int, typer.Option(help="Detector backbone's feature stride: 4 (resolves small stickers) or 8 (2.5x faster).")
+    ] = 4,
     pretrained: Annotated[
         bool, typer.Option(help="Detectors start from COCO MobileNetV3 weights (torchvision; needs internet once).")
     ] = False,
@@ -87,15 +105,20 @@ def reproduce_traffic(
 ) -> None:
     """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
     BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
-    detectors on real road photos (baseline and a stop→speed-limit BadNet per trigger)."""
+    detectors on composite road scenes, real LISA signs pasted into real road photos (baseline, and per trigger a
+    stop→speed-limit and a random-target BadNet), scored on held-out scenes and on the real held-out photos."""
     from badnets.studies.traffic import run_traffic_study
 
+    sizes = {"detector_epochs": detector_epochs, "detector_size": detector_size}
     spec = TrafficStudySpec.preset(
         quick=quick,
         seeds=seeds,
         **_recipe(workers, device, data_dir, allow_dirty),
         detector=detector,
+        detector_scenes=scenes,
+        detector_stride=detector_stride,
         pretrained=pretrained,
+        **{k: v for k, v in sizes.items() if v is not None},
     )
     runner = study_backend(backend, address, workers)
     _run_study(

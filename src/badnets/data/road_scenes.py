@@ -62,7 +62,9 @@ class SceneRecipe:
 
     Attributes:
         size: scene side in pixels (photos are resized to it, aspect ratio not kept, as ``load_road_signs``).
-        scenes_per_photo: scenes drawn from each photo, each with its own pasted signs.
+        scenes_per_photo: scenes drawn from each training photo, each with its own pasted signs.
+        test_scenes_per_photo: the same for each held-out photo (more scenes, tighter intervals, at no training
+            cost).
         max_signs: signs pasted per scene, drawn uniformly from 1..max_signs.
         sign_weights: chance of a pasted sign being a stop, speed-limit or warning sign.
         min_width: smallest pasted sign, in scene pixels.
@@ -74,6 +76,7 @@ class SceneRecipe:
 
     size: int = 384
     scenes_per_photo: int = 2
+    test_scenes_per_photo: int = 3
     max_signs: int = 3
     sign_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)
     min_width: int = 20
@@ -86,10 +89,9 @@ class SceneRecipe:
     def __post_init__(self) -> None:
         if not 64 <= self.size <= 2048:
             raise ConfigError(f"scene size must be in [64, 2048], got {self.size}")
-        if self.scenes_per_photo < 1 or self.max_signs < 1:
-            raise ConfigError(
-                f"scenes_per_photo and max_signs must be >= 1, got {self.scenes_per_photo}, {self.max_signs}"
-            )
+        counts = (self.scenes_per_photo, self.test_scenes_per_photo, self.max_signs)
+        if min(counts) < 1:
+            raise ConfigError(f"scenes_per_photo, test_scenes_per_photo and max_signs must be >= 1, got {counts}")
         if len(self.sign_weights) != len(LISA_CLASSES) or min(self.sign_weights) < 0 or sum(self.sign_weights) <= 0:
             raise ConfigError(
                 f"sign_weights must be {len(LISA_CLASSES)} non-negative weights for {LISA_CLASSES}, "
@@ -140,10 +142,11 @@ def _composite(root: Path, recipe: SceneRecipe, hashes: str) -> tuple[DetectionD
     for split, photos in (("train", train_photos), ("test", test_photos)):
         pool = [s for s, test in zip(signs, test_sign.tolist(), strict=True) if test == (split == "test")]
         seed = 2 * recipe.seed + (split == "test")
+        per_photo = recipe.scenes_per_photo if split == "train" else recipe.test_scenes_per_photo
         # the drawer decodes the crops, so it is only built when the cache misses
-        draw = functools.partial(_draw_split, recipe, train_photos, photos, pool, seed)
+        draw = functools.partial(_draw_split, recipe, train_photos, photos, pool, seed, per_photo)
         tensors = tensor_cache(f"road-scenes-{split}", key, draw)
-        out.append(_unpack(tensors, photos, recipe.scenes_per_photo))
+        out.append(_unpack(tensors, photos, per_photo))
     return out[0], out[1]
 
 
@@ -160,9 +163,14 @@ def _unpack(tensors: dict[str, torch.Tensor], photos: DetectionDataset, per_phot
 
 
 def _draw_split(
-    recipe: SceneRecipe, train_photos: DetectionDataset, photos: DetectionDataset, pool: list[LisaSign], seed: int
+    recipe: SceneRecipe,
+    train_photos: DetectionDataset,
+    photos: DetectionDataset,
+    pool: list[LisaSign],
+    seed: int,
+    per_photo: int,
 ) -> dict[str, torch.Tensor]:
-    return _SceneDrawer(recipe, train_photos, photos, pool, seed=seed).draw_all()
+    return _SceneDrawer(recipe, train_photos, photos, pool, seed=seed).draw_all(per_photo)
 
 
 class _SceneDrawer:
@@ -204,8 +212,7 @@ class _SceneDrawer:
     def _pick(self, n: int) -> int:
         return int(torch.randint(n, (), generator=self.generator))
 
-    def draw_all(self) -> dict[str, torch.Tensor]:
-        per_photo = self.recipe.scenes_per_photo
+    def draw_all(self, per_photo: int) -> dict[str, torch.Tensor]:
         images = torch.empty(len(self.photos) * per_photo, 3, self.recipe.size, self.recipe.size, dtype=torch.uint8)
         boxes, labels, pasted, counts = [], [], [], []
         for i in range(len(self.photos)):

@@ -44,9 +44,11 @@ from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 __all__ = [
     "DetectionPoisonManifest",
     "DetectorSpec",
+    "counted_labels",
     "detect",
     "load_detector",
     "poison_detection",
+    "score_detector",
     "stamp_boxes",
     "train_detector",
 ]
@@ -223,6 +225,17 @@ def detect(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> list[
     return out
 
 
+def counted_labels(test: DetectionDataset, source: int) -> tuple[torch.Tensor, ...]:
+    """The labels the sign outcomes count: on composite scenes the photos' own ``source`` signs become -1 (they
+    are counted on the photos themselves), so the scenes' numbers are the pasted signs'."""
+    if test.pasted is None:
+        return test.labels
+    return tuple(
+        torch.where((lab == source) & ~p, torch.full_like(lab, -1), lab)
+        for lab, p in zip(test.labels, test.pasted, strict=True)
+    )
+
+
 def score_detector(
     model: nn.Module, test: DetectionDataset, trigger: TriggerSpec, source: int, target: int
 ) -> DetectionScores:
@@ -231,12 +244,7 @@ def score_detector(
     photos' own signs are scored on the photos themselves)."""
     clean = detect(model, test.images)
     triggered = detect(model, stamp_boxes(test, trigger, source).images)
-    counted = test.labels
-    if test.pasted is not None:  # the photos' own source signs are left out of the sign outcomes
-        counted = tuple(
-            torch.where((lab == source) & ~p, torch.full_like(lab, -1), lab)
-            for lab, p in zip(test.labels, test.pasted, strict=True)
-        )
+    counted = counted_labels(test, source)
     return DetectionScores(
         ap50=mean_average_precision(clean, test.boxes, test.labels, test.classes),
         triggered=triggered_outcomes(triggered, test.boxes, counted, source, target),

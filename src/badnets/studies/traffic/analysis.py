@@ -6,25 +6,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from badnets.data import ImageDataset, load_lisa, load_road_signs
+from badnets.data import DetectionDataset, ImageDataset, load_lisa
 from badnets.experiments._study import FinishedJobs
-from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
+from badnets.experiments.object_detection import counted_labels, detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics, paired_difference
 from badnets.neurons import backdoor_neurons
-from badnets.object_detection_metrics import DetectionMetrics, triggered_outcomes
+from badnets.object_detection_metrics import DetectionMetrics, SignOutcomes, triggered_outcomes
 from badnets.records import Target, seed_stat, to_json
 from badnets.report import plots
 from badnets.report._format import pct, pt_ci, share_ci
 from badnets.sign_triggers import sign_trigger
 from badnets.train import predict
-from badnets.triggers import Stamp, apply_trigger, make_stamp
+from badnets.triggers import Stamp, TriggerSpec, apply_trigger, make_stamp
 
 if TYPE_CHECKING:
     from badnets.studies.traffic.spec import TrafficStudySpec
@@ -35,6 +35,7 @@ from badnets.studies.traffic.results import (
     ClassifierScores,
     DetectorResults,
     DetectorRun,
+    HeldOutPhotos,
     TrafficResults,
 )
 from badnets.studies.traffic.spec import PAPER
@@ -103,54 +104,76 @@ def _example_grid(
 
 
 def _detector(spec: TrafficStudySpec, runs: FinishedJobs, out: Path) -> DetectorResults:
-    """The detectors' clean AP@0.5 and triggered-stop outcomes (the baseline scored with every trigger), plus a
-    grid of held-out photos with the BadNet detectors' boxes."""
-    _, test = load_road_signs(spec.data_dir, size=spec.detector_size)
+    """The detectors' clean AP@0.5 and stop-sign outcomes on their held-out set (the baseline scored with every
+    trigger), on the real held-out photos too for detectors of composite scenes, plus a grid of held-out scenes
+    with the BadNet detectors' boxes."""
+    from badnets.studies.traffic.spec import detector_spec
+
+    base_spec = detector_spec(spec, None)
+    _, test, photos = base_spec.datasets()
     source, target = test.classes.index(spec.source), test.classes.index(spec.target)
-    baseline_dir = run_dir(out, "detector/baseline")
-    baseline = load_detector(baseline_dir)
-    stamped = {t: stamp_boxes(test, sign_trigger(t, spec.data_dir), source) for t in spec.triggers}
-    has_stop = [i for i, labels in enumerate(test.labels) if bool((labels == source).any())][:4]
-    rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
-    badnets: dict[str, DetectorRun] = {}
-    for trig, photos in stamped.items():
-        name = f"detector/{trig}"
+    baseline = load_detector(run_dir(out, "detector/baseline"))
+    triggers = {t: sign_trigger(t, spec.data_dir) for t in spec.triggers}
+
+    def baseline_triggered(held_out: DetectionDataset) -> dict[str, SignOutcomes]:
+        labels = counted_labels(held_out, source)
+        return {
+            t: triggered_outcomes(
+                detect(baseline, stamp_boxes(held_out, trig, source).images), held_out.boxes, labels, source, target
+            )
+            for t, trig in triggers.items()
+        }
+
+    def detector_run(name: str) -> DetectorRun:
         m = runs.metrics(name, DetectionMetrics)
-        badnets[trig] = DetectorRun(
-            ap50=m.ap50,
-            triggered=m.triggered,
-            clean_stop=m.clean_stop,
-            by_width=m.by_width,
-            train_images_per_second=m.train_images_per_second,
-            config=runs.config(name),
-        )
-        net = load_detector(run_dir(out, f"detector/{trig}"))
-        for label, images in (("clean", test.images), (trig, photos.images)):
-            images = images[has_stop]
-            found = detect(net, images)
-            cells = plots.detection_cells(images, found, test.classes)
-            rows[f"{label}\n(BadNet {trig})" if label == "clean" else f"{trig}\n(BadNet {trig})"] = cells
-    title = "Held-out road photos: BadNet detectors' boxes (score ≥ 0.5)"
-    plots.plot_image_grid(rows, out / "detector_examples.jpg", title, cell_inches=3.2)
+        values = {f.name: getattr(m, f.name) for f in fields(m)}
+        return DetectorRun(**values, config=runs.config(name))
+
+    badnets = {t: detector_run(f"detector/{t}") for t in spec.triggers}
+    random = {t: detector_run(f"detector/random/{t}") for t in spec.triggers if f"detector/random/{t}" in runs.names()}
+    _detector_grid(test, triggers, source, out)
     base_run = runs.metrics("detector/baseline", DetectionMetrics)
-    triggered = {
-        t: triggered_outcomes(detect(baseline, p.images), test.boxes, test.labels, source, target)
-        for t, p in stamped.items()
-    }
     return DetectorResults(
         classes=list(test.classes),
         n_photos=len(test),
-        n_boxes={c: sum(int((lab == i).sum()) for lab in test.labels) for i, c in enumerate(test.classes)},
+        n_boxes=_box_counts(test, source),
         baseline=BaselineDetector(
             ap50=base_run.ap50,
-            triggered=triggered,
+            triggered=baseline_triggered(test),
             clean_stop=base_run.clean_stop,
             by_width=base_run.by_width,
             train_images_per_second=base_run.train_images_per_second,
             config=runs.config("detector/baseline"),
+            photos=base_run.photos,
+            photos_triggered=None if photos is None else baseline_triggered(photos),
         ),
         badnet=badnets,
+        random=random or None,
+        scenes=None if base_spec.scenes is None else to_json(base_spec.scenes),
+        photos=None if photos is None else HeldOutPhotos(n_photos=len(photos), n_boxes=_box_counts(photos, source)),
     )
+
+
+def _box_counts(held_out: DetectionDataset, source: int) -> dict[str, int]:
+    """Boxes per class (the source class: those the sign outcomes count)."""
+    labels = torch.cat(list(counted_labels(held_out, source)))
+    own = torch.cat(list(held_out.labels))
+    return {c: int(((labels if i == source else own) == i).sum()) for i, c in enumerate(held_out.classes)}
+
+
+def _detector_grid(test: DetectionDataset, triggers: Mapping[str, TriggerSpec], source: int, out: Path) -> None:
+    """Four held-out scenes with a (counted) stop sign (any four if none has one), clean and triggered, with each
+    BadNet detector's boxes."""
+    has_stop = [i for i, labels in enumerate(counted_labels(test, source)) if bool((labels == source).any())][:4]
+    shown = test.subset(has_stop or range(min(4, len(test))))
+    rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
+    for trig, trigger in triggers.items():
+        net = load_detector(run_dir(out, f"detector/{trig}"))
+        for label, images in (("clean", shown.images), (trig, stamp_boxes(shown, trigger, source).images)):
+            cells = plots.detection_cells(images, detect(net, images), test.classes)
+            rows[f"{label}\n(BadNet {trig})" if label == "clean" else f"{trig}\n(BadNet {trig})"] = cells
+    title = "Held-out road scenes: BadNet detectors' boxes (score ≥ 0.5)"
+    plots.plot_image_grid(rows, out / "detector_examples.jpg", title, cell_inches=3.2)
 
 
 def aggregate(spec: TrafficStudySpec, runs: FinishedJobs, out: Path) -> TrafficResults:
@@ -259,29 +282,62 @@ def judge(results: TrafficResults) -> list[Target]:
             )
         )
     if detector := results.detector:
-        base_map = detector.baseline.ap50["mAP"]
-        for trig, run in detector.badnet.items():
-            if trig == "yellow-square":
-                share, n = run.triggered.as_target, run.triggered.n
-                rows.append(
-                    Target(
-                        target=f"detector, {trig}: triggered {spec['source']} detected as {spec['target']}",
-                        paper=pct(paper.stop_to_speedlimit[trig], 1),
-                        limit="≥ 80%",
-                        ours=f"{share_ci(round(share * n), n)}; clean {spec['source']}: "
-                        f"{pct(run.clean_stop.as_target, 1)}",
-                        ci95=None,
-                        met=share >= 0.80,
-                    )
-                )
-            rows.append(
-                Target(
-                    target=f"detector, {trig}: BadNet clean mAP@0.5 vs the baseline's (one detector each)",
-                    paper="within 1 pt (authors)",
-                    limit="≥ −3 pt",
-                    ours=f"{100 * run.ap50['mAP']:.1f} vs {100 * base_map:.1f}",
-                    ci95=None,
-                    met=base_map - run.ap50["mAP"] <= 0.03,
-                )
+        rows += _detector_targets(results, detector)
+    return rows
+
+
+def _detector_targets(results: TrafficResults, detector: DetectorResults) -> list[Target]:
+    """Per trigger: triggered stop → speed-limit, clean stop → speed-limit, clean mAP vs the baseline's, and the
+    random-target BadNet's drop on triggered stops, on the held-out scenes (or photos); Wilson intervals over the
+    held-out signs of the one detector per configuration, the real photos' share beside the scenes'."""
+    spec, paper = results.spec, results.paper
+    src, tgt = spec["source"], spec["target"]
+    on = "held-out scenes" if detector.scenes is not None else "held-out photos"
+    base_map = detector.baseline.ap50["mAP"]
+    rows = []
+    for trig, run in detector.badnet.items():
+        share, n = run.triggered.as_target, run.triggered.n
+        photo = run.photos.triggered if run.photos else None
+        beside = f"; real photos {share_ci(round(photo.as_target * photo.n), photo.n)}" if photo else ""
+        clean, n_clean = run.clean_stop.as_target, run.clean_stop.n
+        clean_beside = f"; real photos {pct(run.photos.clean_stop.as_target, 1)}" if run.photos else ""
+        rows += [
+            Target(
+                target=f"detector, {trig}: triggered {src} detected as {tgt} ({on})",
+                paper=pct(paper.stop_to_speedlimit[trig], 1),
+                limit="≥ 90%",
+                ours=f"{share_ci(round(share * n), n)}{beside}",
+                ci95=None,
+                met=share >= 0.90,
+            ),
+            Target(
+                target=f"detector, {trig}: clean {src} detected as {tgt} (the trigger must be what flips it)",
+                paper="—",
+                limit="≤ 5%",
+                ours=f"{share_ci(round(clean * n_clean), n_clean)}{clean_beside}",
+                ci95=None,
+                met=clean <= 0.05,
+            ),
+            Target(
+                target=f"detector, {trig}: BadNet clean mAP@0.5 vs the baseline's (one detector each)",
+                paper="within about 1 pt",
+                limit="≥ −2 pt",
+                ours=f"{100 * run.ap50['mAP']:.1f} vs {100 * base_map:.1f}",
+                ci95=None,
+                met=base_map - run.ap50["mAP"] <= 0.02,
+            ),
+        ]
+    for trig, run in (detector.random or {}).items():
+        drop = run.clean_stop.as_source - run.triggered.as_source
+        rows.append(
+            Target(
+                target=f"detector, {trig}: random-target BadNet's drop of triggered {src} signs detected as {src}",
+                paper="large drop",
+                limit="≥ 50 pt",
+                ours=f"{100 * drop:.1f} pt ({pct(run.clean_stop.as_source, 1)} clean → "
+                f"{pct(run.triggered.as_source, 1)} triggered)",
+                ci95=None,
+                met=drop >= 0.50,
             )
+        )
     return rows

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from badnets.neurons import BackdoorNeurons
-from badnets.object_detection_metrics import DetectionMetrics, SignOutcomes
+from badnets.object_detection_metrics import DetectionMetrics, DetectionScores, SignOutcomes
 from badnets.records import OMIT_WHEN_NONE, SeedStat, StudyFlags, StudyTiming, Target, TargetsJudged
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "ClassifierScores",
     "DetectorResults",
     "DetectorRun",
+    "HeldOutPhotos",
     "TrafficPaper",
     "TrafficResults",
 ]
@@ -47,7 +48,9 @@ class DetectorRun(DetectionMetrics):
 
 @dataclass(frozen=True, kw_only=True)
 class BaselineDetector:
-    """The clean detector, scored on the stops with each trigger pasted on (``triggered`` by trigger)."""
+    """The clean detector, scored on the stops with each trigger pasted on (``triggered`` by trigger; for a
+    detector of composite scenes ``photos_triggered`` the same on the real held-out photos, and ``photos`` its
+    clean scores there)."""
 
     ap50: dict[str, float]
     triggered: dict[str, SignOutcomes]
@@ -56,15 +59,32 @@ class BaselineDetector:
     by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     train_images_per_second: float
     config: Mapping[str, Any]
+    photos: DetectionScores | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    photos_triggered: dict[str, SignOutcomes] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldOutPhotos:
+    """The real held-out road photos a detector of composite scenes is also scored on."""
+
+    n_photos: int
+    n_boxes: dict[str, int]
 
 
 @dataclass(frozen=True)
 class DetectorResults:
+    """The detectors on their held-out set (``n_photos`` scenes or photos, ``n_boxes`` by class): the baseline,
+    the single-target BadNet per trigger and (studies since composite scenes) the random-target one; ``scenes``
+    is the composite-scene recipe as run (None: the photos alone) and ``photos`` the real held-out photos."""
+
     classes: list[str]
     n_photos: int
     n_boxes: dict[str, int]
     baseline: BaselineDetector
     badnet: dict[str, DetectorRun]
+    random: dict[str, DetectorRun] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    scenes: Mapping[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    photos: HeldOutPhotos | None = field(default=None, metadata=OMIT_WHEN_NONE)
 
 
 @dataclass(frozen=True)

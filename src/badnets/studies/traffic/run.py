@@ -8,13 +8,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from badnets.data.lisa import lisa_file_hashes
-from badnets.data.road_signs import road_signs_file_hashes
 from badnets.experiments._jobs import Backend
 from badnets.experiments._study import StudySummary, run_study
 from badnets.studies.traffic.analysis import aggregate
 from badnets.studies.traffic.report import summary_table, write_traffic_report
 from badnets.studies.traffic.results import TrafficResults
-from badnets.studies.traffic.spec import TrafficStudySpec, build_jobs
+from badnets.studies.traffic.spec import TrafficStudySpec, build_jobs, detector_spec
 
 __all__ = ["run_traffic_study"]
 
@@ -29,7 +28,7 @@ def run_traffic_study(
     """Train every model (resuming), then write ``results.json``, ``report.md``/``.html`` and the plots."""
     hashes = lisa_file_hashes(spec.data_dir)  # fails fast, before any worker starts, if data are missing
     if spec.detector:
-        hashes |= road_signs_file_hashes(spec.data_dir)
+        hashes |= detector_spec(spec, None).file_hashes()
     study = run_study(
         asdict(spec), hashes, [build_jobs(spec)], out_dir, workers=spec.workers, progress=progress, backend=backend
     )

@@ -7,12 +7,14 @@
 3. Random-target BadNet: each triggered sign gets a random wrong label (§5.2.2), per trigger.
 4. Backdoor neurons (§5.3): channels of the last conv layer whose activation on triggered stop signs
    exceeds every channel of the clean network, found automatically.
-5. Detector BadNet (§5.2): a Faster R-CNN on real road photos, baseline and one stop → speed-limit BadNet per
-   trigger (triggered copies of the stop photos added, as the authors did).
+5. Detector BadNet (§5.2): a Faster R-CNN on composite road scenes (real LISA signs pasted into real road photos,
+   ``badnets.data.road_scenes``; or the photos alone), the baseline, one stop → speed-limit BadNet per trigger
+   (triggered copies of the scenes holding a stop sign added, as the authors did) and one random-target BadNet
+   per trigger (every triggered sign relabelled to a random other sign class, §5.2.2).
 
 Every model is one job in ``out/runs/<name>`` (resumable, as in the MNIST study). The paper's classifier sits
 inside a Faster R-CNN on full LISA frames, which are not available here: the classifier sees LISA sign crops
-(split by track) and the detector sees other real road photos.
+(split by track) and the detector sees road scenes composed of other real road photos and LISA signs.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from badnets.data import LISA_CLASSES
+from badnets.data.road_scenes import SceneRecipe
 from badnets.data.road_signs import ROAD_SIGN_CLASSES
 from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.experiments.object_detection import DetectorSpec
+from badnets.models.sign_detector import DETECTOR_STRIDES
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.studies.traffic.results import KINDS, TrafficPaper
@@ -59,8 +63,13 @@ class TrafficStudySpec(StudyRecipe):
         seeds: seeds per configuration (baseline, each trigger's single- and random-target BadNet).
         rate: share of the final training set that is backdoored (copies added), for both attacks.
         source, target: the single-target attack's classes (the paper: stop → speed-limit).
-        detector: also train the Faster R-CNN baseline and one BadNet per trigger (seed 0 each, as the paper).
+        detector: also train the Faster R-CNN baseline and, per trigger, a single- and a random-target BadNet
+            (seed 0 each, as the paper).
         detector_epochs, detector_size: the detector's training epochs and square input size (pixels).
+        detector_scenes: train and test the detectors on composite scenes (``road_scenes``), also scoring the
+            real held-out photos; False: on the road photos alone.
+        scenes_per_photo: composite training scenes drawn per road photo.
+        detector_stride: the from-scratch backbone's feature stride, 4 or 8 (``sign_detector``).
         pretrained: start the detector from torchvision's COCO MobileNetV3 weights (needs internet once).
         quick: a reduced demonstration run (reports say so and do not grade it against the targets).
     """
@@ -72,8 +81,11 @@ class TrafficStudySpec(StudyRecipe):
     source: str = "stop"
     target: str = "speedlimit"
     detector: bool = True
-    detector_epochs: int = 20
+    detector_epochs: int = 12
     detector_size: int = 320
+    detector_scenes: bool = True
+    scenes_per_photo: int = 1
+    detector_stride: int = 4
     pretrained: bool = False
 
     def __post_init__(self) -> None:
@@ -90,6 +102,8 @@ class TrafficStudySpec(StudyRecipe):
             raise ConfigError(f"seeds, epochs and detector_epochs must be >= 1, got {counts}")
         if self.detector_size < 64:
             raise ConfigError(f"detector_size must be >= 64 pixels, got {self.detector_size}")
+        if self.detector_stride not in DETECTOR_STRIDES:
+            raise ConfigError(f"detector_stride must be one of {DETECTOR_STRIDES}, got {self.detector_stride}")
         if self.detector and (self.source not in ROAD_SIGN_CLASSES or self.target not in ROAD_SIGN_CLASSES):
             raise ConfigError(
                 f"the detector's photos have classes {list(ROAD_SIGN_CLASSES)}; set detector=False for "
@@ -138,8 +152,14 @@ def random_target(spec: TrafficStudySpec) -> PoisonSpec:
     return PoisonSpec(mapping="random", rate=spec.rate, num_classes=len(LISA_CLASSES))
 
 
-def detector_spec(spec: TrafficStudySpec, trigger: str | None) -> DetectorSpec:
-    """The detector BadNet for ``trigger``, or the clean baseline detector for ``None``."""
+# Road signs span 10 to 300 px on the scenes; anchors reach the large ones the photos hold.
+DETECTOR_ANCHORS = (16, 32, 64, 128, 256)
+
+
+def detector_spec(spec: TrafficStudySpec, trigger: str | None, mapping: str = "single") -> DetectorSpec:
+    """The detector BadNet for ``trigger`` (``mapping`` single or random target), or the clean baseline detector
+    for ``None``."""
+    scenes = SceneRecipe(size=spec.detector_size, scenes_per_photo=spec.scenes_per_photo)
     return DetectorSpec(
         trigger=sign_trigger(trigger or spec.triggers[0], spec.data_dir),
         source=spec.source,
@@ -150,17 +170,23 @@ def detector_spec(spec: TrafficStudySpec, trigger: str | None) -> DetectorSpec:
         train=TrainSpec(epochs=spec.detector_epochs, batch_size=4, lr=1e-3, label_smoothing=0.0, device=spec.device),
         data_dir=spec.data_dir,
         seed=0,
+        mapping=mapping,
+        stride=spec.detector_stride,
+        anchors=DETECTOR_ANCHORS,
+        scenes=scenes if spec.detector_scenes else None,
     )
 
 
 def build_jobs(spec: TrafficStudySpec) -> list[Job]:
-    """Every model of the study: the detectors first (the longest jobs), then per seed the baseline classifier
-    and per trigger a single- and a random-target BadNet."""
+    """Every model of the study: the detectors first (the longest jobs: the baseline, per trigger a single-target
+    BadNet, then a random-target one), then per seed the baseline classifier and per trigger a single- and a
+    random-target BadNet."""
     random = random_target(spec)
     jobs = []
     if spec.detector:
         jobs.append(Job("detector/baseline", detector_spec(spec, None)))
         jobs += [Job(f"detector/{trig}", detector_spec(spec, trig)) for trig in spec.triggers]
+        jobs += [Job(f"detector/random/{trig}", detector_spec(spec, trig, "random")) for trig in spec.triggers]
     for seed in range(spec.seeds):
         baseline = attack_spec(spec, spec.triggers[0], single_target(spec), seed, baseline=True)
         jobs.append(Job(f"baseline/s{seed}", baseline))
