@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from badnets._io import atomic_path
+from badnets._threads import one_cpu_thread
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
 
@@ -47,21 +47,6 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, int, float], None]  # (epoch, step, steps_per_epoch, loss)
 PRECISIONS = ("fp32", "bf16")
-
-
-@contextmanager
-def one_cpu_thread() -> Iterator[None]:
-    """Run the block on one PyTorch intra-op thread, then give the caller its thread count back.
-
-    Optimisation on the CPU is repeatable bit for bit only at a fixed thread count (see the module docstring);
-    one thread is what a study's worker processes use anyway. CUDA work is unaffected.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True, kw_only=True)

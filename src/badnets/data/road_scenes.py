@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from badnets._threads import one_cpu_thread
 from badnets.data._dataset import resolve_data_dir
 from badnets.data._images import tensor_cache
 from badnets.data.lisa import LISA_CLASSES, LisaSign, lisa_file_hashes, lisa_signs, read_sign, track_split
@@ -162,6 +163,7 @@ def _unpack(tensors: dict[str, torch.Tensor], photos: DetectionDataset, per_phot
     )
 
 
+@one_cpu_thread()  # the same scenes, bit for bit, whatever the machine's thread count (resizes and blurs sum floats)
 def _draw_split(
     recipe: SceneRecipe,
     train_photos: DetectionDataset,
