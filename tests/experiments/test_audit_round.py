@@ -19,7 +19,7 @@ from badnets.errors import ConfigError
 from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
-from badnets.studies.audit_round.analysis import aggregate, judge, roc_curves, round_scores
+from badnets.studies.audit_round.analysis import CALIBRATION_FEATURES, aggregate, judge, roc_curves, round_scores
 from badnets.studies.audit_round.results import (
     LEARNED_ASR,
     AuditedRoundModel,
@@ -217,7 +217,11 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     assert "unscored" not in results  # the seeded train round holds learned backdoors and clean models
     assert [s["round"] for s in results["scores"]] == ["test"]  # the train round is only fitted on
     assert all(0 <= a["backdoor_probability"] <= 1 for a in results["audited"])
-    assert results["calibration"]["features"] == list(FEATURES)
+    assert results["calibration"]["features"] == list(CALIBRATION_FEATURES)
+    choice = results["calibration_choice"]  # the chosen evidence beside all of it, scored by leave-one-out
+    assert [c["features"] for c in choice] == [list(CALIBRATION_FEATURES), list(FEATURES)] and choice[0]["chosen"]
+    labelled = [m for m in models if m["round"] == "train" and (m["family"] is None or m["learned"])]
+    assert all(c["models"] == len(labelled) and c["cross_entropy"] >= 0 for c in choice)
     shipped = json.loads((out / "calibration.json").read_text())  # what badnets would ship
     assert shipped == results["calibration"]
     assert shipped["fitted_on"]["audits"] == [

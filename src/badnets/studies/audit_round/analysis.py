@@ -28,6 +28,7 @@ from badnets.studies.audit_round.results import (
     LEARNED_ASR,
     AuditedRoundModel,
     AuditRoundResults,
+    CalibrationChoice,
     DetectionScore,
     MitigationScore,
     RepairedRoundModel,
@@ -116,22 +117,75 @@ def calibrated_model(
     return replace(model, backdoor_probability=verdict.backdoor_probability, suspected_target=verdict.suspected_target)
 
 
+# The calibration's evidence and penalty, chosen on the train round alone: leave-one-out over its labelled models,
+# every subset of up to four of the audit's statistics and L2 0.3 / 1 / 3 (docs/audit-round.md gives the numbers).
+# The smallest recovered trigger's size, absolute and against the median class's, did as well as any larger set on
+# targeted backdoors and best on all-to-all ones; every audit still records all of FEATURES as evidence.
+CALIBRATION_FEATURES = ("nc_log_min_l1_share", "nc_log_min_over_median")
+CALIBRATION_L2 = 0.3
+# What the report compares by leave-one-out: the choice, and every statistic at the default penalty.
+CALIBRATION_CANDIDATES: tuple[tuple[tuple[str, ...], float], ...] = (
+    (CALIBRATION_FEATURES, CALIBRATION_L2),
+    (FEATURES, 1.0),
+)
+
+
+def _evidence(
+    audited: Sequence[AuditedRoundModel], features: Sequence[str]
+) -> tuple[list[AuditedRoundModel], torch.Tensor, torch.Tensor]:
+    """The labelled models, their ``(N, F)`` evidence and their 0/1 labels."""
+    labelled = [m for m in audited if m.model.label is not None]
+    x = torch.tensor([[m.evidence.get(name, math.nan) for name in features] for m in labelled], dtype=torch.float64)
+    y = torch.tensor([m.model.label for m in labelled], dtype=torch.float64)
+    return labelled, x.reshape(len(labelled), len(features)), y
+
+
 def calibrate(
-    audited: Sequence[AuditedRoundModel], *, version: str, audits: Sequence[Mapping[str, Any]]
+    audited: Sequence[AuditedRoundModel],
+    *,
+    version: str,
+    audits: Sequence[Mapping[str, Any]],
+    features: Sequence[str] = CALIBRATION_FEATURES,
+    l2: float = CALIBRATION_L2,
 ) -> LogisticCalibration:
     """The backdoor probability fitted on ``audited`` (the train round's models whose label is known), for
     audits run with one of the settings ``audits`` (``badnets.audit.audit_settings``)."""
-    labelled = [m for m in audited if m.model.label is not None]
-    rows = [{name: m.evidence.get(name, math.nan) for name in FEATURES} for m in labelled]
-    x = torch.tensor([[row[name] for name in FEATURES] for row in rows], dtype=torch.float64)
-    y = torch.tensor([m.model.label for m in labelled], dtype=torch.float64)
+    labelled, x, y = _evidence(audited, features)
     fitted_on = {
         "round": labelled[0].model.round if labelled else None,
         "models": len(labelled),
         "audits": [dict(a) for a in audits],
         "commit": git_commit(),
     }
-    return fit_logistic(x, y, FEATURES, version=version, fitted_on=fitted_on)
+    return fit_logistic(x, y, features, version=version, fitted_on=fitted_on, l2=l2)
+
+
+def leave_one_out(
+    audited: Sequence[AuditedRoundModel], features: Sequence[str], l2: float, *, chosen: bool = False
+) -> CalibrationChoice:
+    """A candidate calibration scored on ``audited`` by leave-one-out (each model's probability from a fit on the
+    others): AUROC of the targeted and of the all-to-all backdoors against the clean models, and cross-entropy."""
+    labelled, x, y = _evidence(audited, features)
+    p = torch.zeros(len(labelled), dtype=torch.float64)
+    for i in range(len(labelled)):
+        rest = torch.arange(len(labelled)) != i
+        if not bool((y[rest] == 0).any() and (y[rest] == 1).any()):  # a tiny round: no fit without both classes
+            p[i] = y[rest].mean()
+            continue
+        fit = fit_logistic(x[rest], y[rest], features, version="leave-one-out", l2=l2)
+        p[i] = fit.probabilities(fit.matrix([dict(zip(features, x[i].tolist(), strict=True))]))[0]
+    clean = p[y == 0]
+    all_to_all = torch.tensor([m.model.mapping == "all-to-all" for m in labelled], dtype=torch.bool)
+    backdoored = y == 1
+    return CalibrationChoice(
+        features=list(features),
+        l2=l2,
+        models=len(labelled),
+        auroc_targeted=auroc(p[backdoored & ~all_to_all], clean),
+        auroc_all_to_all=auroc(p[backdoored & all_to_all], clean),
+        cross_entropy=cross_entropy(p, y),
+        chosen=chosen,
+    )
 
 
 def _targeted(audited: Sequence[AuditedRoundModel]) -> list[AuditedRoundModel]:
@@ -198,10 +252,15 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
         name: [calibrated_model(m, audits[m.model.name], settings[m.model.name], calibration) for m in group]
         for name, group in audited.items()
     }
+    choice = [
+        leave_one_out(audited[CALIBRATION_ROUND], features, l2, chosen=i == 0)
+        for i, (features, l2) in enumerate(CALIBRATION_CANDIDATES)
+    ]
     scored_results = replace(
         results,
         audited=[m for group in scored.values() for m in group],
         calibration=calibration.to_json(),
+        calibration_choice=choice,
         scores=[round_scores(name, group) for name, group in scored.items() if name != CALIBRATION_ROUND],
     )
     return replace(scored_results, targets=judge(scored_results))

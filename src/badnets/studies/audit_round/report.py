@@ -157,9 +157,34 @@ def _detection(results: AuditRoundResults) -> list[Block]:
             ]
             + [["(bias)", "", "", f"{calibration['bias']:+.3f}"]],
         ),
+        *_calibration_choice(results),
         Para(_audit_times(results.audited, judged_round(results))),
     ]
     return blocks
+
+
+def _calibration_choice(results: AuditRoundResults) -> list[Block]:
+    """How the calibration's evidence was chosen: candidates scored on the train round by leave-one-out."""
+    if not results.calibration_choice:
+        return []
+    rows = [
+        [
+            ("**chosen**: " if c.chosen else "") + ", ".join(c.features),
+            f"{c.l2:g}",
+            f"{c.auroc_targeted:.3f}",
+            f"{c.auroc_all_to_all:.3f}",
+            f"{c.cross_entropy:.3f}",
+        ]
+        for c in results.calibration_choice
+    ]
+    return [
+        Para(
+            f"The evidence it weighs was chosen on the train round alone ({results.calibration_choice[0].models} "
+            "labelled models), by leave-one-out: each model's probability from a fit on all the others. Every "
+            "audit still records all of its statistics."
+        ),
+        Table(["features", "L2", "AUROC targeted", "AUROC all-to-all", "cross-entropy"], rows),
+    ]
 
 
 def _audit_times(audited: list[AuditedRoundModel], round_name: str | None) -> str:

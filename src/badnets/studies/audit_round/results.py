@@ -18,6 +18,7 @@ __all__ = [
     "REMOVED_ASR",
     "AuditRoundResults",
     "AuditedRoundModel",
+    "CalibrationChoice",
     "DetectionScore",
     "MitigationScore",
     "RepairedRoundModel",
@@ -189,6 +190,21 @@ class RoundScores:
 
 
 @dataclass(frozen=True)
+class CalibrationChoice:
+    """A candidate calibration (its features and L2 penalty) scored on the train round by leave-one-out: each
+    labelled model's probability comes from a fit on all the others, so the scores are out of sample while the
+    test rounds stay unseen."""
+
+    features: list[str]
+    l2: float
+    models: int
+    auroc_targeted: float
+    auroc_all_to_all: float
+    cross_entropy: float
+    chosen: bool
+
+
+@dataclass(frozen=True)
 class AuditRoundResults(StudyFlags):
     """The study's ``results.json``: the rounds' models with their ground truth (the round manifest), the summary
     of each round and, once the models are audited, the calibration fitted on the train round, every audited
@@ -199,6 +215,7 @@ class AuditRoundResults(StudyFlags):
     models: list[TrainedRoundModel]
     audited: list[AuditedRoundModel] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     calibration: dict[str, Any] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    calibration_choice: list[CalibrationChoice] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     scores: list[RoundScores] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     unscored: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # why the audits could not be scored
     repaired: list[RepairedRoundModel] | None = field(default=None, metadata=OMIT_WHEN_NONE)
