@@ -281,11 +281,28 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "another config" in again.stderr
     bad_out = ["attack", "--out", str(tmp_path / "bad")]
     bad = runner.invoke(app, [*bad_out, "--dataset", "road-signs", "--mapping", "all-to-one"])
-    assert bad.exit_code == 2 and "--mapping single" in bad.stderr
+    assert bad.exit_code == 2 and "--mapping single" in bad.stderr and "or random" in bad.stderr
     bad = runner.invoke(app, [*bad_out, *args, "--source", "yield"])
     assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and not (tmp_path / "bad").exists()
     bad = runner.invoke(app, [*bad_out, "--trigger", "pixel", "--trigger-scale", "0.2"])
     assert bad.exit_code == 2 and "set trigger_size instead" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_attack_on_composite_scenes_trains_a_random_target_detector(tmp_path: Path) -> None:
+    from tests.data.test_road_scenes import write_crops, write_photos
+
+    data = write_crops(write_photos(tmp_path / "data"))
+    out = tmp_path / "run"
+    args = ["--dataset", "road-scenes", "--data-dir", str(data), "--trigger", "bomb", "--mapping", "random"]
+    result = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "random-target BadNet on composite road scenes" in result.output
+    saved = json.loads((out / "results.json").read_text())
+    config = saved["config"]
+    assert config["mapping"] == "random" and config["stride"] == 4 and config["scenes"]["size"] == config["image_size"]
+    assert "warning" in saved["classes"] and saved["metrics"]["photos"]["triggered"]["n"] == 2
+    bad = runner.invoke(app, ["attack", "--out", str(tmp_path / "bad"), *args, "--source", "yield"])
+    assert bad.exit_code == 2 and "road-scenes classes" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_a_stop_signal_ends_a_server_with_0_and_anything_else_with_130() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,9 @@ from badnets.triggers import TriggerSpec
 __all__ = ["attack"]
 
 
+DETECTOR_DATASETS = ("road-signs", "road-scenes")
+
+
 @friendly_errors
 def attack(
     out: Annotated[Path, typer.Option(help="Run directory to write (results.json, model, manifest, report).")],
@@ -26,7 +30,8 @@ def attack(
         str,
         typer.Option(
             help="mnist, lisa (US signs), gtsrb (4 categories), gtsrb-43, road-signs (Faster R-CNN on road "
-            "photos), or a folder of class subfolders of images (64×64)."
+            "photos), road-scenes (Faster R-CNN on composite scenes: LISA signs pasted into road photos), or a "
+            "folder of class subfolders of images (64×64)."
         ),
     ] = "mnist",
     model: Annotated[
@@ -55,9 +60,7 @@ def attack(
         str, typer.Option(help="add: append backdoored copies (the paper); relabel: in place.")
     ] = default_of(PoisonSpec, "mode"),
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = default_of(TrainSpec, "epochs"),
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per step (default 128; road-signs detector 4).")
-    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step (default 128; detectors 4).")] = None,
     lr: Annotated[
         float | None, typer.Option(help="Peak one-cycle learning rate, AdamW (default 0.003; detector 0.001).")
     ] = None,
@@ -116,13 +119,14 @@ def attack(
         channels_last=channels_last,
         compile=compile,
     )
-    if dataset == "road-signs":
+    if dataset in DETECTOR_DATASETS:
         if model is not None:
-            raise ConfigError("--dataset road-signs trains the Faster R-CNN detector; drop --model")
+            raise ConfigError(f"--dataset {dataset} trains the Faster R-CNN detector; drop --model")
         if precision != default_of(TrainSpec, "precision") or channels_last or compile:
-            raise ConfigError("--precision, --channels-last and --compile train classifiers; drop them for road-signs")
+            raise ConfigError(f"--precision, --channels-last and --compile train classifiers; drop them for {dataset}")
         _attack_detector(
             out,
+            dataset,
             options.trigger_spec(),
             mapping,
             source,
@@ -160,6 +164,7 @@ def attack(
 
 def _attack_detector(
     out: Path,
+    dataset: str,
     trigger: TriggerSpec,
     mapping: str,
     source: str | None,
@@ -170,21 +175,24 @@ def _attack_detector(
     data_dir: Path | None,
     train: TrainSpec,
 ) -> None:
-    """``attack --dataset road-signs``: the paper's detector attack (triggered source boxes relabelled target)."""
+    """``attack --dataset road-signs | road-scenes``: the paper's detector attacks, single target (triggered
+    source boxes relabelled target) or random target (every triggered LISA-class sign relabelled at random)."""
+    from badnets.data.road_scenes import SCENE_CLASSES, SceneRecipe
     from badnets.data.road_signs import ROAD_SIGN_CLASSES
-    from badnets.experiments.object_detection import DetectorSpec
+    from badnets.experiments.object_detection import DETECTOR_MAPPINGS, DetectorSpec
+    from badnets.models.sign_detector import SCENE_ANCHORS
 
-    if mapping != "single":
+    if mapping not in DETECTOR_MAPPINGS:
         raise ConfigError(
-            "--dataset road-signs takes --mapping single (triggered --source boxes become --target, the paper's "
-            "detector attack)"
+            f"--dataset {dataset} takes --mapping single (triggered --source boxes become --target, the paper's "
+            "detector attack) or random (every triggered sign gets a random other sign class)"
         )
+    scenes = dataset == "road-scenes"
+    classes = SCENE_CLASSES if scenes else ROAD_SIGN_CLASSES
     names = {"--source": source or "stop", "--target": target or "speedlimit"}
     for option, name in names.items():
-        if name not in ROAD_SIGN_CLASSES:
-            raise ConfigError(
-                f"{option}: unknown class {name!r}; the road photos' classes are {', '.join(ROAD_SIGN_CLASSES)}"
-            )
+        if name not in classes:
+            raise ConfigError(f"{option}: unknown class {name!r}; the {dataset} classes are {', '.join(classes)}")
     if names["--source"] == names["--target"]:
         raise ConfigError("--source and --target must differ")
     spec = DetectorSpec(
@@ -195,13 +203,19 @@ def _attack_detector(
         train=train,
         data_dir=str(data_dir) if data_dir else None,
         seed=seed,
+        mapping=mapping,
     )
+    if scenes:  # the traffic study's composite-scene detector: stride 4, anchors up to the largest signs
+        spec = replace(spec, stride=4, anchors=SCENE_ANCHORS, scenes=SceneRecipe(size=spec.image_size))
     with progress_bar("training") as progress:
         progress.add_task(f"detector, {epochs} epochs (checkpointed every epoch)", total=None, status="")
         spec.run(out)
     results = json.loads((out / "results.json").read_text())
     ap, outcome = results["metrics"]["ap50"], results["metrics"]["triggered"]
-    table = Table(title="Detector BadNet on road photos", show_header=True)
+    kind = "random-target " if mapping == "random" else ""
+    table = Table(
+        title=f"Detector {kind}BadNet on {'composite road scenes' if scenes else 'road photos'}", show_header=True
+    )
     clean_stop = results["metrics"]["clean_stop"]
     columns = ("clean mAP@0.5", f"triggered {spec.source} → {spec.target}", f"clean {spec.source} → {spec.target}")
     for col in (*columns, f"triggered as {spec.source}", "missed", "n"):

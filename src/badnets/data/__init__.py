@@ -58,7 +58,7 @@ def register_dataset(name: str, source: DatasetSource) -> None:
     Raises:
         ConfigError: ``name`` is taken.
     """
-    if name in SOURCES or name == "road-signs":
+    if name in SOURCES or name in ("road-signs", "road-scenes"):
         raise ConfigError(f"dataset {name!r} is already registered; choose another name")
     SOURCES[name] = source
 
@@ -69,8 +69,8 @@ def dataset_source(name: str) -> DatasetSource:
         return SOURCES[name]
     if not Path(name).expanduser().is_dir():
         raise ConfigError(
-            f"dataset must be one of {sorted(SOURCES)}, road-signs (badnets attack) or a folder of class "
-            f"subfolders of images, got {name!r}"
+            f"dataset must be one of {sorted(SOURCES)}, road-signs or road-scenes (badnets attack) or a folder of "
+            f"class subfolders of images, got {name!r}"
         )
     return DatasetSource(
         lambda _data_dir: load_image_folder(name),

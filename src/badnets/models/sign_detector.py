@@ -23,7 +23,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from badnets.errors import ConfigError
 
-__all__ = ["DEFAULT_ANCHORS", "DETECTOR_STRIDES", "ZFBackbone", "build_detector"]
+__all__ = ["DEFAULT_ANCHORS", "DETECTOR_STRIDES", "SCENE_ANCHORS", "ZFBackbone", "build_detector"]
 
 
 def _block(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
@@ -32,6 +32,8 @@ def _block(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
 
 DETECTOR_STRIDES = (4, 8)
 DEFAULT_ANCHORS = (16, 32, 64, 128)
+# Composite road scenes hold signs of 10 to 300 px: anchors up to the photos' largest signs.
+SCENE_ANCHORS = (16, 32, 64, 128, 256)
 
 
 class ZFBackbone(nn.Module):

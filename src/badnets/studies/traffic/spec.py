@@ -30,7 +30,7 @@ from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
 from badnets.experiments.object_detection import DetectorSpec
-from badnets.models.sign_detector import DETECTOR_STRIDES
+from badnets.models.sign_detector import DETECTOR_STRIDES, SCENE_ANCHORS
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.studies.traffic.results import KINDS, TrafficPaper
@@ -152,10 +152,6 @@ def random_target(spec: TrafficStudySpec) -> PoisonSpec:
     return PoisonSpec(mapping="random", rate=spec.rate, num_classes=len(LISA_CLASSES))
 
 
-# Road signs span 10 to 300 px on the scenes; anchors reach the large ones the photos hold.
-DETECTOR_ANCHORS = (16, 32, 64, 128, 256)
-
-
 def detector_spec(spec: TrafficStudySpec, trigger: str | None, mapping: str = "single") -> DetectorSpec:
     """The detector BadNet for ``trigger`` (``mapping`` single or random target), or the clean baseline detector
     for ``None``."""
@@ -172,7 +168,7 @@ def detector_spec(spec: TrafficStudySpec, trigger: str | None, mapping: str = "s
         seed=0,
         mapping=mapping,
         stride=spec.detector_stride,
-        anchors=DETECTOR_ANCHORS,
+        anchors=SCENE_ANCHORS,
         scenes=scenes if spec.detector_scenes else None,
     )
 
