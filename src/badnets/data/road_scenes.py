@@ -9,8 +9,8 @@ kept and labelled, plus one to ``max_signs`` LISA signs pasted in:
 
 * **Splits.** Photos are split as ``load_road_signs`` splits them; LISA signs are split by track (one physical
   sign's video snippet, ``lisa.track_split``, class by class so both sides hold every class) with the same
-  fraction and seed. Test scenes are test photos with
-  test-track signs only, so no physical sign and no photo appears on both sides.
+  fraction and seed. Test scenes are test photos with test-track signs only, so no physical sign and no photo
+  appears on both sides.
 * **Which sign.** A class drawn with ``sign_weights`` (stop, speed-limit, warning), then one of the split's crops
   of that class large enough not to be upsampled more than ``max_upscale`` times.
 * **Size and place, from the photos' own signs.** Width and aspect ratio come from one of the training photos'

@@ -118,7 +118,7 @@ def calibrated_model(
 
 
 # The calibration's evidence and penalty, chosen on the train round alone: leave-one-out over its labelled models,
-# every subset of up to four of the audit's statistics and L2 0.3 / 1 / 3 (docs/audit-round.md gives the numbers).
+# every subset of up to four of the audit's statistics and L2 0.3 / 1 / 3 (docs/audit.md gives the numbers).
 # The smallest recovered trigger's size, absolute and against the median class's, did as well as any larger set on
 # targeted backdoors and best on all-to-all ones; every audit still records all of FEATURES as evidence.
 CALIBRATION_FEATURES = ("nc_log_min_l1_share", "nc_log_min_over_median")
