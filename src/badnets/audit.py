@@ -3,7 +3,8 @@
 
 The defender has the model and clean validation images, never the trigger or the training data. The registered
 model detectors run (``badnets.defenses.registry``; by default Neural Cleanse, the smallest trigger per class with
-a MAD outlier test, and trigger-selective neurons, the paper's dormant-neuron idea by stimulation). Where the
+a MAD outlier test; the blend search, the same test on the smallest full-image blend per class; and
+trigger-selective neurons, the paper's dormant-neuron idea by stimulation). Where the
 shipped calibration applies (the audit ran with the settings it was fitted on), the calibrated
 ``backdoor_probability`` decides the verdict and every detector is evidence beside it. Otherwise the first detector
 decides: Neural Cleanse by default, whose outlier test has a stated false-alarm rate; the others are reported as
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 
-DEFAULT_DETECTORS = ("neural_cleanse", "dormant_neurons")
+DEFAULT_DETECTORS = ("neural_cleanse", "blend_search", "dormant_neurons")
 
 # The trigger search each dataset's audit runs unless told otherwise: the settings the audit round fits the shipped
 # calibration on (a calibration gives a probability only for the settings it was fitted on), within the budget of

@@ -17,7 +17,9 @@ from badnets.defenses.neural_cleanse import mad_anomaly_index
 __all__ = ["CALIBRATED", "FEATURES", "VERDICT_PROBABILITY", "AuditResult", "AuditedModel", "DetectorReport"]
 
 # The audit's statistics by name: what a calibration weighs into a backdoor probability. Trigger sizes are taken
-# as logs of their share of the image, so one calibration reads 28-px digits and 32-px signs alike.
+# as logs of their share of the image, so one calibration reads 28-px digits and 32-px signs alike. The two trigger
+# searches (Neural Cleanse's mask, ``nc_``, and the blend search's one opacity, ``blend_``) give the same
+# statistics of their per-class norms (``TRIGGER_SEARCHES``).
 FEATURES = (
     "nc_max_anomaly_index",  # Neural Cleanse: how far the smallest trigger lies below the others (log-MAD)
     "nc_log_min_l1_share",  # the smallest trigger's mask L1 as a share of the image
@@ -26,8 +28,13 @@ FEATURES = (
     "nc_smallest_trigger_asr",  # how reliably the smallest recovered trigger flips the clean images
     "nc_median_source_anomaly",  # per source class: how far its smallest trigger lies below its others (log-MAD),
     # the median over sources: high when every class has its own tiny trigger to some class (all-to-all)
+    "blend_max_anomaly_index",  # the blend search: the same statistics of the smallest opacity per class
+    "blend_log_min_l1_share",  # (the share of the image is the opacity itself)
+    "blend_log_min_over_median",
+    "blend_log_median_l1_share",
     "dormant_max_share",  # trigger-selective units: the largest share of images one stimulated unit flips
 )
+TRIGGER_SEARCHES = {"nc": "neural_cleanse", "blend": "blend_search"}  # feature prefix: detector
 
 CALIBRATED = "backdoor_probability"  # ``decided_by`` when the calibrated probability decides the verdict
 VERDICT_PROBABILITY = 0.5  # the calibrated verdict's threshold: backdoored from here
@@ -121,17 +128,14 @@ class AuditResult:
         out = dict.fromkeys(FEATURES, math.nan)
         _, height, width = self.model.input
         area = float(height * width)
-        cleanse = self.detectors.get("neural_cleanse")
-        if cleanse is not None:
-            searched = {c: max(float(v), 1e-6) for c, v in enumerate(cleanse.details["l1"]) if v is not None}
-            smallest = min(searched, key=searched.__getitem__)
-            median = statistics.median(searched.values())
-            out["nc_max_anomaly_index"] = float(cleanse.details["max_anomaly_index"])
-            out["nc_log_min_l1_share"] = math.log(searched[smallest] / area)
-            out["nc_log_min_over_median"] = math.log(searched[smallest] / median)
-            out["nc_log_median_l1_share"] = math.log(median / area)
-            out["nc_smallest_trigger_asr"] = float(cleanse.details["asr"][smallest])
-            out["nc_median_source_anomaly"] = _median_source_anomaly(cleanse.details)
+        for prefix, name in TRIGGER_SEARCHES.items():
+            search = self.detectors.get(name)
+            if search is not None:
+                out |= {
+                    key: value
+                    for key, value in _trigger_search_features(prefix, search.details, area).items()
+                    if key in out
+                }
         dormant = self.detectors.get("dormant_neurons")
         if dormant is not None:
             out["dormant_max_share"] = dormant.score
@@ -180,6 +184,21 @@ class AuditResult:
             backdoor_probability=data.get("backdoor_probability"),
             calibration=str(data.get("calibration", "none shipped")),
         )
+
+
+def _trigger_search_features(prefix: str, details: Mapping[str, Any], area: float) -> dict[str, float]:
+    """The statistics of one trigger search's per-class norms (a Neural Cleanse record), named ``prefix_...``."""
+    searched = {c: max(float(v), 1e-6) for c, v in enumerate(details["l1"]) if v is not None}
+    smallest = min(searched, key=searched.__getitem__)
+    median = statistics.median(searched.values())
+    return {
+        f"{prefix}_max_anomaly_index": float(details["max_anomaly_index"]),
+        f"{prefix}_log_min_l1_share": math.log(searched[smallest] / area),
+        f"{prefix}_log_min_over_median": math.log(searched[smallest] / median),
+        f"{prefix}_log_median_l1_share": math.log(median / area),
+        f"{prefix}_smallest_trigger_asr": float(details["asr"][smallest]),
+        f"{prefix}_median_source_anomaly": _median_source_anomaly(details),
+    }
 
 
 def _median_source_anomaly(details: Mapping[str, Any]) -> float:

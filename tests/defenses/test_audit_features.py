@@ -33,6 +33,15 @@ CLEANSE = DetectorReport(
     {"l1": [40.0, 50.0, 4.0, 60.0], "asr": [0.9, 0.95, 0.99, 0.97], "max_anomaly_index": 3.5},
 )
 DORMANT = DetectorReport(False, None, "score", 0.42, 1.0, {})
+# the blend search's norms are opacity × H·W: opacities 0.4, 0.45, 0.05, 0.5
+BLEND = DetectorReport(
+    True,
+    2,
+    "anomaly_index",
+    6.0,
+    1.0,
+    {"l1": [0.4 * 784, 0.45 * 784, 0.05 * 784, 0.5 * 784], "asr": [1.0] * 4, "max_anomaly_index": 6.0},
+)
 
 
 def test_features_come_from_the_detectors_records() -> None:
@@ -43,6 +52,16 @@ def test_features_come_from_the_detectors_records() -> None:
     assert math.isclose(features["nc_log_min_over_median"], math.log(4 / 45))
     assert math.isclose(features["nc_log_median_l1_share"], math.log(45 / 784))
     assert features["dormant_max_share"] == 0.42
+    assert all(math.isnan(features[name]) for name in FEATURES if name.startswith("blend_"))
+
+
+def test_the_blend_search_gives_the_same_statistics_of_its_opacities() -> None:
+    features = result({"neural_cleanse": CLEANSE, "blend_search": BLEND}).features()
+    assert features["blend_max_anomaly_index"] == 6.0
+    assert math.isclose(features["blend_log_min_l1_share"], math.log(0.05))  # the smallest opacity
+    assert math.isclose(features["blend_log_min_over_median"], math.log(0.05 / 0.425))
+    assert math.isclose(features["blend_log_median_l1_share"], math.log(0.425))
+    assert math.isclose(features["nc_log_min_l1_share"], math.log(4 / 784))  # Neural Cleanse's are its own
 
 
 def test_a_detector_that_did_not_run_leaves_its_features_nan() -> None:

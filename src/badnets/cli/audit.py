@@ -137,8 +137,8 @@ def audit(
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Is there a backdoor in this model? Neural Cleanse decides, on clean images only; trigger-selective neurons
-    are reported as evidence."""
+    """Is there a backdoor in this model? On clean images only: the shipped calibration's backdoor probability
+    decides where it applies, else Neural Cleanse; the blend search and trigger-selective neurons are evidence."""
     from badnets.audit import run_audit
     from badnets.defenses.neural_cleanse import FEW_CLASSES
 

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -68,6 +68,9 @@ class NeuralCleanseSpec:
     per_source: one trigger per (source, target) pair, each on its source class's images (see ``neural_cleanse``).
     targets_per_source: per source, search only this many targets, those its clean images lean to most (None:
         every other class).
+    mask: ``pixels``, the paper's mask (one value per pixel), or ``opacity``, one value for the whole image: the
+        pattern is then blended over all of the image, the shape of a blended trigger (``badnets.defenses.
+        blend_search``); its L1 norm is the opacity times H·W.
     """
 
     steps: int = 600
@@ -80,6 +83,7 @@ class NeuralCleanseSpec:
     threshold: float = 2.0
     per_source: bool = True
     targets_per_source: int | None = None
+    mask: Literal["pixels", "opacity"] = "pixels"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -380,7 +384,8 @@ def _reverse_triggers(
     k, b, (c, h, w) = len(pools), per_trial, images.shape[1:]
     sizes = torch.tensor([len(pool) for pool in pools])
     offsets, flat_pools = torch.cumsum(sizes, 0) - sizes, torch.cat(pools)
-    mask_logit = torch.full((k, 1, h, w), -2.0, device=device, requires_grad=True)  # start from small masks
+    mask_size = (h, w) if spec.mask == "pixels" else (1, 1)
+    mask_logit = torch.full((k, 1, *mask_size), -2.0, device=device, requires_grad=True)  # start from small masks
     pattern_logit = torch.zeros((k, c, h, w), device=device, requires_grad=True)
     optimizer = torch.optim.Adam([mask_logit, pattern_logit], lr=spec.lr, betas=(0.5, 0.9))
     cost = torch.full((k,), spec.init_cost, device=device)
@@ -395,7 +400,7 @@ def _reverse_triggers(
             # b images per trial, each from the trial's own pool, in one draw
             pick = (torch.rand((k, b), generator=generator) * sizes[:, None]).long()
             x = images[flat_pools[offsets[:, None] + pick]].to(device).float().div_(255.0)  # (K, B, C, H, W)
-            mask, pattern = torch.sigmoid(mask_logit), torch.sigmoid(pattern_logit)
+            mask, pattern = torch.sigmoid(mask_logit).expand(k, 1, h, w), torch.sigmoid(pattern_logit)
             stamped = (1 - mask[:, None]) * x + mask[:, None] * pattern[:, None]
             logits = model(stamped.reshape(k * b, c, h, w))
             if away:  # −log P(not the class): pushes the images out of it, to whichever class is nearest
@@ -421,7 +426,7 @@ def _reverse_triggers(
                     hits.zero_()
         with torch.no_grad():  # a trial that never reached the target keeps its last (large) mask
             never = torch.isinf(best_l1)
-            mask, pattern = torch.sigmoid(mask_logit), torch.sigmoid(pattern_logit)
+            mask, pattern = torch.sigmoid(mask_logit).expand(k, 1, h, w), torch.sigmoid(pattern_logit)
             best_l1 = torch.where(never, mask.flatten(1).sum(1), best_l1)
             best_mask[never], best_pattern[never] = mask[never], pattern[never]
     finally:
@@ -439,15 +444,13 @@ class NeuralCleanse:
 
     @property
     def spec(self) -> NeuralCleanseSpec:
-        chosen = {
-            "steps": self.options.search_steps,
-            "images_per_step": self.options.search_images,
-            "targets_per_source": self.options.targets_per_source,
-        }
+        given, default = self.options, NeuralCleanseSpec()
         return NeuralCleanseSpec(
-            seed=self.options.seed,
-            per_source=self.options.per_source,
-            **{name: value for name, value in chosen.items() if value is not None},
+            seed=given.seed,
+            per_source=given.per_source,
+            steps=default.steps if given.search_steps is None else given.search_steps,
+            images_per_step=default.images_per_step if given.search_images is None else given.search_images,
+            targets_per_source=given.targets_per_source,
         )
 
     def detect(self, model: nn.Module, clean: CleanData) -> NeuralCleanseResult:

@@ -5,6 +5,7 @@
 name                        job             what
 ==========================  ==============  ==================================================================
 ``neural_cleanse``          model           the smallest trigger per class, MAD outlier test (Wang et al. 2019)
+``blend_search``            model           the smallest full-image blend per class, the same test (for blends)
 ``dormant_neurons``         model           trigger-selective units, found by stimulation (paper §7, ABS)
 ``strip``                   inputs          prediction entropy under superimposition (Gao et al. 2019)
 ``activation_clustering``   training-data   2-means on the penultimate layer, per class (Chen et al. 2018)
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from badnets.defenses.activation_clustering import ActivationClustering
+from badnets.defenses.blend_search import BlendSearch
 from badnets.defenses.interface import (
     DefenseOptions,
     InputScreen,
@@ -62,6 +64,7 @@ DefenseBuilder = Callable[[DefenseOptions], object]
 
 _DEFENSES: dict[str, tuple[Role, DefenseBuilder]] = {
     "neural_cleanse": ("model", NeuralCleanse),
+    "blend_search": ("model", BlendSearch),
     "dormant_neurons": ("model", Stimulation),
     "strip": ("inputs", Strip),
     "activation_clustering": ("training-data", ActivationClustering),
@@ -76,6 +79,7 @@ if TYPE_CHECKING:  # mypy checks that each built-in implements its job's interfa
     _IMPLEMENTS: tuple[
         ModelDetector,
         ModelDetector,
+        ModelDetector,
         InputScreen,
         TrainingDataScreen,
         TrainingDataScreen,
@@ -85,6 +89,7 @@ if TYPE_CHECKING:  # mypy checks that each built-in implements its job's interfa
         Repair,
     ] = (
         NeuralCleanse(),
+        BlendSearch(),
         Stimulation(),
         Strip(),
         ActivationClustering(),

@@ -112,8 +112,9 @@ def _summary(result: AuditResult) -> list[Block]:
         Table(["detector", "role", "suspected target", "score", "time"], rows),
         Para(
             "What this can and cannot say: Neural Cleanse looks for a small input patch that sends images of "
-            "one class, or of every class, to one target. It is built for all-to-one and single-target backdoors; "
-            "an all-to-all backdoor (every class has its own target) can pass as clean, and so can any backdoor "
+            "one class, or of every class, to one target, and the blend search for a faint pattern over the whole "
+            "image that does. They are built for all-to-one and single-target backdoors; an all-to-all backdoor "
+            "(every class has its own target) can pass as clean, and so can any backdoor "
             "of a model with few classes (the outlier test needs others to compare with)."
         ),
         *(
@@ -131,13 +132,21 @@ def _summary(result: AuditResult) -> list[Block]:
     ]
 
 
-def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
-    nc = from_json(NeuralCleanseRecord, result.detectors["neural_cleanse"].details)
+def _trigger_search(result: AuditResult, detector: str, has_trigger: bool) -> list[Block]:
+    """The per-class table of a trigger search (Neural Cleanse, or the blend search's opacities)."""
+    nc = from_json(NeuralCleanseRecord, result.detectors[detector].details)
     classes = result.model.classes
+    blend = detector == "blend_search"
+    _, height, width = result.model.input
     blocks: list[Block] = [
-        Heading("Neural Cleanse (per class)"),
+        Heading("Blend search (per class)" if blend else "Neural Cleanse (per class)"),
         Para(
-            "The smallest trigger found for each class"
+            (
+                "The smallest opacity at which one pattern laid over the whole image sends clean images of "
+                "every class to each class (a blended trigger's shape)"
+                if blend
+                else "The smallest trigger found for each class"
+            )
             + (
                 ", over one search per source class (the source column): a backdoor that only fires on one "
                 "source class shows there"
@@ -148,12 +157,21 @@ def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
             f"flagged above {nc.threshold:g}."
         ),
         Table(
-            ["class", "trigger L1 (pixels)", "from class", "anomaly index", "trigger success", "flagged"],
+            [
+                "class",
+                "opacity" if blend else "trigger L1 (pixels)",
+                *([] if blend else ["from class"]),
+                "anomaly index",
+                "trigger success",
+                "flagged",
+            ],
             [
                 [
                     name,
-                    "not searched" if (l1 := nc.l1[k]) is None else f"{l1:.1f}",
-                    _source_name(nc.sources, k, classes),
+                    "not searched"
+                    if (l1 := nc.l1[k]) is None
+                    else (f"{l1 / (height * width):.3f}" if blend else f"{l1:.1f}"),
+                    *([] if blend else [_source_name(nc.sources, k, classes)]),
                     f"{nc.anomaly_index[k]:.2f}",
                     f"{100 * nc.asr[k]:.0f}%",
                     "**yes**" if k in nc.flagged else "",
@@ -161,8 +179,11 @@ def _neural_cleanse(result: AuditResult, has_trigger: bool) -> list[Block]:
                 for k, name in enumerate(classes)
             ],
         ),
-        Image("triggers.png", "Per class: the recovered mask, mask × pattern, and a clean image with it stamped."),
     ]
+    if not blend:
+        blocks.append(
+            Image("triggers.png", "Per class: the recovered mask, mask × pattern, and a clean image with it stamped.")
+        )
     if has_trigger and result.suspected_target is not None:
         target = classes[result.suspected_target]
         blocks.append(Image("recovered_trigger.png", f"The trigger recovered for class {target}."))
@@ -198,7 +219,9 @@ def write_audit_report(
         suspected = result.suspected_target  # the verdict's, whoever decided it; drawn where it was searched
         drawn = suspected is not None and not math.isnan(float(cleanse.l1[suspected]))
         _trigger_figure(cleanse, images, result.model.classes, out, suspected if drawn else None)
-        blocks += _neural_cleanse(result, drawn)
+        blocks += _trigger_search(result, "neural_cleanse", drawn)
+    if "blend_search" in result.detectors:
+        blocks += _trigger_search(result, "blend_search", False)
     if "dormant_neurons" in result.detectors:
         blocks += _stimulation(result)
     blocks += [

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from badnets._io import ensure_writable_dir, read_json, write_json
-from badnets.audit import DATASET_AUDIT_OPTIONS
+from badnets.audit import DATASET_AUDIT_OPTIONS, DEFAULT_DETECTORS
 from badnets.defenses.interface import DefenseOptions
 from badnets.defenses.registry import repair_method
 from badnets.errors import ConfigError
@@ -238,6 +238,8 @@ class RoundAuditJob:
     data_dir: str | None
     clean_images: int
     options: DefenseOptions
+    # no default: an audit recorded before a detector was added to the audit is a different job, never reused
+    detectors: tuple[str, ...]
     device: str = "auto"
 
     def audit_spec(self) -> AuditSpec:
@@ -251,6 +253,7 @@ class RoundAuditJob:
             clean_images=self.clean_images,
             seed=self.options.seed,
             device=self.device,
+            detectors=self.detectors,
             options=self.options,
         )
 
@@ -293,6 +296,7 @@ def _defenders(spec: AuditRoundSpec, out_dir: Path) -> Callable[[RoundModel, int
             data_dir=spec.data_dir,
             clean_images=clean_images,
             options=options[m.dataset],
+            detectors=DEFAULT_DETECTORS,
             device=spec.device,
         )
 
