@@ -115,12 +115,14 @@ class AuditResult:
         return None if self.suspected_target is None else self.model.classes[self.suspected_target]
 
     def likeliest_target(self) -> int | None:
-        """The class a backdoor most likely sends to: the one whose smallest Neural Cleanse trigger is smallest
-        (the class Neural Cleanse flags, when it flags one); None without Neural Cleanse."""
-        cleanse = self.detectors.get("neural_cleanse")
-        if cleanse is None:
+        """The class a backdoor most likely sends to: the one with the smallest trigger of the trigger search
+        (``TRIGGER_SEARCHES``) whose smallest trigger stands out most (the larger anomaly index): a patch shows
+        in Neural Cleanse's masks, a blend in the blend search's opacities. None without either search."""
+        searches = [self.detectors[name] for name in TRIGGER_SEARCHES.values() if name in self.detectors]
+        if not searches:
             return None
-        searched = {c: float(v) for c, v in enumerate(cleanse.details["l1"]) if v is not None}
+        outlying = max(searches, key=lambda found: float(found.details["max_anomaly_index"]))
+        searched = {c: float(v) for c, v in enumerate(outlying.details["l1"]) if v is not None}
         return min(searched, key=searched.__getitem__) if searched else None
 
     def features(self) -> dict[str, float]:

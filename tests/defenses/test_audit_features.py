@@ -89,3 +89,13 @@ def test_every_source_with_its_own_tiny_trigger_scores_high_and_a_plain_model_lo
     low = result({"neural_cleanse": plain}).features()["nc_median_source_anomaly"]
     assert high > 5 and low < 2, (high, low)
     assert math.isnan(result({"neural_cleanse": CLEANSE}).features()["nc_median_source_anomaly"])  # no trials
+
+
+def test_the_likeliest_target_is_the_smallest_trigger_of_the_more_outlying_search() -> None:
+    assert result({"neural_cleanse": CLEANSE}).likeliest_target() == 2
+    blend_elsewhere = {**BLEND.details, "l1": [0.4 * 784, 0.05 * 784, 0.45 * 784, 0.5 * 784]}
+    outlying = DetectorReport(True, 1, "anomaly_index", 6.0, 1.0, blend_elsewhere)  # index 6 > Neural Cleanse's 3.5
+    assert result({"neural_cleanse": CLEANSE, "blend_search": outlying}).likeliest_target() == 1
+    faint = DetectorReport(False, None, "anomaly_index", 1.0, 1.0, blend_elsewhere | {"max_anomaly_index": 1.0})
+    assert result({"neural_cleanse": CLEANSE, "blend_search": faint}).likeliest_target() == 2
+    assert result({"dormant_neurons": DORMANT}).likeliest_target() is None
