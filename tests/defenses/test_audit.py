@@ -72,7 +72,14 @@ def test_audit_flags_the_badnet_and_passes_the_clean_net(mnist_models: tuple[Pat
     assert results["timing"]["seconds"] > 0  # recorded; its size is for benchmarks, not tests (shared machines)
     for name in ("report.md", "report.html", "triggers.png", "recovered_trigger.png"):
         assert (tmp_path / "bad" / name).stat().st_size > 0
-    assert "suspected target class **3**" in (tmp_path / "bad" / "report.md").read_text()
+    report = (tmp_path / "bad" / "report.md").read_text()
+    assert "suspected target class **3**" in report and "Blend search (per class)" in report
+    blend = results["detectors"]["blend_search"]["details"]  # evidence beside the deciding search, by default
+    assert (
+        blend["sources"] is None
+        and len(blend["l1"]) == 10
+        and results["evidence"]["blend_search"] in ("agrees", "disagrees", "silent")
+    )
     passed = runner.invoke(app, ["audit", *common, "--weights", str(clean), "--out", str(tmp_path / "ok"), "--strict"])
     assert passed.exit_code == 0, passed.output
     results = json.loads((tmp_path / "ok" / "results.json").read_text())
