@@ -42,7 +42,7 @@ def test_the_blend_search_flags_a_blended_backdoor_at_about_its_opacity() -> Non
     model = BlendNet()
     assert bool((model(images.float() / 255).argmax(1) == labels).all())
     detector = model_detector("blend_search", DefenseOptions(search_steps=600))
-    assert isinstance(detector, BlendSearch) and detector.spec.steps == 300  # half of Neural Cleanse's
+    assert isinstance(detector, BlendSearch) and detector.spec.steps == 600  # the trigger search's steps
     found = detector.detect(model, CleanData(images, labels, K))
     opacity = found.l1 / SIDE**2
     assert found.flagged == [TARGET] and found.suspected_target == TARGET and found.threshold == BLEND_THRESHOLD
