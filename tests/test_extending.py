@@ -226,7 +226,10 @@ def test_registered_dataset_model_and_defenses_run_end_to_end(registered: None, 
     from badnets.studies.defenses.results import ModelEvaluation
     from badnets.studies.defenses.spec import EvalSpec
 
-    timing = EvalSpec(run_dir=str(run), clean_images=100, nc_steps=10, repair_epochs=1).run(tmp_path / "eval")
+    evaluation = EvalSpec(
+        run_dir=str(run), model_detectors=defense_names("model"), clean_images=100, nc_steps=10, repair_epochs=1
+    )
+    timing = evaluation.run(tmp_path / "eval")
     scored = ModelEvaluation.from_json(json.loads((tmp_path / "eval" / "results.json").read_text()))
     # the scoreboard job's time is its evaluation's (it once stopped the clock before evaluating: 0 s)
     assert timing["evaluate_seconds"] == timing["job_seconds"] >= scored.audit.seconds > 0

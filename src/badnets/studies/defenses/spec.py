@@ -171,6 +171,9 @@ class EvalSpec:
     """Score every defense on one trained model (a job of the study's second phase)."""
 
     run_dir: str
+    # the model detectors it scores (every registered one when the study was built); no default, so an evaluation
+    # recorded before a detector was registered is never reused as if it had scored it
+    model_detectors: tuple[str, ...]
     clean_images: int = 2000
     nc_steps: int = 600
     repair_epochs: int = 5
@@ -234,7 +237,7 @@ def evaluate_defenses(spec: EvalSpec) -> ModelEvaluation:
     findings = {name: model_detector(name, options).detect(model, detector_clean) for name in audit_spec.detectors}
     findings |= {
         name: model_detector(name, options).detect(model, detector_clean)
-        for name in defense_names("model")
+        for name in spec.model_detectors
         if name not in findings
     }
     deciding = findings[audit_spec.detectors[0]]
@@ -292,12 +295,15 @@ def evaluate_defenses(spec: EvalSpec) -> ModelEvaluation:
 
 def eval_jobs(spec: DefenseStudySpec, trained: list[Job], out_dir: Path) -> list[Job]:
     """One evaluation per trained model (the study's second phase, run after every model is trained)."""
+    from badnets.defenses.registry import defense_names
+
     return dedupe_jobs(
         [
             Job(
                 f"eval/{job.name}",
                 EvalSpec(
                     run_dir=str((out_dir / RUNS / job.dir_name).resolve()),
+                    model_detectors=defense_names("model"),
                     clean_images=spec.clean_images,
                     nc_steps=spec.nc_steps,
                     repair_epochs=spec.repair_epochs,
