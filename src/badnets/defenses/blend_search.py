@@ -19,12 +19,12 @@ per class and step (4 on GTSRB-43) one lucky batch can set it, which makes clean
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
 from badnets.defenses.interface import CleanData, DefenseOptions
-from badnets.defenses.neural_cleanse import NeuralCleanseResult, NeuralCleanseSpec, neural_cleanse
+from badnets.defenses.neural_cleanse import NeuralCleanse, NeuralCleanseResult, NeuralCleanseSpec, neural_cleanse
 
 __all__ = ["BLEND_THRESHOLD", "BlendSearch"]
 
@@ -42,12 +42,13 @@ class BlendSearch:
 
     @property
     def spec(self) -> NeuralCleanseSpec:
-        given, default = self.options, NeuralCleanseSpec()
-        return NeuralCleanseSpec(
-            seed=given.seed,
-            steps=default.steps if given.search_steps is None else given.search_steps,
-            images_per_step=IMAGES_PER_STEP if given.search_images is None else given.search_images,
+        """Neural Cleanse's spec for the same options (seed, steps), made a one-opacity search per target."""
+        searched = NeuralCleanse(self.options).spec
+        return replace(
+            searched,
+            images_per_step=IMAGES_PER_STEP if self.options.search_images is None else searched.images_per_step,
             per_source=False,
+            targets_per_source=None,
             mask="opacity",
             threshold=BLEND_THRESHOLD,
         )
