@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from badnets.defenses.blend_search import BLEND_THRESHOLD, BlendSearch
 from badnets.defenses.interface import CleanData, DefenseOptions
+from badnets.defenses.neural_cleanse import neural_cleanse
 from badnets.defenses.registry import model_detector
 
 K, SIDE, TARGET = 6, 12, 4
@@ -52,3 +55,18 @@ def test_the_blend_search_flags_a_blended_backdoor_at_about_its_opacity() -> Non
     # one opacity per class: every pixel of a recovered mask holds it
     assert torch.allclose(found.masks, opacity.view(K, 1, 1, 1).expand(K, 1, SIDE, SIDE).float(), atol=1e-5)
     assert found.sources is None  # one search per target, on images of every class
+
+
+def test_a_window_of_batches_never_credits_a_smaller_blend_than_its_luckiest_batch() -> None:
+    """Same seed, same optimisation: only what counts as success differs. A window whose batches together reach
+    the target success holds a batch that reaches it alone, at no larger a mask than the window's largest, so the
+    window rule's smallest blend is never below the per-batch rule's; with two images a batch it is above."""
+    images, labels = _band_images(240)
+    spec = replace(BlendSearch(DefenseOptions(search_steps=200, search_images=2)).spec, success_over="step")
+    by_batch = neural_cleanse(BlendNet(), images, K, spec, labels)
+    by_window = neural_cleanse(BlendNet(), images, K, replace(spec, success_over="window"), labels)
+    assert BlendSearch().spec.success_over == "window"
+    assert bool((by_window.asr >= spec.target_asr).all())  # every class was reached, so no last-mask fallback
+    assert bool((by_window.l1 >= by_batch.l1 - 1e-4).all())
+    assert float((by_window.l1 - by_batch.l1).max()) > 0
+    assert by_window.flagged == [TARGET]

@@ -11,10 +11,10 @@ backdoor's target needs about its trigger's opacity, and a patch backdoor's targ
 
 The outlier test is Neural Cleanse's, on the log opacities (``mad_anomaly_index``). One search per target class
 on images of every class (a blend covers the whole image, so there is no source to single out), with Neural
-Cleanse's steps (``search_steps``) and 8 images per class and step unless ``search_images`` says otherwise. Like
-Neural Cleanse it keeps the smallest opacity of any step whose batch reached the target success; with few images
-per class and step (4 on GTSRB-43) one lucky batch can set it, which makes clean 43-class models' indices noisy
-(``docs/audit.md``).
+Cleanse's steps (``search_steps``) and 8 images a step unless ``search_images`` says otherwise. Unlike Neural
+Cleanse, success is judged over each window of ``adjust_every`` steps (``success_over="window"``) and a class keeps
+the smallest of its successful windows' largest opacities: with few images a step (4 on GTSRB-43) one lucky batch
+set the per-step minimum often enough to make clean 43-class models look anomalous (measured: ``docs/audit.md``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class BlendSearch:
             per_source=False,
             targets_per_source=None,
             mask="opacity",
+            success_over="window",
             threshold=BLEND_THRESHOLD,
         )
 
