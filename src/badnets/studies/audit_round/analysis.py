@@ -117,12 +117,18 @@ def calibrated_model(
     return replace(model, backdoor_probability=verdict.backdoor_probability, suspected_target=verdict.suspected_target)
 
 
-# The calibration's evidence and penalty, chosen on the train round alone: leave-one-out over its labelled models,
-# every subset of up to four of the audit's statistics and L2 0.3 / 1 / 3 (docs/audit.md gives the numbers).
-# The smallest recovered trigger's size, absolute and against the median class's, did as well as any larger set on
-# targeted backdoors and best on all-to-all ones; every audit still records all of FEATURES as evidence.
-CALIBRATION_FEATURES = ("nc_log_min_l1_share", "nc_log_min_over_median")
-CALIBRATION_L2 = 0.3
+# The calibration's evidence and penalty, chosen on the train round alone by a rule fixed before its audits were
+# run: leave-one-out over its labelled models, every subset of up to four of the audit's statistics (all but the
+# smallest trigger's success, 1.00 everywhere) at L2 0.3 / 1 / 3; among those with AUROC >= 0.80 on all-to-all
+# backdoors, the lowest cross-entropy (within 0.005: fewer statistics). docs/audit.md gives the numbers. Every
+# audit still records all of FEATURES as evidence.
+CALIBRATION_FEATURES = (
+    "nc_log_min_l1_share",
+    "nc_log_min_over_median",
+    "nc_median_source_anomaly",
+    "blend_max_anomaly_index",
+)
+CALIBRATION_L2 = 1.0
 # What the report compares by leave-one-out: the choice, and every statistic at the default penalty.
 CALIBRATION_CANDIDATES: tuple[tuple[tuple[str, ...], float], ...] = (
     (CALIBRATION_FEATURES, CALIBRATION_L2),
