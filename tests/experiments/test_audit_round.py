@@ -20,6 +20,7 @@ from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
 from badnets.studies.audit_round.analysis import CALIBRATION_FEATURES, aggregate, judge, roc_curves, round_scores
+from badnets.studies.audit_round.report import write_audit_round_report
 from badnets.studies.audit_round.results import (
     LEARNED_ASR,
     AuditedRoundModel,
@@ -270,6 +271,12 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     assert (out / "report.md").read_text() == report  # rendered from results.json alone
     rejudge_directory(out)  # the judge reads the recorded numbers alone
     assert json.loads((out / "results.json").read_text())["targets"] == results["targets"]
+    trained_only = tmp_path / "train-only"  # a spec with no round but the train round: nothing to score or plot
+    write_audit_round_report(replace(summary.results, scores=[]), trained_only)
+    alone = (trained_only / "report.md").read_text()
+    assert (
+        "Nothing is scored" in alone and "roc.png" not in alone and "Audit time per model, all audited models" in alone
+    )
     again = run_audit_round(spec, out)  # resumes: nothing retrained
     assert again.results.models == summary.results.models
     assert again.results.timing is not None and again.results.timing.models_trained_now == 0

@@ -17,6 +17,7 @@ from badnets.studies.audit_round.results import (
     AuditedRoundModel,
     AuditRoundResults,
     DetectionScore,
+    RoundScores,
 )
 
 __all__ = ["REPORT", "ROC_FIGURE", "render", "summary_table", "write_audit_round_report"]
@@ -110,38 +111,11 @@ def _detection(results: AuditRoundResults) -> list[Block]:
             f"`{calibration['version']}`), judged on the others. Anchors, on other models and data: the best "
             "NIST TrojAI teams reached AUROC 0.89–0.95 and cross-entropy 0.30–0.32."
         ),
-        Table(
-            ["round", *_SCORE_HEADER],
-            [
-                row
-                for scores in results.scores
-                for row in (
-                    _score_row(f"{scores.round}: all", scores.overall),
-                    _score_row(f"{scores.round}: all-to-one + single vs clean", scores.targeted),
-                    _score_row(f"{scores.round}: all-to-all vs clean", scores.all_to_all),
-                )
-            ],
+        *(
+            _scored_rounds(results.scores)
+            if results.scores
+            else [Para("Nothing is scored: the spec draws no round besides the train round (add one to `rounds`).")]
         ),
-    ]
-    blocks.append(
-        Image(
-            ROC_FIGURE,
-            "ROC curves of `backdoor_probability` on each round the calibration did not see (learned backdoors "
-            "against clean models).",
-        )
-    )
-    for scores in results.scores:
-        rows = [
-            _score_row(f"{by}: {value}", score)
-            for by, group in (
-                ("family", scores.by_family),
-                ("mapping", scores.by_mapping),
-                ("dataset", scores.by_dataset),
-            )
-            for value, score in group.items()
-        ]
-        blocks += [Heading(f"The {scores.round} round by group", 3), Table(["group", *_SCORE_HEADER], rows)]
-    blocks += [
         Heading("The calibration", 3),
         Table(
             ["feature", "train mean", "train s.d.", "weight (per s.d.)"],
@@ -160,6 +134,41 @@ def _detection(results: AuditRoundResults) -> list[Block]:
         *_calibration_choice(results),
         Para(_audit_times(results.audited, judged_round(results))),
     ]
+    return blocks
+
+
+def _scored_rounds(scored: list[RoundScores]) -> list[Block]:
+    """Each scored round's detection scores (overall, targeted, all-to-all), the ROC figure, and per group."""
+    blocks: list[Block] = [
+        Table(
+            ["round", *_SCORE_HEADER],
+            [
+                row
+                for scores in scored
+                for row in (
+                    _score_row(f"{scores.round}: all", scores.overall),
+                    _score_row(f"{scores.round}: all-to-one + single vs clean", scores.targeted),
+                    _score_row(f"{scores.round}: all-to-all vs clean", scores.all_to_all),
+                )
+            ],
+        ),
+        Image(
+            ROC_FIGURE,
+            "ROC curves of `backdoor_probability` on each round the calibration did not see (learned backdoors "
+            "against clean models).",
+        ),
+    ]
+    for scores in scored:
+        rows = [
+            _score_row(f"{by}: {value}", score)
+            for by, group in (
+                ("family", scores.by_family),
+                ("mapping", scores.by_mapping),
+                ("dataset", scores.by_dataset),
+            )
+            for value, score in group.items()
+        ]
+        blocks += [Heading(f"The {scores.round} round by group", 3), Table(["group", *_SCORE_HEADER], rows)]
     return blocks
 
 
@@ -188,15 +197,16 @@ def _calibration_choice(results: AuditRoundResults) -> list[Block]:
 
 
 def _audit_times(audited: list[AuditedRoundModel], round_name: str | None) -> str:
-    """The median audit time per dataset on the round the targets are judged on (whose audits ran with nothing
-    else on the workers' cores)."""
-    judged = [m for m in audited if m.model.round == round_name]
+    """The median audit time per dataset on the round the targets are judged on (every audited model's before
+    any round is scored)."""
+    judged = [m for m in audited if round_name is None or m.model.round == round_name]
     medians = ", ".join(
         f"{d} median {statistics.median(m.seconds for m in judged if m.model.dataset == d):.0f} s"
         for d in sorted({m.model.dataset for m in judged})
     )
     sharing = "one thread per audit, the round's workers sharing the cores"
-    return f"Audit time per model on the {round_name} round ({sharing}): {medians}."
+    where = "all audited models" if round_name is None else f"the {round_name} round"
+    return f"Audit time per model, {where} ({sharing}): {medians}."
 
 
 # BackdoorBench's BadNets on CIFAR-10 (PreAct-ResNet18, 10% poison): the best published mitigations' cost
