@@ -400,8 +400,10 @@ def _reverse_triggers(
     best_mask = torch.zeros((k, 1, h, w), device=device)
     best_pattern = torch.zeros((k, c, h, w), device=device)
     hits = torch.zeros(k, device=device)
-    by_window = spec.success_over == "window"
-    window_l1 = torch.zeros(k, device=device)  # the largest mask of the window so far, and its trigger
+    # success is judged per window: one step (the paper's rule) or the cost schedule's adjust_every steps; a
+    # successful window offers its largest mask
+    window = spec.adjust_every if spec.success_over == "window" else 1
+    window_hits, window_l1 = torch.zeros(k, device=device), torch.zeros(k, device=device)
     window_mask, window_pattern = torch.zeros_like(best_mask), torch.zeros_like(best_pattern)
     try:
         for step in range(spec.steps):
@@ -424,23 +426,20 @@ def _reverse_triggers(
             with torch.no_grad():
                 asr = ((logits.argmax(1) == step_targets) != away).float().view(k, -1).mean(1)
                 hits += asr
-                if by_window:
-                    larger = l1 > window_l1
-                    window_l1 = torch.where(larger, l1, window_l1)
-                    window_mask[larger], window_pattern[larger] = mask[larger], pattern[larger]
-                else:
-                    _keep_smaller(
-                        best_l1, best_asr, best_mask, best_pattern, asr >= spec.target_asr, l1, asr, mask, pattern
-                    )
+                window_hits += asr
+                larger = l1 > window_l1
+                window_l1 = torch.where(larger, l1, window_l1)
+                window_mask[larger], window_pattern[larger] = mask[larger], pattern[larger]
+                if (step + 1) % window == 0:
+                    window_asr = window_hits / window
+                    better = (window_asr >= spec.target_asr) & (window_l1 < best_l1)
+                    best_l1 = torch.where(better, window_l1, best_l1)
+                    best_asr = torch.where(better, window_asr, best_asr)
+                    best_mask[better], best_pattern[better] = window_mask[better], window_pattern[better]
+                    window_hits.zero_()
+                    window_l1.zero_()
                 if (step + 1) % spec.adjust_every == 0:
-                    window_asr = hits / spec.adjust_every
-                    succeeding = window_asr >= spec.target_asr
-                    if by_window:
-                        _keep_smaller(
-                            best_l1, best_asr, best_mask, best_pattern, succeeding, window_l1, window_asr,
-                            window_mask, window_pattern,
-                        )  # fmt: skip
-                        window_l1.zero_()
+                    succeeding = hits / spec.adjust_every >= spec.target_asr
                     cost = torch.where(succeeding, cost * spec.cost_factor, cost / spec.cost_factor)
                     hits.zero_()
         with torch.no_grad():  # a trial that never reached the target keeps its last (large) mask
@@ -452,24 +451,6 @@ def _reverse_triggers(
         for p, flag in zip(model.parameters(), frozen, strict=True):
             p.requires_grad_(flag)
     return _Triggers(best_l1.cpu(), best_asr.cpu(), best_mask.cpu(), best_pattern.cpu())
-
-
-def _keep_smaller(
-    best_l1: torch.Tensor,
-    best_asr: torch.Tensor,
-    best_mask: torch.Tensor,
-    best_pattern: torch.Tensor,
-    succeeded: torch.Tensor,
-    l1: torch.Tensor,
-    asr: torch.Tensor,
-    mask: torch.Tensor,
-    pattern: torch.Tensor,
-) -> None:
-    """In place: where a trial ``succeeded`` with a smaller mask than its best so far, make it the best."""
-    better = succeeded & (l1 < best_l1)
-    best_l1.copy_(torch.where(better, l1, best_l1))
-    best_asr.copy_(torch.where(better, asr, best_asr))
-    best_mask[better], best_pattern[better] = mask[better], pattern[better]
 
 
 @dataclass(frozen=True)
