@@ -141,11 +141,14 @@ def _git(*args: str) -> str | None:
 
 
 def git_commit() -> str | None:
-    """The git commit of the badnets source tree (``-dirty`` when tracked files changed), or None."""
+    """The git commit of the badnets source tree (``-dirty`` when tracked files outside ``docs/`` changed), or
+    None. ``docs/`` holds documentation and committed results (e.g. a study's archived records, updated while
+    it runs): neither changes what a run computes."""
     head = _git("rev-parse", "HEAD")
     if head is None:
         return None
-    return head + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
+    return head + ("-dirty" if changed else "")
 
 
 def run_manifest(config: Mapping[str, Any], seed: int | None, data_hashes: Mapping[str, str]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from badnets.studies.audit_round.results import (
     RepairedRoundModel,
     TrainedRoundModel,
 )
-from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs, repair_jobs
+from badnets.studies.audit_round.spec import DATASETS, audit_jobs, build_jobs, repair_jobs, round_phases
 from badnets.triggers import make_stamp
 
 
@@ -108,6 +108,7 @@ def test_presets_scale_the_rounds() -> None:
         (lambda: AuditRoundSpec(rates=(0.3, 0.1)), "rates must satisfy"),
         (lambda: AuditRoundSpec(repair_round="holdout"), "repair_round must name a round"),
         (lambda: AuditRoundSpec(repairs=("glue",)), "unknown repair defense 'glue'"),
+        (lambda: AuditRoundSpec(chunk=-1), "chunk must be >= 0"),
     ],
 )
 def test_bad_round_specs_say_what_to_fix(make: object, message: str) -> None:
@@ -237,7 +238,7 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     ]
     # the third phase: every repair on every backdoor of the test round; one not learned is skipped, saying why
     test_backdoors = [m for m in models if m["round"] == "test" and m["family"] is not None]
-    repair_runs = repair_jobs(spec, out)
+    repair_runs = repair_jobs(spec)
     assert len(repair_runs) == 2 * len(test_backdoors)
     for job in repair_runs:
         recorded = json.loads((out / "runs" / job.dir_name / "results.json").read_text())
@@ -283,7 +284,7 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
 
     # the same runs, had no backdoor of the train round been learned: audited, but no calibration can be fitted
     runs = {}
-    for job in build_jobs(spec) + audit_jobs(spec, out) + repair_jobs(spec, out):
+    for job in build_jobs(spec) + audit_jobs(spec) + repair_jobs(spec):
         recorded = json.loads((out / "runs" / job.dir_name / "results.json").read_text())
         if job.name.startswith("train/") and "metrics" in recorded:
             recorded["metrics"]["attack_success_rate"] = 0.0
@@ -291,3 +292,68 @@ def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: P
     unlearned = aggregate(spec, FinishedJobs(runs))
     assert unlearned.scores is None and unlearned.calibration is None and unlearned.audited is not None
     assert unlearned.unscored is not None and "no learned backdoor" in unlearned.unscored
+
+
+def test_chunks_split_every_phase_by_model_and_keep_the_rounds_order(tmp_path: Path) -> None:
+    """Chunked, the study's jobs are the unchunked ones, each chunk's train / audit / repair phases holding
+    exactly its models' jobs, chunk after chunk in the rounds' order."""
+    spec = AuditRoundSpec.preset(quick=True)
+    whole = round_phases(spec)
+    chunked = round_phases(replace(spec, chunk=3))
+    assert len(whole) == 3 and len(chunked) == 3 * -(-len(whole[0]) // 3)
+    for phase in range(3):
+        assert [job for chunk in chunked[phase::3] for job in chunk] == whole[phase]
+    for start in range(0, len(chunked), 3):
+        train, audit, repair = chunked[start : start + 3]
+        models = [job.name for job in train]
+        assert len(models) <= 3 and [job.name for job in audit] == [f"audit/{m}" for m in models]
+        assert all(any(job.name.endswith(f"/{m}") for m in models) for job in repair)
+
+
+def test_an_archived_round_resumes_on_another_machine_without_repeating_a_finished_model(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """A round stopped mid-chunk archived only its whole chunks (records, never weights); a fresh folder with the
+    archive retrains only the rest, and once all is archived a third folder repeats nothing."""
+    from badnets.studies.audit_round import run_audit_round
+
+    spec = AuditRoundSpec(
+        rounds=(Round("train", 1, 4, ("patch",)), Round("test", 3, 2, ("patch",))),
+        datasets=("mnist",),
+        epochs=(("mnist", 1),),
+        clean_images=40,
+        audits=(("mnist", DefenseOptions(search_steps=20, search_images=16)),),
+        repairs=("fine-pruning",),
+        repair_images=100,
+        repair_epochs=1,
+        workers=1,
+        data_dir=str(tiny_mnist),
+        quick=True,
+        chunk=2,
+    )
+    phases = round_phases(spec)
+    jobs = [job for phase in phases for job in phase]
+    archive, first = tmp_path / "archive", tmp_path / "first"
+    stop_at = phases[3][0].name  # the second chunk's first model
+
+    def stop(done: int, total: int, name: str) -> None:
+        if name == stop_at:
+            raise KeyboardInterrupt  # as a machine that goes away mid-chunk
+
+    with pytest.raises(KeyboardInterrupt):
+        run_audit_round(spec, first, progress=stop, archive=archive)
+    first_chunk = {job.dir_name for phase in phases[:3] for job in phase}
+    assert {p.name for p in archive.iterdir() if p.is_dir()} == first_chunk
+    assert (first / "runs" / phases[3][0].dir_name / "model.safetensors").is_file()
+    assert not list(archive.rglob("*.safetensors")) and (archive / "invocations.json").is_file()
+    assert all((archive / job.dir_name / "run.json").is_file() for job in phases[0])
+
+    second = run_audit_round(spec, tmp_path / "second", archive=archive)  # another machine: only the archive
+    assert second.results.timing is not None
+    assert second.results.timing.models_trained_now == len({job.dir_name for job in jobs} - first_chunk)
+    assert {p.name for p in archive.iterdir() if p.is_dir()} == {job.dir_name for job in jobs}
+    third = run_audit_round(spec, tmp_path / "third", archive=archive)
+    assert third.results.timing is not None and third.results.timing.models_trained_now == 0
+    assert third.results.models == second.results.models and third.results.audited == second.results.audited
+    assert third.results.repaired == second.results.repaired and third.results.scores == second.results.scores
+    assert len(third.results.timing.invocations) == len(second.results.timing.invocations) >= 2

@@ -263,6 +263,22 @@ def reproduce_audit_round(
         int | None,
         typer.Option(min=2, help="Models in the test round; the train and validation rounds scale with it."),
     ] = None,
+    chunk: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Train, audit and repair this many models before starting the next ones (0: whole rounds, the "
+            "busiest workers); with --archive, a stopped round loses at most one chunk.",
+        ),
+    ] = 0,
+    archive: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep every finished model's records (no weights) in this folder, each chunk's as soon as it is "
+            "done, and restore them into OUT first: a round carried across machines that do not share OUT "
+            "(e.g. the folder committed to git) never repeats a finished model.",
+        ),
+    ] = None,
     workers: Workers = WORKERS,
     data_dir: DataDir = None,
     device: Device = "auto",
@@ -275,10 +291,14 @@ def reproduce_audit_round(
     every model's ground truth in results.json. Hours on 2 cores at the default size; re-run to resume."""
     from badnets.studies.audit_round import AuditRoundSpec, run_audit_round
 
-    spec = AuditRoundSpec.preset(quick=quick, models=models, **_recipe(workers, device, data_dir, allow_dirty))
+    spec = AuditRoundSpec.preset(
+        quick=quick, models=models, chunk=chunk, **_recipe(workers, device, data_dir, allow_dirty)
+    )
     runner = study_backend(backend, address, workers)
     _run_study(
-        "reproduce audit-round", lambda progress: run_audit_round(spec, out, progress=progress, backend=runner), out
+        "reproduce audit-round",
+        lambda progress: run_audit_round(spec, out, progress=progress, backend=runner, archive=archive),
+        out,
     )
 
 

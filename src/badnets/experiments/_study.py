@@ -216,6 +216,7 @@ def run_study(
     backend: Backend | None = None,
     status: Callable[[JobCounts], None] | None = None,
     keep_going: bool = False,
+    phase_done: Callable[[int], None] | None = None,
 ) -> StudyRuns:
     """Write the manifest, run (or resume) every job, and collect their results.
 
@@ -229,6 +230,7 @@ def run_study(
         status: called with the finished / running / failed counts as jobs end.
         keep_going: a failed job does not stop the others; it is left out of ``runs`` and named in
             ``failures`` (else its error is raised).
+        phase_done: called with a phase's index once its jobs have finished (e.g. to archive their records).
     """
     start = time.perf_counter()
     ensure_writable_dir(out_dir)
@@ -244,7 +246,7 @@ def run_study(
     runs = FinishedJobs()
     timing = JobsTiming(0, 0, workers, 0.0, 0.0, 0.0, 0.0)
     failures: dict[str, str] = {}
-    for phase in phases:
+    for index, phase in enumerate(phases):
         jobs = phase if isinstance(phase, list) else phase(runs)
         timing += run_jobs(
             jobs,
@@ -259,6 +261,8 @@ def run_study(
         failed_dirs = {job.dir_name for job in jobs if job.name in failures}  # jobs sharing a run share its fate
         finished = [job for job in jobs if job.dir_name not in failed_dirs]
         runs |= FinishedJobs({job.name: read_json(out_dir / RUNS / job.dir_name / "results.json") for job in finished})
+        if phase_done is not None:
+            phase_done(index)
     if timing.models_trained_now:
         ledger.record(time.perf_counter() - start, models_trained=0)
     return StudyRuns(runs, timing, ledger.invocations(), runs.job_seconds(), start, failures)

@@ -11,6 +11,7 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -245,7 +246,7 @@ def aggregate(spec: AuditRoundSpec, runs: FinishedJobs) -> AuditRoundResults:
         )
     train = next(r for r in spec.rounds if r.name == CALIBRATION_ROUND)
     settings = {
-        m.name: audit_settings(from_json(RoundAuditJob, records[m.name].config, m.name).audit_spec())
+        m.name: audit_settings(from_json(RoundAuditJob, records[m.name].config, m.name).audit_spec(Path()))
         for m in results.models
     }
     fitted = [settings[m.model.name] for m in audited[CALIBRATION_ROUND]]

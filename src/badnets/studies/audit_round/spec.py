@@ -41,7 +41,6 @@ from badnets.errors import ConfigError
 from badnets.experiments._jobs import Job, dedupe_jobs
 from badnets.experiments._study import StudyRecipe
 from badnets.experiments.attack import AttackSpec
-from badnets.experiments.run_dir import RUNS
 from badnets.poison import PoisonSpec
 from badnets.sign_triggers import SIGN_TRIGGERS, sign_trigger
 from badnets.studies.audit_round.results import LEARNED_ASR
@@ -64,6 +63,7 @@ __all__ = [
     "build_jobs",
     "draw_round",
     "repair_jobs",
+    "round_phases",
 ]
 
 FAMILIES = ("patch", "blend", "sinusoid", "sticker")
@@ -137,6 +137,10 @@ class AuditRoundSpec(StudyRecipe):
         repairs: the registered repairs run on every learned backdoor of ``repair_round`` (the study's third
             phase), each with ``repair_images`` clean test images (``badnets repair``'s default) and
             ``repair_epochs``; a repair's trigger search (unlearning) takes the dataset's audit options.
+        chunk: models trained, audited and repaired together before the next ones start (0: every model of
+            every round in each phase). Whole rounds keep the workers busiest; chunks finish models steadily, so
+            a round spread over machines that do not share its folder loses at most a chunk when one stops
+            (``run_audit_round``'s ``archive``).
     """
 
     rounds: tuple[Round, ...] = (
@@ -153,9 +157,12 @@ class AuditRoundSpec(StudyRecipe):
     repair_round: str = "test"
     repair_images: int = 2000
     repair_epochs: int = 10
+    chunk: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.chunk < 0:
+            raise ConfigError(f"chunk must be >= 0 (0: whole rounds), got {self.chunk}")
         unknown = set(self.datasets) - set(DATASETS)
         if not self.datasets or unknown:
             raise ConfigError(f"datasets must be among {sorted(DATASETS)}, got {list(self.datasets)}")
@@ -231,9 +238,13 @@ def build_jobs(spec: AuditRoundSpec) -> list[Job]:
 @dataclass(frozen=True, kw_only=True)
 class RoundAuditJob:
     """The audit, as ``badnets audit`` runs it, on one trained model of a round (a job of the study's second
-    phase): it writes the audit's results, from which the analysis reads the calibration's features."""
+    phase): it writes the audit's results, from which the analysis reads the calibration's features.
 
-    run_dir: str
+    ``model`` names the trained model's run directory, a sibling of the job's own in the study's ``runs/``
+    folder, so that the job is the same wherever the study folder lives (an archived round resumes elsewhere).
+    """
+
+    model: str
     dataset: str
     data_dir: str | None
     clean_images: int
@@ -242,12 +253,12 @@ class RoundAuditJob:
     detectors: tuple[str, ...]
     device: str = "auto"
 
-    def audit_spec(self) -> AuditSpec:
-        """The audit as ``badnets audit`` would be asked for it."""
+    def audit_spec(self, runs_dir: Path) -> AuditSpec:
+        """The audit as ``badnets audit`` would be asked for it, of the model in ``runs_dir``."""
         from badnets.audit import AuditSpec
 
         return AuditSpec(
-            model=self.run_dir,
+            model=str(runs_dir / self.model),
             dataset=self.dataset,
             data_dir=self.data_dir,
             clean_images=self.clean_images,
@@ -261,7 +272,7 @@ class RoundAuditJob:
         from badnets.audit import audit_model
 
         start = time.perf_counter()
-        audit = audit_model(self.audit_spec()).result
+        audit = audit_model(self.audit_spec(out_dir.parent)).result
         return _write_evaluation(out_dir, {"audit": audit.to_json(), "config": asdict(self)}, start)
 
 
@@ -275,15 +286,15 @@ def _write_evaluation(out_dir: Path, record: dict[str, Any], start: float) -> di
     return timing
 
 
-def audit_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
+def audit_jobs(spec: AuditRoundSpec) -> list[Job]:
     """One audit per model of every round (the study's second phase, run after the models are trained)."""
-    defender = _defenders(spec, out_dir)
+    defender = _defenders(spec)
     return dedupe_jobs(
         [Job(f"audit/{m.name}", defender(m, spec.clean_images)) for r in spec.rounds for m in draw_round(spec, r)]
     )
 
 
-def _defenders(spec: AuditRoundSpec, out_dir: Path) -> Callable[[RoundModel, int], RoundAuditJob]:
+def _defenders(spec: AuditRoundSpec) -> Callable[[RoundModel, int], RoundAuditJob]:
     """The defender's setup for a model of the round with a number of clean images: its trained run, its
     dataset and the dataset's audit options."""
     options = dict(spec.audits)
@@ -291,7 +302,7 @@ def _defenders(spec: AuditRoundSpec, out_dir: Path) -> Callable[[RoundModel, int
 
     def defender(m: RoundModel, clean_images: int) -> RoundAuditJob:
         return RoundAuditJob(
-            run_dir=str((out_dir / RUNS / trained[m.name]).resolve()),
+            model=trained[m.name],
             dataset=m.dataset,
             data_dir=spec.data_dir,
             clean_images=clean_images,
@@ -317,12 +328,13 @@ class RoundRepairJob:
         from badnets.defender import repaired
 
         start = time.perf_counter()
-        trained = read_json(Path(self.defender.run_dir) / "results.json")["metrics"]["attack_success_rate"]
+        defender = self.defender.audit_spec(out_dir.parent)
+        trained = read_json(Path(defender.model) / "results.json")["metrics"]["attack_success_rate"]
         record: dict[str, Any] = {"config": asdict(self), "skipped": None}
         if trained < LEARNED_ASR:
             record["skipped"] = f"the backdoor was not learned (attack success {trained:.1%})"
         else:
-            result, _ = repaired(self.defender.audit_spec(), self.method, epochs=self.epochs)
+            result, _ = repaired(defender, self.method, epochs=self.epochs)
             record |= {
                 "repair": result.record.to_json(),
                 "before": asdict(result.before),
@@ -331,9 +343,9 @@ class RoundRepairJob:
         return _write_evaluation(out_dir, record, start)
 
 
-def repair_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
+def repair_jobs(spec: AuditRoundSpec) -> list[Job]:
     """Every repair on every backdoored model of ``spec.repair_round`` (the study's third phase)."""
-    defender = _defenders(spec, out_dir)
+    defender = _defenders(spec)
     return dedupe_jobs(
         [
             Job(
@@ -347,6 +359,30 @@ def repair_jobs(spec: AuditRoundSpec, out_dir: Path) -> list[Job]:
             for method in spec.repairs
         ]
     )
+
+
+def round_phases(spec: AuditRoundSpec) -> list[list[Job]]:
+    """The study's jobs in phases: train, audit, repair, over every model at once or, with ``spec.chunk``, for
+    one chunk of models after another (the rounds' order: the train round first)."""
+    phases = [build_jobs(spec), audit_jobs(spec), repair_jobs(spec)]
+    if not spec.chunk:
+        return phases
+    models = [job.name for job in phases[0]]
+    chunked = []
+    for start in range(0, len(models), spec.chunk):
+        chunk = set(models[start : start + spec.chunk])
+        chunked += [[job for job in phase if _model_of(job) in chunk] for phase in phases]
+    return chunked
+
+
+def _model_of(job: Job) -> str:
+    """The round model a job trains (``train/000-mnist-clean``), audits (``audit/<model>``) or repairs
+    (``repair/<method>/<model>``)."""
+    if job.name.startswith("audit/"):
+        return job.name.removeprefix("audit/")
+    if job.name.startswith("repair/"):
+        return job.name.split("/", 2)[2]
+    return job.name
 
 
 def _recipe(rng: random.Random, spec: AuditRoundSpec, epochs: int) -> TrainSpec:
