@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from badnets._io import ensure_writable_dir, read_json, write_json
+from badnets._io import ensure_writable_dir, read_json, run_manifest, write_json
 from badnets.audit import DATASET_AUDIT_OPTIONS, DEFAULT_DETECTORS
+from badnets.data import dataset_source
 from badnets.defenses.interface import DefenseOptions
 from badnets.defenses.registry import repair_method
 from badnets.errors import ConfigError
@@ -273,15 +274,18 @@ class RoundAuditJob:
 
         start = time.perf_counter()
         audit = audit_model(self.audit_spec(out_dir.parent)).result
-        return _write_evaluation(out_dir, {"audit": audit.to_json(), "config": asdict(self)}, start)
+        return _write_evaluation(out_dir, {"audit": audit.to_json(), "config": asdict(self)}, start, self)
 
 
-def _write_evaluation(out_dir: Path, record: dict[str, Any], start: float) -> dict[str, float]:
-    """Write an evaluation job's ``results.json``: ``record`` with the job's timing since ``start`` (all of an
-    audit's or a repair's work is evaluation); return the timing."""
+def _write_evaluation(out_dir: Path, record: dict[str, Any], start: float, defender: RoundAuditJob) -> dict[str, float]:
+    """Write an evaluation job's ``run.json`` (commit, versions, the defender's data hashes: a round's records
+    may come from several machines and commits) and then its ``results.json``: ``record`` with the job's timing
+    since ``start`` (all of an audit's or a repair's work is evaluation); return the timing."""
     seconds = time.perf_counter() - start
     timing = {"evaluate_seconds": seconds, "job_seconds": seconds}
     ensure_writable_dir(out_dir)
+    hashes = dataset_source(defender.dataset).file_hashes(defender.data_dir)
+    write_json(out_dir / "run.json", run_manifest(record["config"], defender.options.seed, hashes))
     write_json(out_dir / "results.json", record | {"timing": timing})
     return timing
 
@@ -340,7 +344,7 @@ class RoundRepairJob:
                 "before": asdict(result.before),
                 "after": asdict(result.after),
             }
-        return _write_evaluation(out_dir, record, start)
+        return _write_evaluation(out_dir, record, start, self.defender)
 
 
 def repair_jobs(spec: AuditRoundSpec) -> list[Job]:
