@@ -187,3 +187,34 @@ def test_a_study_refuses_a_dirty_tree_unless_allowed_and_records_it(
     assert asdict(MnistStudySpec.preset(quick=True, allow_dirty=True))["allow_dirty"] is True
     monkeypatch.setattr(_study, "git_commit", lambda: None)  # an installed wheel: no tree to be dirty
     _study.check_clean_tree(allow_dirty=False)
+
+
+def test_only_changes_outside_docs_make_the_tree_dirty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study that archives its records under docs/ while it runs (the audit round) keeps naming a clean commit;
+    a changed source file still makes it ``-dirty``."""
+    import subprocess
+
+    from badnets import _io
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "docs" / "records.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first")
+
+    def in_tmp_repo(*args: str) -> str | None:
+        out = subprocess.run(["git", "-C", str(tmp_path / "src"), *args], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    monkeypatch.setattr(_io, "_git", in_tmp_repo)
+    (tmp_path / "docs" / "records.json").write_text('{"chunk": 1}\n')
+    (tmp_path / "docs" / "new.json").write_text("{}\n")
+    commit = _io.git_commit()
+    assert commit is not None and len(commit) == 40  # clean
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    assert _io.git_commit() == f"{commit}-dirty"
