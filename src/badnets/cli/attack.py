@@ -44,7 +44,7 @@ def attack(
     trigger: Annotated[
         str,
         typer.Option(
-            help="pixel, pattern (MNIST), yellow-square, bomb, flower (signs), random, noise (blended), "
+            help="pixel, pattern (MNIST), square, yellow-square, bomb, flower (signs), random, noise (blended), "
             "sinusoid (added), a registered trigger (badnets.named_triggers), or a trigger image (.png/.jpg/.npy)."
         ),
     ] = "pattern",

@@ -267,7 +267,11 @@ def repair(
     model: Annotated[str, typer.Option(help="The model to repair (as for `badnets audit`).")],
     out: Annotated[Path, typer.Option(help="Directory for the repaired model.safetensors and results.json.")],
     method: Annotated[
-        str, typer.Option(help="unlearning (Neural Cleanse), fine-pruning, or a registered repair.")
+        str,
+        typer.Option(
+            help="unlearning (Neural Cleanse), fine-pruning, ft-sam (sharpness-aware fine-tuning), nad (attention "
+            "distillation), or a registered repair (badnets.defenses.registry.register_defense)."
+        ),
     ] = "unlearning",
     weights: Annotated[Path | None, typer.Option(help="Weights (.safetensors, or state-dict .pt).")] = None,
     dataset: Annotated[str, typer.Option(help="The input domain; its test split gives the clean images.")] = "mnist",
@@ -277,8 +281,9 @@ def repair(
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
 ) -> None:
-    """Remove a backdoor with clean images only: Neural Cleanse unlearning or Fine-Pruning. With a `badnets attack`
-    run as --model, the attack success rate before and after is measured on test images the repair never saw."""
+    """Remove a backdoor with clean images only: Neural Cleanse unlearning, Fine-Pruning, FT-SAM or NAD. With a
+    `badnets attack` run as --model, the attack success rate before and after is measured on test images the
+    repair never saw."""
     from badnets.defender import repair_model
     from badnets.defenses.registry import defense_names
 
