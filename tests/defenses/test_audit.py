@@ -364,3 +364,13 @@ def test_a_pre_screened_audit_records_what_it_searched(tiny_mnist: Path, tmp_pat
     assert results["config"]["options"]["targets_per_source"] == 2
     assert results["config"]["options"]["search_images"] == 4
     assert results["config"]["options"]["per_source"] is True  # MNIST's default, as no flag was given
+
+
+def test_every_defender_command_searches_as_the_dataset_audit_does() -> None:
+    """``badnets repair`` (unlearning's trigger search), ``inspect-inputs`` and ``inspect-data`` take the
+    dataset's audit options like ``badnets audit``: on GTSRB-43 one search per target, not 43 per source."""
+    from badnets.cli.audit import _spec
+
+    spec = _spec("badnet-cnn", None, "gtsrb-43", None, 100, 5, trust_code=False)
+    assert spec.options == replace(DATASET_AUDIT_OPTIONS["gtsrb-43"], seed=5) and not spec.options.per_source
+    assert _spec("badnet-cnn", None, "mnist", None, 100, 0, trust_code=False).options == DATASET_AUDIT_OPTIONS["mnist"]

@@ -40,7 +40,9 @@ def _spec(
     mean: str | None = None,
     std: str | None = None,
 ) -> AuditSpec:
-    """The spec the four defender commands share; ``mean``/``std`` as typed (comma-separated)."""
+    """The spec the four defender commands share; ``mean``/``std`` as typed (comma-separated). The options are
+    the dataset's audit defaults (``DATASET_AUDIT_OPTIONS``), so that a repair's trigger search (unlearning) runs
+    as the audit's does: on GTSRB-43 per target, not 43 searches per source."""
     return AuditSpec(
         model=model,
         weights=str(weights) if weights else None,
@@ -51,6 +53,7 @@ def _spec(
         clean_images=clean_images,
         seed=seed,
         trust_code=trust_code,
+        options=audit_options(dataset, seed=seed),
     )
 
 
