@@ -143,10 +143,11 @@ def _git(*args: str) -> str | None:
 def git_commit() -> str | None:
     """The git commit of the badnets source tree (``-dirty`` when tracked files outside ``docs/`` changed), or
     None. ``docs/`` holds documentation and committed results (e.g. a study's archived records, updated while
-    it runs): neither changes what a run computes."""
+    it runs): neither changes what a run computes. A copy of the tree without its ``.git`` (one shipped to a
+    remote GPU machine) names the commit it was copied from in ``BADNETS_GIT_COMMIT``, recorded as given."""
     head = _git("rev-parse", "HEAD")
     if head is None:
-        return None
+        return os.environ.get("BADNETS_GIT_COMMIT") or None
     changed = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
     return head + ("-dirty" if changed else "")
 

@@ -218,3 +218,7 @@ def test_only_changes_outside_docs_make_the_tree_dirty(tmp_path: Path, monkeypat
     assert commit is not None and len(commit) == 40  # clean
     (tmp_path / "src" / "code.py").write_text("x = 2\n")
     assert _io.git_commit() == f"{commit}-dirty"
+    monkeypatch.setattr(_io, "_git", lambda *args: None)  # a copy without .git (shipped to a GPU machine)
+    assert _io.git_commit() is None
+    monkeypatch.setenv("BADNETS_GIT_COMMIT", commit)
+    assert _io.git_commit() == commit
