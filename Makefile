@@ -41,11 +41,11 @@ supply-chain: setup ## the Caffe-Model-Zoo replay: 14 models, 6 attacks x 5 defe
 defenses: setup     ## the defense scoreboard: 30 models, every detector and repair (≈ 50 min on 2 cores)
 	$(VENV)/bin/badnets reproduce defenses --out runs/defenses $(REPRODUCE_ARGS)
 
-# The committed round: its finished models' records live in docs/results/audit-round/runs (restored first, each
+# The committed round: its finished models' records live in docs/results/audit-round/records (restored first, each
 # chunk of 8 added as it finishes), so any clone resumes it; they name the data folder they were trained from.
 audit-round: setup  ## the audit judged on train / validation / test rounds of 350 models (many hours on 2 cores)
 	$(VENV)/bin/badnets reproduce audit-round --out runs/audit-round --chunk 8 \
-		--archive docs/results/audit-round/runs --data-dir ../shared/data $(REPRODUCE_ARGS)
+		--archive docs/results/audit-round/records --data-dir ../shared/data $(REPRODUCE_ARGS)
 
 calibration: audit-round  ## ship the round's calibration as the audit's backdoor probability
 	mkdir -p src/badnets/calibrations && cp runs/audit-round/calibration.json src/badnets/calibrations/audit.json
