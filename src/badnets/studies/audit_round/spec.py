@@ -332,13 +332,13 @@ class RoundRepairJob:
         from badnets.defender import repaired
 
         start = time.perf_counter()
-        defender = self.defender.audit_spec(out_dir.parent)
-        trained = read_json(Path(defender.model) / "results.json")["metrics"]["attack_success_rate"]
+        audit = self.defender.audit_spec(out_dir.parent)  # the model is a sibling of this job's run directory
+        trained = read_json(Path(audit.model) / "results.json")["metrics"]["attack_success_rate"]
         record: dict[str, Any] = {"config": asdict(self), "skipped": None}
         if trained < LEARNED_ASR:
             record["skipped"] = f"the backdoor was not learned (attack success {trained:.1%})"
         else:
-            result, _ = repaired(defender, self.method, epochs=self.epochs)
+            result, _ = repaired(audit, self.method, epochs=self.epochs)
             record |= {
                 "repair": result.record.to_json(),
                 "before": asdict(result.before),
