@@ -71,11 +71,11 @@ class PoisonSpec:
             raise ConfigError(f"poison.num_classes must be >= 2, got {self.num_classes}")
         needs_target = self.mapping in ("all-to-one", "single")
         if needs_target and self.target is None:
-            raise ConfigError(f"poison.target is required for mapping {self.mapping!r}; set a target")
+            raise ConfigError(f"poison.target is required for mapping {self.mapping!r}; set a target class (--target)")
         if not needs_target and self.target is not None:
             raise ConfigError(f"poison.target does not apply to mapping {self.mapping!r}; leave target unset")
         if self.mapping == "single" and self.source is None:
-            raise ConfigError("poison.source is required for mapping 'single'; set a source")
+            raise ConfigError("poison.source is required for mapping 'single'; set a source class (--source)")
         if self.mapping != "single" and self.source is not None:
             raise ConfigError(f"poison.source only applies to mapping 'single', not {self.mapping!r}")
         for name in ("target", "source"):

@@ -36,15 +36,9 @@ class RecordArchive:
     def restore(self, jobs: Iterable[Job], study_dir: Path) -> int:
         """Copy the archived records of ``jobs`` (and the invocation ledger) into a study folder that lacks
         them; a run directory that already holds a finished record keeps its own. Returns the jobs restored."""
-        _copy_if_missing(self.root / LEDGER, study_dir / LEDGER)
-        runs_dir, restored = study_dir / RUNS, 0
-        for dir_name in dict.fromkeys(job.dir_name for job in jobs):
-            kept, run = self.root / dir_name, runs_dir / dir_name
-            if (kept / "results.json").is_file() and not (run / "results.json").is_file():
-                for name in ARCHIVED_FILES:
-                    _copy_if_missing(kept / name, run / name)
-                restored += 1
-        return restored
+        if (self.root / LEDGER).is_file() and not (study_dir / LEDGER).is_file():
+            _copy(self.root / LEDGER, study_dir / LEDGER)
+        return _copy_records(jobs, self.root, study_dir / RUNS, replace=False)
 
     def keep(self, jobs: Iterable[Job], study_dir: Path) -> int:
         """Archive the records of every finished job of ``jobs`` and the invocation ledger; returns the jobs
@@ -52,23 +46,27 @@ class RecordArchive:
         ensure_writable_dir(self.root)
         if (study_dir / LEDGER).is_file():
             _copy(study_dir / LEDGER, self.root / LEDGER)
-        runs_dir, kept = study_dir / RUNS, 0
-        for dir_name in dict.fromkeys(job.dir_name for job in jobs):
-            run, archived = runs_dir / dir_name, self.root / dir_name
-            if not (run / "results.json").is_file():
-                continue
-            kept += not (archived / "results.json").is_file()
-            for name in ARCHIVED_FILES:
-                if (run / name).is_file():
-                    _copy(run / name, archived / name)
-        return kept
+        return _copy_records(jobs, study_dir / RUNS, self.root, replace=True)
+
+
+def _copy_records(jobs: Iterable[Job], source: Path, destination: Path, *, replace: bool) -> int:
+    """Copy the records of ``jobs`` finished under ``source`` into ``destination`` (the same layout); a
+    finished record there is overwritten only with ``replace``. Returns the jobs ``destination`` had not finished."""
+    gained = 0
+    for dir_name in dict.fromkeys(job.dir_name for job in jobs):
+        have, want = source / dir_name, destination / dir_name
+        if not (have / "results.json").is_file():
+            continue
+        finished = (want / "results.json").is_file()
+        if finished and not replace:
+            continue
+        gained += not finished
+        for name in ARCHIVED_FILES:  # results.json last: a copy cut short leaves the job unfinished
+            if (have / name).is_file():
+                _copy(have / name, want / name)
+    return gained
 
 
 def _copy(source: Path, destination: Path) -> None:
     with atomic_path(destination) as tmp:
         shutil.copyfile(source, tmp)
-
-
-def _copy_if_missing(source: Path, destination: Path) -> None:
-    if source.is_file() and not destination.is_file():
-        _copy(source, destination)

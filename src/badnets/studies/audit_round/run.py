@@ -16,7 +16,7 @@ from badnets.report.plots import plot_roc
 from badnets.studies.audit_round.analysis import aggregate, roc_curves
 from badnets.studies.audit_round.report import ROC_FIGURE, summary_table, write_audit_round_report
 from badnets.studies.audit_round.results import AuditRoundResults
-from badnets.studies.audit_round.spec import AuditRoundSpec, round_phases
+from badnets.studies.audit_round.spec import PHASES_PER_CHUNK, AuditRoundSpec, round_phases
 
 __all__ = ["run_audit_round"]
 
@@ -47,8 +47,9 @@ def run_audit_round(
         kept.restore([job for phase in phases for job in phase], out_dir)
 
     def chunk_done(index: int) -> None:
-        if kept is not None and index % 3 == 2:  # a chunk's train, audit and repair phases are done
-            kept.keep([job for phase in phases[index - 2 : index + 1] for job in phase], out_dir)
+        if kept is not None and (index + 1) % PHASES_PER_CHUNK == 0:  # the chunk's last phase is done
+            chunk = phases[index + 1 - PHASES_PER_CHUNK : index + 1]
+            kept.keep([job for phase in chunk for job in phase], out_dir)
 
     study = run_study(
         asdict(spec),

@@ -55,6 +55,7 @@ __all__ = [
     "DATASETS",
     "FAMILIES",
     "MAPPINGS",
+    "PHASES_PER_CHUNK",
     "AuditRoundSpec",
     "Round",
     "RoundAuditJob",
@@ -365,9 +366,12 @@ def repair_jobs(spec: AuditRoundSpec) -> list[Job]:
     )
 
 
+PHASES_PER_CHUNK = 3  # train, audit, repair
+
+
 def round_phases(spec: AuditRoundSpec) -> list[list[Job]]:
-    """The study's jobs in phases: train, audit, repair, over every model at once or, with ``spec.chunk``, for
-    one chunk of models after another (the rounds' order: the train round first)."""
+    """The study's jobs in phases: train, audit, repair (``PHASES_PER_CHUNK``), over every model at once or,
+    with ``spec.chunk``, for one chunk of models after another (the rounds' order: the train round first)."""
     phases = [build_jobs(spec), audit_jobs(spec), repair_jobs(spec)]
     if not spec.chunk:
         return phases
