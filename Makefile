@@ -53,7 +53,7 @@ calibration: audit-round  ## ship the round's calibration as the audit's backdoo
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src tests benchmarks
 
 test: lint           ## lint, type-check, then the test suite
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile

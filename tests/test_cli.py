@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from badnets.cli import app
 from badnets.data import mnist as mnist_module
+from badnets.errors import DataError
 from tests.conftest import kill_9_when, write_tiny_mnist
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--batch-size", "64", "--device", "cpu"]
 
 
-def attack(out: Path, *args: str) -> object:
+def attack(out: Path, *args: str) -> Result:
     return runner.invoke(app, ["attack", "--out", str(out), *FAST, *args])
 
 
@@ -138,9 +139,7 @@ def test_missing_data_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(
         mnist_module,
         "_download",
-        lambda root: (_ for _ in ()).throw(
-            mnist_module.DataError(f"MNIST is not in {root} and the download failed (offline)")
-        ),
+        lambda root: (_ for _ in ()).throw(DataError(f"MNIST is not in {root} and the download failed (offline)")),
     )
     result = attack(tmp_path / "run", "--target", "1", "--data-dir", str(tmp_path / "empty"))
     assert result.exit_code == 2 and "download failed" in result.stderr
@@ -157,7 +156,8 @@ def test_a_finished_or_unfinished_run_with_another_config_is_not_mixed_up(tiny_m
 
 
 def test_saved_configs_match_across_versions_that_add_fields() -> None:
-    from badnets.experiments.attack import AttackSpec, same_config
+    from badnets.experiments._config import same_config
+    from badnets.experiments.attack import AttackSpec
     from badnets.poison import PoisonSpec
 
     spec = AttackSpec(poison=PoisonSpec(mapping="all-to-all", rate=0.2), seed=3)

@@ -45,7 +45,8 @@ class ToyNet(nn.Module):
         self.head = nn.Linear(8 * image_size * image_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.conv(x)).flatten(1))
+        logits: torch.Tensor = self.head(torch.relu(self.conv(x)).flatten(1))
+        return logits
 
 
 def _corner(images: torch.Tensor) -> torch.Tensor:

@@ -140,7 +140,7 @@ def test_the_roc_curve_runs_from_corner_to_corner_and_its_area_is_the_auroc(
     positive: torch.Tensor, negative: torch.Tensor
 ) -> None:
     fpr, tpr = roc_curve(positive, negative)
-    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert [float(fpr[0]), float(tpr[0]), float(fpr[-1]), float(tpr[-1])] == [0.0, 0.0, 1.0, 1.0]
     assert bool((fpr.diff() >= 0).all() and (tpr.diff() >= 0).all())
     assert abs(float(torch.trapezoid(tpr, fpr)) - auroc(positive, negative)) < 1e-9
 

@@ -13,7 +13,7 @@ from badnets.neurons import channel_activations, dedicated_units
 def test_channel_activations_average_each_channel_after_relu() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, kernel_size=1), nn.Flatten())
     conv = model[0]
-    assert isinstance(conv, nn.Conv2d)
+    assert isinstance(conv, nn.Conv2d) and conv.bias is not None
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
         conv.bias.zero_()
@@ -27,7 +27,7 @@ def test_channel_activations_average_each_channel_after_relu() -> None:
 def test_a_planted_trigger_neuron_is_found() -> None:
     torch.manual_seed(0)
     model = build_model("sign-cnn", in_channels=3, num_classes=3, image_size=32)
-    assert isinstance(model, SignCNN)
+    assert isinstance(model, SignCNN) and model.conv3.bias is not None
     clean = torch.randint(0, 100, (16, 3, 32, 32), dtype=torch.uint8)
     triggered = clean.clone()
     triggered[:, :, 26:29, 16:19] = 255

@@ -164,7 +164,8 @@ def test_the_sharpness_aware_gradient_is_the_gradient_at_the_adaptive_ascent_poi
     before = weights(model)
     loss_fn(model(batch), labels).backward()
     g = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
-    norm = torch.sqrt(sum(((p.detach().abs() * gi) ** 2).sum() for p, gi in zip(model.parameters(), g, strict=True)))
+    norm = torch.stack([(p.detach().abs() * gi).square().sum() for p, gi in zip(model.parameters(), g, strict=True)])
+    norm = norm.sum().sqrt()
     shifted = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     with torch.no_grad():
         for q, p, gi in zip(shifted.parameters(), model.parameters(), g, strict=True):
@@ -197,7 +198,7 @@ def test_the_gpu_options_train_on_the_cpu_too(options: dict[str, object]) -> Non
     assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
     assert (predict(a, data.images) == data.labels).float().mean() > 0.9
     if options.get("channels_last"):
-        assert a.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        assert isinstance(a, BadNetCNN) and a.conv1.weight.is_contiguous(memory_format=torch.channels_last)
         default = train_model(BadNetCNN(), data, SPEC, seed=5)
         assert torch.equal(predict(a, data.images), predict(default, data.images))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from badnets.data import load_lisa
+from badnets.data import ImageDataset, load_lisa
 from badnets.data.lisa import lisa_super_class
 from badnets.errors import ConfigError, DataError
 from tests.conftest import REAL_DATA
@@ -79,9 +79,12 @@ def test_split_keeps_tracks_whole_and_is_seeded(tmp_path: Path) -> None:
     a_train, a_test = load_lisa(root, size=8, test_fraction=0.3, split_seed=1)
     _, b_test = load_lisa(root, size=8, test_fraction=0.3, split_seed=1)
     assert torch.equal(a_test.images, b_test.images)
+
     # colour (tag, track) identifies a track: no track may be on both sides
-    key = lambda ds: {tuple(v) for v in ds.images[:, :2, 0, 0].tolist()}  # noqa: E731
-    assert not key(a_train) & key(a_test)
+    def tracks(ds: ImageDataset) -> set[tuple[int, ...]]:
+        return {tuple(v) for v in ds.images[:, :2, 0, 0].tolist()}
+
+    assert not tracks(a_train) & tracks(a_test)
     assert 0.25 <= len(a_test) / (len(a_train) + len(a_test)) <= 0.45
     _, c_test = load_lisa(root, size=8, test_fraction=0.3, split_seed=2)
     assert not torch.equal(c_test.images, a_test.images)

@@ -73,5 +73,5 @@ def test_interval_ends_stay_within_what_the_value_can_be() -> None:
     data = json.loads(committed.read_text())
     targets = judge(from_json(DefenseResults, {**data, "targets": [], "targets_judged": None}))
     strip = next(t for t in targets if t.target.startswith("STRIP AUROC"))
-    low, high = (float(v) for v in strip.ours.split("[")[1].split("]")[0].split(", "))
+    low, high = (float(v) for v in str(strip.ours).split("[")[1].split("]")[0].split(", "))
     assert 0.9 < low <= high <= 1.0

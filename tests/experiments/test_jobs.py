@@ -121,7 +121,7 @@ def test_keep_going_runs_the_other_jobs_and_names_the_failed_one(tmp_path: Path,
     with pytest.raises(ValueError, match="told to fail"):
         run_jobs(jobs, tmp_path / "stop", workers=workers)
     failures: dict[str, str] = {}
-    counts = []
+    counts: list[JobCounts] = []
     timing = run_jobs(jobs, tmp_path / "go", workers=workers, keep_going=True, failures=failures, status=counts.append)
     assert failures == {"b": "ValueError: this job was told to fail"}
     assert timing.models_trained_now == 2 and (tmp_path / "go" / "c" / "results.json").is_file()

@@ -110,6 +110,7 @@ def test_a_detector_of_composite_scenes_is_scored_on_scenes_and_on_photos(tmp_pa
     assert "random target" in report and "## On the real held-out road photos" in report
     manifest = json.loads((tmp_path / "run" / "poison_manifest.json").read_text())
     assert manifest["mapping"] == "random" and len(manifest["attacked"]) == 3
-    assert load_detector(tmp_path / "run").backbone.conv2[0].stride == (1, 1)  # rebuilt as trained: stride 4
+    conv2 = load_detector(tmp_path / "run").get_submodule("backbone.conv2.0")
+    assert isinstance(conv2, torch.nn.Conv2d) and conv2.stride == (1, 1)  # rebuilt as trained: stride 4
     with pytest.raises(ConfigError, match="image_size"):
         replace(spec, image_size=128)

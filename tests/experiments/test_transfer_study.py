@@ -11,7 +11,7 @@ import torch
 
 from badnets.data import ImageDataset
 from badnets.errors import ConfigError
-from badnets.models import build_model
+from badnets.models import SignCNN, build_model
 from badnets.neurons import channel_activations
 from badnets.records import to_json
 from badnets.studies.traffic import TrafficStudySpec
@@ -36,8 +36,9 @@ def test_strengthening_multiplies_only_the_chosen_neurons_activations() -> None:
 
 def test_retraining_only_the_fc_layers_keeps_the_conv_layers() -> None:
     model = build_model("sign-cnn", in_channels=3, num_classes=4, image_size=32)
+    assert isinstance(model, SignCNN)
     conv = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("conv")}
-    fc_before = model.get_submodule("fc2").weight.detach().clone()
+    fc_before = model.fc2.weight.detach().clone()
     data = ImageDataset(
         torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.arange(64) % 4, ("a", "b", "c", "d")
     )
@@ -45,7 +46,7 @@ def test_retraining_only_the_fc_layers_keeps_the_conv_layers() -> None:
     for name, p in model.named_parameters():
         if name.startswith("conv"):
             assert torch.equal(p.detach(), conv[name]), name
-    assert not torch.equal(model.get_submodule("fc2").weight.detach(), fc_before)
+    assert not torch.equal(model.fc2.weight.detach(), fc_before)
 
 
 def test_bad_transfer_spec() -> None:

@@ -82,7 +82,7 @@ def _payloads(marker: Path) -> dict[str, object]:
         "exec": Call(exec, _code(marker)),
         "eval": Call(eval, _code(marker)),
         "subprocess-call": Call(subprocess.call, ["touch", m]),
-        "runpy-run-code": Call(runpy._run_code, _code(marker), {}),
+        "runpy-run-code": Call(runpy._run_code, _code(marker), {}),  # type: ignore[attr-defined]
         "pkgutil-resolve-name": Call(Call(importlib.import_module("pkgutil").resolve_name, "os:system"), touch),
         "pip-main": Call(importlib.import_module("pip").main, ["--log", m, "cache", "dir"]),
         "getattr-import": Call(Call(getattr, Call(__import__, "os"), "system"), touch),
@@ -186,7 +186,7 @@ def _npy_object(body: bytes) -> bytes:
 def _malicious(root: Path, markers: Path) -> list[Sample]:
     samples: list[Sample] = []
 
-    def add(kind: str, name: str, loader: str, write: Callable[[Path, Path], None]) -> None:
+    def add(kind: str, name: str, loader: str, write: Callable[[Path, Path], object]) -> None:
         marker = markers / f"{kind}.marker"
         path = root / name
         write(path, marker)
@@ -195,15 +195,13 @@ def _malicious(root: Path, markers: Path) -> list[Sample]:
     def dumps(payload: str, protocol: int = 4) -> Callable[[Path], bytes]:
         return lambda marker: pickle.dumps(_payloads(marker)[payload], protocol=protocol)
 
+    def writes(pickled: Callable[[Path], bytes]) -> Callable[[Path, Path], object]:
+        return lambda path, marker: path.write_bytes(pickled(marker))
+
     for payload, protocol in [("os-system", 0), ("exec", 1), ("eval", 2), ("subprocess-call", 3)] + [
         (p, 4 + i % 2) for i, p in enumerate(list(_payloads(Path("x")))[4:])
     ]:
-        add(
-            f"call-{payload}-p{protocol}",
-            f"{payload}.pkl",
-            "pickle",
-            lambda p, m, f=dumps(payload, protocol): p.write_bytes(f(m)),
-        )  # type: ignore[misc]
+        add(f"call-{payload}-p{protocol}", f"{payload}.pkl", "pickle", writes(dumps(payload, protocol)))
     add("stack-global-via-memo", "memo.pkl", "pickle", lambda p, m: p.write_bytes(_memo_stack_global(m)))
     add(
         "text-pickle-named-json",
@@ -328,7 +326,7 @@ def _benign(root: Path) -> list[Sample]:
     torch.manual_seed(0)
     net = build_model("sign-cnn", in_channels=3, num_classes=3, image_size=32).state_dict()
     checkpoint = {"epoch": 3, "lr": 0.01, "names": ["a", "b"], "state": net, "shape": torch.Size([2, 3])}
-    files: dict[str, tuple[str, Callable[[Path], None]]] = {
+    files: dict[str, tuple[str, Callable[[Path], object]]] = {
         "state.pt": ("torch", lambda p: torch.save(net, p)),
         "checkpoint.pth": ("torch", lambda p: torch.save(checkpoint, p)),
         "legacy.pth": ("torch", lambda p: torch.save(net, p, _use_new_zipfile_serialization=False)),

@@ -18,12 +18,20 @@ from badnets.supply.package import MANIFEST, METADATA, WEIGHTS
 from tests.supply.conftest import write_run_dir
 
 
-def rewrite_manifest(package: Path, lines: list[str] | None = None) -> None:
-    """Recompute SHA256SUMS for the files present (an attacker who can edit files can edit this too)."""
+def rewrite_manifest(package: Path, lines: list[str] | None = None) -> Path:
+    """Recompute SHA256SUMS for the files present (an attacker who can edit files can edit this too); returns the
+    manifest."""
     if lines is None:
         names = sorted(p.name for p in package.iterdir() if p.name not in (MANIFEST, "model.sig"))
         lines = [f"{hashlib.sha256((package / n).read_bytes()).hexdigest()}  {n}" for n in names]
     (package / MANIFEST).write_text("".join(f"{line}\n" for line in lines))
+    return package / MANIFEST
+
+
+def replace_with_link(path: Path, target: str) -> Path:
+    path.unlink()
+    path.symlink_to(target)
+    return path
 
 
 def test_export_then_load_gives_the_same_network(tmp_path: Path, package: Path) -> None:
@@ -71,7 +79,7 @@ def test_export_refuses_bad_runs_and_leaves_nothing(tmp_path: Path) -> None:
         (lambda p: (p / "sub").mkdir(), PackageError, "not a regular file"),
         (lambda p: os.symlink("/etc/hostname", p / "extra"), PackageError, "symlink"),
         (lambda p: os.symlink(p / WEIGHTS, p / "alias"), PackageError, "symlink"),
-        (lambda p: ((p / WEIGHTS).unlink(), os.symlink("/etc/hostname", p / WEIGHTS)), PackageError, "symlink"),
+        (lambda p: replace_with_link(p / WEIGHTS, "/etc/hostname"), PackageError, "symlink"),
         (lambda p: (p / WEIGHTS).write_bytes(b"x" + (p / WEIGHTS).read_bytes()[1:]), IntegrityError, "altered"),
         (lambda p: (p / METADATA).write_text("{}"), IntegrityError, "SHA-256"),
         (lambda p: (p / MANIFEST).unlink(), PackageError, "has no SHA256SUMS"),

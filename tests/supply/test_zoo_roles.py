@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata
+from tuf.api.metadata import Metadata, Targets
 from typer.testing import CliRunner
 
 from badnets.cli import app
@@ -48,7 +49,8 @@ def test_everyday_commands_need_no_root_key(zoo: Zoo, package: Path, tmp_path: P
     got = get("net2", zoo.directory, tmp_path, zoo.root_json())
     assert (got / WEIGHTS).read_bytes() == (package / WEIGHTS).read_bytes()
     shutil.copy(offline / "root-0.pem", zoo.keys / "root-0.pem")  # someone put a root key back online
-    for command in (zoo.publish, lambda: zoo.add(package, "net3")):
+    commands: list[Callable[[], object]] = [zoo.publish, lambda: zoo.add(package, "net3")]
+    for command in commands:
         with pytest.raises(ConfigError, match=r"root-0\.pem, which is not an online key"):
             command()
 
@@ -159,15 +161,17 @@ def test_authors_sign_their_own_models_and_only_theirs(zoo: Zoo, package: Path, 
         zoo.add_author("targets", bob[1])
 
     # Bob signs a listing of alice's names, pointing at his weights: the client never consults bob for alice/*.
-    listing = Metadata.from_file(str(max(zoo.metadata.glob("*.bob.json"), key=lambda p: int(p.name.split(".")[0]))))
+    latest = max(zoo.metadata.glob("*.bob.json"), key=lambda p: int(p.name.split(".")[0]))
+    listing = Metadata[Targets].from_file(str(latest))
     stolen = {p.replace("bob/tool/", "alice/net/"): t for p, t in listing.signed.targets.items()}
     stolen |= {p.replace("bob/tool/", "alice/new/"): t for p, t in listing.signed.targets.items()}
     for path, target in stolen.items():
         target.path = path
+        folder, name = path.rsplit("/", 1)
+        (zoo.public / "targets" / folder).mkdir(parents=True, exist_ok=True)
         shutil.copy(
-            next((zoo.public / "targets" / "bob" / "tool").glob(f"*.{path.rsplit('/', 1)[1]}")),
-            (zoo.public / "targets" / path.rsplit("/", 1)[0]).mkdir(parents=True, exist_ok=True)
-            or zoo.public / "targets" / path.rsplit("/", 1)[0] / f"{target.hashes['sha256']}.{path.rsplit('/', 1)[1]}",
+            next((zoo.public / "targets" / "bob" / "tool").glob(f"*.{name}")),
+            zoo.public / "targets" / folder / f"{target.hashes['sha256']}.{name}",
         )
     listing.signed.targets |= stolen
     listing.signed.version += 1
