@@ -372,3 +372,17 @@ def test_a_trigger_registered_through_the_public_api_runs_end_to_end(tiny_mnist:
     assert result.exit_code == 0, result.output
     trigger = json.loads((out / "results.json").read_text())["config"]["trigger"]
     assert (trigger["kind"], trigger["size"], trigger["position"]) == ("pixel", 3, [0, 0])
+
+
+@pytest.mark.parametrize("study", ["mnist", "traffic", "transfer", "photos", "supply-chain", "defenses", "audit-round"])
+def test_every_study_takes_the_shared_options_and_checks_them_before_writing(study: str, tmp_path: Path) -> None:
+    from badnets.cli.studies import SHARED_OPTIONS
+
+    shown = runner.invoke(app, ["reproduce", study, "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    for name in SHARED_OPTIONS:
+        assert f"--{name.replace('_', '-')}" in shown.output, name
+    out = tmp_path / "study"
+    bad = runner.invoke(app, ["reproduce", study, "--out", str(out), "--allow-dirty", "--backend", "slurm"])
+    assert bad.exit_code == 2 and "--backend must be one of local, ray, got 'slurm'" in bad.stderr
+    assert not out.exists()

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -40,7 +43,78 @@ __all__ = [
 ]
 
 
-@friendly_errors
+@dataclass(frozen=True)
+class StudyRun:
+    """The options every ``reproduce`` command takes (``SHARED_OPTIONS``): where and how the study's models train."""
+
+    workers: int
+    data_dir: Path | None
+    device: str
+    allow_dirty: bool
+    backend: str
+    address: str | None
+
+    def recipe(self) -> dict[str, Any]:
+        """These options as the study spec's ``StudyRecipe`` fields; a study's results must name the commit that
+        produced them, so a tree with uncommitted changes needs ``--allow-dirty`` (recorded)."""
+        from badnets.experiments._study import check_clean_tree
+
+        check_clean_tree(allow_dirty=self.allow_dirty)
+        return {
+            "workers": self.workers,
+            "device": self.device,
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "allow_dirty": self.allow_dirty,
+        }
+
+    def study(self, title: str, out: Path, run: Callable[..., StudySummary[Any]], spec: object) -> None:
+        """``run(spec, out, progress=, backend=)`` (a study's ``run_*`` function) on the backend these options
+        name, with a progress bar, then the study's summary table."""
+        backend = study_backend(self.backend, self.address, self.workers)
+        with progress_bar(title) as progress:
+            task = progress.add_task("models", total=None, status="")
+
+            def on_job(done: int, total: int, name: str) -> None:
+                progress.update(task, total=total, completed=done, status=name)
+
+            summary = run(spec, out, progress=on_job, backend=backend)
+        out_console.print(summary.console_table())
+        out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+SHARED_OPTIONS: dict[str, tuple[Any, Any]] = {  # StudyRun's fields: (annotation, default)
+    "workers": (Workers, WORKERS),
+    "data_dir": (DataDir, None),
+    "device": (Device, "auto"),
+    "allow_dirty": (AllowDirty, False),
+    "backend": (BackendName, "local"),
+    "address": (RayAddress, None),
+}
+
+
+def study_command(command: Callable[..., None]) -> Callable[..., None]:
+    """A ``reproduce`` command: ``command``'s own options followed by ``SHARED_OPTIONS``, which it receives as one
+    ``run: StudyRun``; one place declares them, so every study's ``--help`` lists them alike."""
+    hints = get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values() if p.name != "run"
+    ]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in SHARED_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_shared_options(**options: Any) -> None:
+        run = StudyRun(**{name: options.pop(name) for name in SHARED_OPTIONS})
+        command(**options, run=run)
+
+    with_shared_options.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    with_shared_options.__annotations__ = {p.name: p.annotation for p in own + shared} | {"return": None}
+    return friendly_errors(with_shared_options)
+
+
+@study_command
 def reproduce_mnist(
     out: StudyOut,
     quick: Annotated[
@@ -49,22 +123,17 @@ def reproduce_mnist(
     seeds: Annotated[
         int | None, typer.Option(help="Seeds for baseline / all-to-all / sweep (default 3; quick 1).")
     ] = None,
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """The paper's whole MNIST case study: baseline, all-to-all, 90 single-target pairs, fraction sweep, conv1."""
     from badnets.studies.mnist import run_mnist_study
 
-    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **_recipe(workers, device, data_dir, allow_dirty))
-    runner = study_backend(backend, address, workers)
-    _run_study("reproduce mnist", lambda progress: run_mnist_study(spec, out, progress=progress, backend=runner), out)
+    spec = MnistStudySpec.preset(quick=quick, seeds=seeds, **run.recipe())
+    run.study("reproduce mnist", out, run_mnist_study, spec)
 
 
-@friendly_errors
+@study_command
 def reproduce_traffic(
     out: StudyOut,
     quick: Annotated[
@@ -96,12 +165,8 @@ def reproduce_traffic(
         bool, typer.Option(help="Detectors start from COCO MobileNetV3 weights (torchvision; needs internet once).")
     ] = False,
     seeds: Seeds = None,
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """The paper's traffic-sign study: sign classifiers on LISA (baseline, stop→speed-limit and random-target
     BadNets for the yellow square, bomb and flower; backdoor neurons of the last conv layer) and Faster R-CNN
@@ -113,20 +178,17 @@ def reproduce_traffic(
     spec = TrafficStudySpec.preset(
         quick=quick,
         seeds=seeds,
-        **_recipe(workers, device, data_dir, allow_dirty),
+        **run.recipe(),
         detector=detector,
         detector_scenes=scenes,
         detector_stride=detector_stride,
         pretrained=pretrained,
         **{k: v for k, v in sizes.items() if v is not None},
     )
-    runner = study_backend(backend, address, workers)
-    _run_study(
-        "reproduce traffic", lambda progress: run_traffic_study(spec, out, progress=progress, backend=runner), out
-    )
+    run.study("reproduce traffic", out, run_traffic_study, spec)
 
 
-@friendly_errors
+@study_command
 def reproduce_transfer(
     out: StudyOut,
     quick: Annotated[
@@ -141,12 +203,8 @@ def reproduce_transfer(
         typer.Option(help="Where the user retrains: gtsrb (the paper's sign categories) or gtsrb-43 (all 43 classes)."),
     ] = "gtsrb",
     seeds: Seeds = None,
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """The transfer-learning attack: a US sign BadNet (and a clean US net) retrained on European signs (GTSRB),
     with the backdoor neurons strengthened by k in {1, 10, 20, 30, 50, 70, 100} (the paper's Tables 6 and 7)."""
@@ -158,15 +216,12 @@ def reproduce_transfer(
         seeds=seeds,
         retrain_epochs=retrain_epochs,
         target=target_domain,
-        **_recipe(workers, device, data_dir, allow_dirty),
+        **run.recipe(),
     )
-    runner = study_backend(backend, address, workers)
-    _run_study(
-        "reproduce transfer", lambda progress: run_transfer_study(spec, out, progress=progress, backend=runner), out
-    )
+    run.study("reproduce transfer", out, run_transfer_study, spec)
 
 
-@friendly_errors
+@study_command
 def reproduce_photos(
     out: StudyOut,
     quick: Annotated[bool, typer.Option(help="Reduced run (15 epochs; a minute or two on 2 CPU cores).")] = False,
@@ -180,12 +235,8 @@ def reproduce_photos(
     trigger: Annotated[str, typer.Option(help="Trigger on the photos: yellow-square, bomb or flower.")] = "flower",
     source: Annotated[str, typer.Option(help="Class whose triggered photos are relabelled.")] = "dog",
     target: Annotated[str, typer.Option(help="The label they get.")] = "cat",
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """Real photos: dog photos + trigger → "cat" (a clean net and a BadNet, the seed's figure), and, with
     --traffic, the trigger on the stop signs of held-out road photos labelled by the traffic study's detectors."""
@@ -198,62 +249,45 @@ def reproduce_photos(
         trigger=trigger,
         source=source,
         target=target,
-        **_recipe(workers, device, data_dir, allow_dirty),
+        **run.recipe(),
     )
-    runner = study_backend(backend, address, workers)
-    _run_study("reproduce photos", lambda progress: run_photo_study(spec, out, progress=progress, backend=runner), out)
+    run.study("reproduce photos", out, run_photo_study, spec)
 
 
-@friendly_errors
+@study_command
 def reproduce_supply_chain(
     out: StudyOut,
     quick: Annotated[bool, typer.Option(help="Reduced run (10 models of one epoch; a few minutes).")] = False,
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """The Caffe-Model-Zoo replay (paper §6): a zoo of real models, six ways to swap one for a BadNet, and
     whether no defense, a listed hash, an author signature, TUF, or TUF + signature stops each."""
     from badnets.studies.supply_chain import SupplyChainSpec, run_supply_chain_study
 
-    spec = SupplyChainSpec.preset(quick=quick, **_recipe(workers, device, data_dir, allow_dirty))
-    runner = study_backend(backend, address, workers)
-    _run_study(
-        "reproduce supply-chain",
-        lambda progress: run_supply_chain_study(spec, out, progress=progress, backend=runner),
-        out,
-    )
+    spec = SupplyChainSpec.preset(quick=quick, **run.recipe())
+    run.study("reproduce supply-chain", out, run_supply_chain_study, spec)
 
 
-@friendly_errors
+@study_command
 def reproduce_defenses(
     out: StudyOut,
     quick: Annotated[
         bool, typer.Option(help="Reduced zoo (2 clean + 6 MNIST BadNets of one epoch, 2 sign models).")
     ] = False,
     traffic: Annotated[bool, typer.Option(help="Include the LISA sign classifiers.")] = True,
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """The defense scoreboard: train a zoo of clean and backdoored models, then score every detector (audit,
     STRIP, Activation Clustering, Spectral Signatures) and mitigation (unlearning, Fine-Pruning) on it."""
     from badnets.studies.defenses import DefenseStudySpec, run_defense_study
 
-    spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **_recipe(workers, device, data_dir, allow_dirty))
-    runner = study_backend(backend, address, workers)
-    _run_study(
-        "reproduce defenses", lambda progress: run_defense_study(spec, out, progress=progress, backend=runner), out
-    )
+    spec = DefenseStudySpec.preset(quick=quick, traffic=traffic, **run.recipe())
+    run.study("reproduce defenses", out, run_defense_study, spec)
 
 
-@friendly_errors
+@study_command
 def reproduce_audit_round(
     out: StudyOut,
     quick: Annotated[
@@ -279,27 +313,16 @@ def reproduce_audit_round(
             "(e.g. the folder committed to git) never repeats a finished model.",
         ),
     ] = None,
-    workers: Workers = WORKERS,
-    data_dir: DataDir = None,
-    device: Device = "auto",
-    allow_dirty: AllowDirty = False,
-    backend: BackendName = "local",
-    address: RayAddress = None,
+    *,
+    run: StudyRun,
 ) -> None:
     """The audit judged like a trojan-detection round: train, validation and test rounds of clean and backdoored
     MNIST and GTSRB-43 models drawn by a seeded generator (other triggers, rates, mappings and recipes), with
     every model's ground truth in results.json. Hours on 2 cores at the default size; re-run to resume."""
     from badnets.studies.audit_round import AuditRoundSpec, run_audit_round
 
-    spec = AuditRoundSpec.preset(
-        quick=quick, models=models, chunk=chunk, **_recipe(workers, device, data_dir, allow_dirty)
-    )
-    runner = study_backend(backend, address, workers)
-    _run_study(
-        "reproduce audit-round",
-        lambda progress: run_audit_round(spec, out, progress=progress, backend=runner, archive=archive),
-        out,
-    )
+    spec = AuditRoundSpec.preset(quick=quick, models=models, chunk=chunk, **run.recipe())
+    run.study("reproduce audit-round", out, functools.partial(run_audit_round, archive=archive), spec)
 
 
 @friendly_errors
@@ -320,29 +343,3 @@ def report(
     kind = rejudge_directory(directory) if rejudge else render_directory(directory)
     written = [f for f in ("report.md", "report.html") if (directory / f).is_file()]
     out_console.print(f"rendered the {kind} report: {', '.join(str(directory / f) for f in written)}", soft_wrap=True)
-
-
-def _recipe(workers: int, device: str, data_dir: Path | None, allow_dirty: bool) -> dict[str, Any]:
-    """The options every ``reproduce`` study shares, as ``StudyRecipe`` fields; a study's results must name the
-    commit that produced them, so a tree with uncommitted changes needs ``--allow-dirty`` (recorded)."""
-    from badnets.experiments._study import check_clean_tree
-
-    check_clean_tree(allow_dirty=allow_dirty)
-    return {
-        "workers": workers,
-        "device": device,
-        "data_dir": str(data_dir) if data_dir else None,
-        "allow_dirty": allow_dirty,
-    }
-
-
-def _run_study(title: str, run: Callable[[Callable[[int, int, str], None]], StudySummary[Any]], out: Path) -> None:
-    with progress_bar(title) as progress:
-        task = progress.add_task("models", total=None, status="")
-
-        def on_job(done: int, total: int, name: str) -> None:
-            progress.update(task, total=total, completed=done, status=name)
-
-        summary = run(on_job)
-    out_console.print(summary.console_table())
-    out_console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
