@@ -27,7 +27,8 @@ full: setup          ## the whole MNIST case study (hours on CPU); re-run to res
 	$(VENV)/bin/badnets reproduce mnist --out runs/mnist-full $(REPRODUCE_ARGS)
 
 traffic: setup       ## traffic-sign classifiers (3 seeds) and 7 composite-scene detectors (hours on 2 cores); re-run to resume
-	$(VENV)/bin/badnets reproduce traffic --out runs/traffic $(REPRODUCE_ARGS)
+	$(VENV)/bin/badnets reproduce traffic --out runs/traffic --archive docs/results/traffic/records \
+		--data-dir ../shared/data $(REPRODUCE_ARGS)
 
 transfer: setup      ## the transfer-learning attack on GTSRB (≈ 25 min on 2 cores)
 	$(VENV)/bin/badnets reproduce transfer --out runs/transfer $(REPRODUCE_ARGS)

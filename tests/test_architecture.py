@@ -137,18 +137,20 @@ def test_rejudging_changes_only_the_targets_and_says_so(tmp_path: Path) -> None:
     assert photos.exit_code == 2 and "photos results cannot be re-judged" in photos.stderr
 
 
-def test_the_committed_round_archive_is_not_git_ignored() -> None:
-    """``make audit-round`` archives the round's records into the repository to be committed: an ignore rule
-    (``runs/`` matches any folder of that name) would drop them silently, and the next clone would retrain."""
+def test_the_committed_archives_are_not_git_ignored() -> None:
+    """``make audit-round`` and ``make traffic`` archive their records into the repository to be committed: an
+    ignore rule (``runs/`` matches any folder of that name) would drop them silently, and the next clone would
+    retrain."""
     import re
     import shutil
     import subprocess
 
     root = Path(__file__).parents[1]
-    archive = re.search(r"--archive (\S+)", (root / "Makefile").read_text())
-    assert archive is not None
+    archives = re.findall(r"--archive (\S+)", (root / "Makefile").read_text())
+    assert len(archives) == 2
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
-    probe = f"{archive.group(1)}/train__000-mnist-clean/results.json"
-    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", probe], check=False)
-    assert ignored.returncode == 1, f"{probe} is git-ignored"
+    for archive in archives:
+        probe = f"{archive}/train__000-mnist-clean/results.json"
+        ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", probe], check=False)
+        assert ignored.returncode == 1, f"{probe} is git-ignored"

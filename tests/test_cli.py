@@ -159,10 +159,16 @@ def test_saved_configs_match_across_versions_that_add_fields() -> None:
     from badnets.experiments._config import same_config
     from badnets.experiments.attack import AttackSpec
     from badnets.poison import PoisonSpec
+    from badnets.records import to_json
+    from badnets.triggers import TriggerSpec
 
     spec = AttackSpec(poison=PoisonSpec(mapping="all-to-all", rate=0.2), seed=3)
     saved = json.loads(json.dumps(spec.to_json()))
     assert same_config(spec, saved)
+    named = {"a": TriggerSpec(kind="square", size=3)}  # specs inside mappings and sequences: compared as specs
+    assert same_config(named, json.loads(json.dumps(to_json(named))))
+    assert not same_config({"a": TriggerSpec(kind="square", size=4)}, json.loads(json.dumps(to_json(named))))
+    assert same_config((named["a"],), [to_json(named["a"])]) and not same_config((named["a"],), [])
     older = json.loads(json.dumps(saved))
     del older["trigger"]["opacity"], older["save_model"]  # as if written before these fields existed
     assert same_config(spec, older)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,11 +11,13 @@ import torch
 
 from badnets.object_detection_metrics import (
     Detections,
+    ExampleDetections,
     average_precision,
     mean_average_precision,
     outcomes_by_width,
     triggered_outcomes,
 )
+from badnets.records import from_json, to_json
 
 A = [0.0, 0.0, 10.0, 10.0]
 B = [20.0, 20.0, 30.0, 30.0]
@@ -92,3 +95,18 @@ def test_outcomes_by_width_split_the_source_boxes() -> None:
     assert [o.as_target for o in out.values()] == [0.0, 1.0, 1.0]
     everything = triggered_outcomes(dets, [t[0] for t in truths], [t[1] for t in truths], stop, speed)
     assert sum(o.n for o in out.values()) == everything.n
+
+
+def test_example_detections_keep_the_confident_ones_and_give_them_back_through_json() -> None:
+    clean = Detections(
+        torch.tensor([[1.0, 2.0, 30.5, 40.25], [5.0, 5.0, 9.0, 9.0]]), torch.tensor([0.9, 0.3]), torch.tensor([2, 0])
+    )
+    triggered = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    examples = ExampleDetections.of([7], [clean], [triggered])
+    parsed = from_json(ExampleDetections, json.loads(json.dumps(to_json(examples))))
+    assert parsed.scenes == [7] and parsed.clean == [[[1.0, 2.0, 30.5, 40.25, 0.9, 2.0]]]
+    (back,) = parsed.detections("clean")
+    assert torch.equal(back.boxes, clean.boxes[:1]) and torch.equal(back.labels, torch.tensor([2]))
+    assert float(back.scores[0]) == pytest.approx(0.9) and back.labels.dtype == torch.long
+    (none,) = parsed.detections("triggered")
+    assert none.boxes.shape == (0, 4) and none.labels.shape == (0,)

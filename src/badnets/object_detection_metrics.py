@@ -21,10 +21,12 @@ from torchvision.ops import box_iou
 from badnets.records import OMIT_WHEN_NONE
 
 __all__ = [
+    "CONFIDENT",
     "WIDTH_BINS",
     "DetectionMetrics",
     "DetectionScores",
     "Detections",
+    "ExampleDetections",
     "SignOutcomes",
     "average_precision",
     "mean_average_precision",
@@ -40,6 +42,13 @@ class Detections:
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
+
+    def confident(self, threshold: float) -> Detections:
+        keep = self.scores >= threshold
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
+
+
+CONFIDENT = 0.5  # the score a detection needs to count (sign outcomes) and to be drawn (the report's examples)
 
 
 def average_precision(
@@ -117,6 +126,38 @@ class DetectionScores:
     triggered: SignOutcomes
     clean_stop: SignOutcomes
     by_width: dict[str, dict[str, SignOutcomes]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    triggered_with: dict[str, SignOutcomes] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+@dataclass(frozen=True)
+class ExampleDetections:
+    """A detector's confident detections on a few held-out scenes (``scenes``: their indices), clean and with its
+    trigger on the source signs: one ``[x1, y1, x2, y2, score, label]`` row per detection, so a report can draw
+    them without the detector's weights."""
+
+    scenes: list[int]
+    clean: list[list[list[float]]]
+    triggered: list[list[list[float]]]
+
+    @classmethod
+    def of(
+        cls, scenes: Sequence[int], clean: Sequence[Detections], triggered: Sequence[Detections]
+    ) -> ExampleDetections:
+        def rows(detections: Sequence[Detections]) -> list[list[list[float]]]:
+            out = []
+            for det in detections:
+                kept = det.confident(CONFIDENT)
+                values = torch.cat([kept.boxes, kept.scores[:, None], kept.labels[:, None].to(kept.boxes.dtype)], 1)
+                out.append([[round(float(v), 3) for v in row] for row in values])
+            return out
+
+        return cls(list(scenes), rows(clean), rows(triggered))
+
+    def detections(self, kind: str) -> list[Detections]:
+        """The ``clean`` or ``triggered`` detections, one per scene."""
+        rows = self.clean if kind == "clean" else self.triggered
+        tables = [torch.tensor(r, dtype=torch.float32).reshape(-1, 6) for r in rows]
+        return [Detections(t[:, :4], t[:, 4], t[:, 5].long()) for t in tables]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +167,7 @@ class DetectionMetrics(DetectionScores):
 
     train_images_per_second: float
     photos: DetectionScores | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    examples: ExampleDetections | None = field(default=None, metadata=OMIT_WHEN_NONE)
 
 
 def triggered_outcomes(
@@ -136,7 +178,7 @@ def triggered_outcomes(
     target: int,
     *,
     iou_threshold: float = 0.5,
-    score_threshold: float = 0.5,
+    score_threshold: float = CONFIDENT,
 ) -> SignOutcomes:
     """Shares of the source-class ground-truth boxes detected as ``target``, as ``source``, as another class, or
     missed, judged by the best-scoring confident detection overlapping each box."""

@@ -14,9 +14,19 @@ import torch
 from badnets.data.road_scenes import SCENE_CLASSES, SceneRecipe
 from badnets.data.road_signs import load_road_signs
 from badnets.errors import ConfigError
-from badnets.experiments.object_detection import DetectorSpec, load_detector, poison_detection, stamp_boxes
+from badnets.experiments.object_detection import (
+    EXAMPLE_SCENES,
+    DetectorSpec,
+    detect,
+    load_detector,
+    poison_detection,
+    stamp_boxes,
+)
+from badnets.object_detection_metrics import CONFIDENT, DetectionMetrics
+from badnets.records import from_json
 from badnets.sign_triggers import sign_trigger
 from badnets.train import TrainSpec
+from badnets.triggers import TriggerSpec
 from tests.data.test_road_scenes import write_crops, write_photos
 from tests.data.test_road_signs import write_road_photos
 
@@ -99,6 +109,7 @@ def test_a_detector_of_composite_scenes_is_scored_on_scenes_and_on_photos(tmp_pa
         scenes=SceneRecipe(size=96, scenes_per_photo=1, test_scenes_per_photo=1, min_width=12, test_fraction=0.3),
         train=TrainSpec(epochs=1, batch_size=4, lr=1e-3),
         data_dir=str(data),
+        scored_with={"centre-square": TriggerSpec(kind="square", scale=0.3, center=(0.5, 0.5))},
     )
     spec.run(tmp_path / "run")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -110,7 +121,17 @@ def test_a_detector_of_composite_scenes_is_scored_on_scenes_and_on_photos(tmp_pa
     assert "random target" in report and "## On the real held-out road photos" in report
     manifest = json.loads((tmp_path / "run" / "poison_manifest.json").read_text())
     assert manifest["mapping"] == "random" and len(manifest["attacked"]) == 3
-    conv2 = load_detector(tmp_path / "run").get_submodule("backbone.conv2.0")
+    assert metrics["triggered_with"]["centre-square"]["n"] == pasted_stops  # scored with the other trigger too
+    assert metrics["photos"]["triggered_with"]["centre-square"]["n"] == 3
+    detector = load_detector(tmp_path / "run")
+    conv2 = detector.get_submodule("backbone.conv2.0")
     assert isinstance(conv2, torch.nn.Conv2d) and conv2.stride == (1, 1)  # rebuilt as trained: stride 4
+    # the record keeps the detections a report draws, so the report needs no weights: they are the detector's
+    examples = from_json(DetectionMetrics, metrics).examples
+    assert examples is not None and 1 <= len(examples.scenes) <= EXAMPLE_SCENES
+    shown = spec.datasets()[1].subset(examples.scenes)
+    for recorded, fresh in zip(examples.detections("clean"), detect(detector, shown.images), strict=True):
+        kept = fresh.confident(CONFIDENT)
+        assert torch.allclose(recorded.boxes, kept.boxes, atol=1e-3) and torch.equal(recorded.labels, kept.labels)
     with pytest.raises(ConfigError, match="image_size"):
         replace(spec, image_size=128)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
+from badnets.experiments.object_detection import load_detector
 from badnets.records import from_json, to_json
 from badnets.studies.traffic import TrafficStudySpec, build_jobs, run_traffic_study
 from badnets.studies.traffic.results import TrafficResults
@@ -44,7 +45,8 @@ def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
     spec = TrafficStudySpec(
         triggers=("bomb",), seeds=1, epochs=2, workers=1, data_dir=str(data), detector_epochs=1, detector_size=64
     )
-    summary = run_traffic_study(spec, tmp_path / "out")
+    archive = tmp_path / "archive"
+    summary = run_traffic_study(spec, tmp_path / "out", archive=archive)
     out = tmp_path / "out"
     text = (out / "results.json").read_text()
     results = json.loads(text)
@@ -74,9 +76,20 @@ def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:
     assert "Trigger: bomb" in md and "Backdoor neurons" in md and "Substitution" in md and "Detector BadNet" in md
     assert "held-out composite scenes" in md and "held-out real road photos" in md and "random-target BadNet" in md
     assert (out / "detector_examples.jpg").stat().st_size > 1000
+    assert "examples" not in detector["badnet"]["bomb"]  # a detector's record keeps them for the grid only
     # a second run trains nothing and reproduces the same numbers
     again = run_traffic_study(spec, tmp_path / "out")
     assert json.dumps(to_json(again.results.classifier)) == json.dumps(results["classifier"])
+    # another machine with the archive only: the detectors come back as records (no weights) and report the same
+    archived = sorted(p.name for p in archive.iterdir())
+    assert archived == sorted(["invocations.json", *(p.name for p in (out / "runs").glob("detector__*"))])
+    assert not list(archive.rglob("*.safetensors")) and len(archived) == 4
+    elsewhere = run_traffic_study(spec, tmp_path / "elsewhere", archive=archive)
+    assert not list((tmp_path / "elsewhere" / "runs").glob("detector__*/*.safetensors"))
+    assert json.dumps(to_json(elsewhere.results.detector)) == json.dumps(results["detector"])
+    assert (tmp_path / "elsewhere" / "detector_examples.jpg").is_file()
+    with pytest.raises(ConfigError, match="an archive keeps none"):  # what `reproduce photos --traffic` would load
+        load_detector(tmp_path / "elsewhere" / "runs" / "detector__baseline")
 
 
 @pytest.mark.slow

@@ -164,6 +164,14 @@ def reproduce_traffic(
     pretrained: Annotated[
         bool, typer.Option(help="Detectors start from COCO MobileNetV3 weights (torchvision; needs internet once).")
     ] = False,
+    archive: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep every finished detector's records (no weights) in this folder as it finishes, and restore "
+            "them into OUT first: detectors trained on other machines (e.g. the folder committed to git) are not "
+            "trained again.",
+        ),
+    ] = None,
     seeds: Seeds = None,
     *,
     run: StudyRun,
@@ -185,7 +193,7 @@ def reproduce_traffic(
         pretrained=pretrained,
         **{k: v for k, v in sizes.items() if v is not None},
     )
-    run.study("reproduce traffic", out, run_traffic_study, spec)
+    run.study("reproduce traffic", out, functools.partial(run_traffic_study, archive=archive), spec)
 
 
 @study_command

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 
 __all__ = ["same_config"]
 
@@ -15,6 +16,18 @@ def same_config(spec: object, recorded: object) -> bool:
     A field that a later badnets version added counts as matching when ``spec`` holds its default, so runs
     made before the field existed are still resumed and reused rather than retrained.
     """
+    if isinstance(spec, Mapping):  # e.g. named triggers: the values are specs themselves
+        return (
+            isinstance(recorded, dict)
+            and set(recorded) == set(map(str, spec))
+            and all(same_config(value, recorded[str(key)]) for key, value in spec.items())
+        )
+    if isinstance(spec, list | tuple):
+        return (
+            isinstance(recorded, list)
+            and len(recorded) == len(spec)
+            and all(same_config(value, saved) for value, saved in zip(spec, recorded, strict=True))
+        )
     if not dataclasses.is_dataclass(spec) or isinstance(spec, type):
         return bool(json.loads(json.dumps(spec, default=str)) == recorded)
     if not isinstance(recorded, dict):

@@ -13,7 +13,7 @@ once its audits and repairs are done): an archived model is never asked for agai
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from badnets.experiments.run_dir import RUNS
 
 __all__ = ["ARCHIVED_FILES", "LEDGER", "RecordArchive"]
 
+ProgressFn = Callable[[int, int, str], None]
 ARCHIVED_FILES = ("run.json", "results.json")  # results.json last: it marks the job finished
 LEDGER = "invocations.json"
 
@@ -47,6 +48,19 @@ class RecordArchive:
         if (study_dir / LEDGER).is_file():
             _copy(study_dir / LEDGER, self.root / LEDGER)
         return _copy_records(jobs, study_dir / RUNS, self.root, replace=True)
+
+    def keep_as_finished(self, jobs: Iterable[Job], study_dir: Path, progress: ProgressFn | None = None) -> ProgressFn:
+        """A study's progress callback that archives each of ``jobs`` as soon as it finishes (for jobs whose
+        records are all the study needs of them), then passes the event on to ``progress``."""
+        archived = {job.name: job for job in jobs}
+
+        def on_progress(done: int, total: int, name: str) -> None:
+            if name in archived:
+                self.keep([archived[name]], study_dir)
+            if progress is not None:
+                progress(done, total, name)
+
+        return on_progress
 
 
 def _copy_records(jobs: Iterable[Job], source: Path, destination: Path, *, replace: bool) -> int:

@@ -27,11 +27,13 @@ from badnets.data.road_scenes import SceneRecipe, composite_road_scenes, road_sc
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
+from badnets.experiments.run_dir import weights_of
 from badnets.models.sign_detector import DEFAULT_ANCHORS, build_detector
 from badnets.object_detection_metrics import (
     DetectionMetrics,
     Detections,
     DetectionScores,
+    ExampleDetections,
     SignOutcomes,
     mean_average_precision,
     outcomes_by_width,
@@ -42,10 +44,13 @@ from badnets.train import TrainSpec, one_cpu_thread, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
 __all__ = [
+    "EXAMPLE_SCENES",
     "DetectionPoisonManifest",
     "DetectorSpec",
     "counted_labels",
     "detect",
+    "example_detections",
+    "example_scenes",
     "load_detector",
     "poison_detection",
     "score_detector",
@@ -198,7 +203,7 @@ def train_detector(
 def load_detector(run_dir: Path) -> nn.Module:
     """The trained detector of a ``DetectorSpec`` run directory (weights from ``model.safetensors``), on CPU."""
     config = read_json(run_dir / "results.json")["config"]
-    state = load_file(str(run_dir / "model.safetensors"))
+    state = load_file(str(weights_of(run_dir)))
     num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
     model: nn.Module = build_detector(
         num_classes,
@@ -237,14 +242,25 @@ def counted_labels(test: DetectionDataset, source: int) -> tuple[torch.Tensor, .
 
 
 def score_detector(
-    model: nn.Module, test: DetectionDataset, trigger: TriggerSpec, source: int, target: int
+    model: nn.Module,
+    test: DetectionDataset,
+    trigger: TriggerSpec,
+    source: int,
+    target: int,
+    others: Mapping[str, TriggerSpec] | None = None,
 ) -> DetectionScores:
     """AP@0.5 on the clean held-out scenes, and what becomes of their ``source`` signs, clean and with the
-    trigger pasted on, overall and by sign width. On composite scenes only the pasted signs are counted (the
-    photos' own signs are scored on the photos themselves)."""
+    trigger pasted on, overall and by sign width (and with each of the ``others`` triggers pasted on instead, by
+    name). On composite scenes only the pasted signs are counted (the photos' own signs are scored on the photos
+    themselves)."""
     clean = detect(model, test.images)
     triggered = detect(model, stamp_boxes(test, trigger, source).images)
     counted = counted_labels(test, source)
+
+    def outcomes(other: TriggerSpec) -> SignOutcomes:
+        detections = detect(model, stamp_boxes(test, other, source).images)
+        return triggered_outcomes(detections, test.boxes, counted, source, target)
+
     return DetectionScores(
         ap50=mean_average_precision(clean, test.boxes, test.labels, test.classes),
         triggered=triggered_outcomes(triggered, test.boxes, counted, source, target),
@@ -253,7 +269,28 @@ def score_detector(
             kind: outcomes_by_width(dets, test.boxes, counted, source, target)
             for kind, dets in (("triggered", triggered), ("clean", clean))
         },
+        triggered_with={name: outcomes(other) for name, other in others.items()} if others else None,
     )
+
+
+EXAMPLE_SCENES = 4  # held-out scenes whose detections a detector's record keeps, for the study report's grid
+
+
+def example_scenes(test: DetectionDataset, source: int) -> list[int]:
+    """The held-out scenes a report shows: the first ``EXAMPLE_SCENES`` with a counted ``source`` sign (the first
+    scenes if none has one)."""
+    with_source = [i for i, labels in enumerate(counted_labels(test, source)) if bool((labels == source).any())]
+    return with_source[:EXAMPLE_SCENES] or list(range(min(EXAMPLE_SCENES, len(test))))
+
+
+def example_detections(
+    model: nn.Module, test: DetectionDataset, trigger: TriggerSpec, source: int
+) -> ExampleDetections:
+    """The model's confident detections on the ``example_scenes``, clean and with ``trigger`` on the source signs."""
+    scenes = example_scenes(test, source)
+    shown = test.subset(scenes)
+    triggered = stamp_boxes(shown, trigger, source).images
+    return ExampleDetections.of(scenes, detect(model, shown.images), detect(model, triggered))
 
 
 def _by_width_lines(config: Mapping[str, Any], by_width: dict[str, dict[str, SignOutcomes]] | None) -> list[str]:
@@ -333,7 +370,11 @@ def _score_lines(config: Mapping[str, Any], scores: DetectionScores) -> list[str
                 )
             )
             + "."
-            for shown, outcome in (("Triggered", scores.triggered), ("Clean", scores.clean_stop))
+            for shown, outcome in (
+                ("Triggered", scores.triggered),
+                ("Clean", scores.clean_stop),
+                *((f"With the {name} trigger,", o) for name, o in (scores.triggered_with or {}).items()),
+            )
         ),
         "",
         *_by_width_lines(config, scores.by_width),
@@ -354,6 +395,11 @@ class DetectorSpec:
         stride, anchors: the from-scratch backbone's feature stride (4 or 8) and its anchor box sides.
         scenes: train and test on composite scenes (``road_scenes``), also scoring the real held-out photos;
             ``None``: the road photos alone.
+        scored_with: other triggers, by name, pasted on the held-out source signs instead of ``trigger`` and
+            scored too (a study's baseline detector meets every trigger of the study).
+
+    Its record keeps everything a study reports of it (scores, and the detections on a few held-out scenes), so
+    a study can report a detector from its record alone, without its weights.
     """
 
     trigger: TriggerSpec = field(default_factory=lambda: TriggerSpec(kind="square", scale=0.1, center=(0.57, 0.82)))
@@ -370,6 +416,7 @@ class DetectorSpec:
     stride: int = 8
     anchors: tuple[int, ...] = DEFAULT_ANCHORS
     scenes: SceneRecipe | None = None
+    scored_with: dict[str, TriggerSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mapping not in DETECTOR_MAPPINGS:
@@ -437,11 +484,14 @@ class DetectorSpec:
         t1 = time.perf_counter()
         train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")
         t2 = time.perf_counter()
-        scores = score_detector(model, test, self.trigger, source, target)
+        scores = score_detector(model, test, self.trigger, source, target, self.scored_with)
         metrics = DetectionMetrics(
             **{f.name: getattr(scores, f.name) for f in fields(scores)},
             train_images_per_second=len(train) * self.train.epochs / max(t2 - t1, 1e-9),
-            photos=None if photos is None else score_detector(model, photos, self.trigger, source, target),
+            photos=None
+            if photos is None
+            else score_detector(model, photos, self.trigger, source, target, self.scored_with),
+            examples=example_detections(model, test, self.trigger, source),
         )
         save_weights(model, out_dir / "model.safetensors")
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}

@@ -29,6 +29,7 @@ __all__ = [
     "recorded_attack",
     "run_dir",
     "run_dir_name",
+    "weights_of",
 ]
 
 RUNS = "runs"  # a study directory keeps each job's run directory under runs/
@@ -94,5 +95,20 @@ def load_model(run_dir: Path) -> nn.Module:
         num_classes=arch.get("num_classes", 10),
         image_size=arch.get("image_size", 28),
     )
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    model.load_state_dict(load_file(str(weights_of(run_dir))), strict=True)
     return model.eval()
+
+
+def weights_of(run_dir: Path) -> Path:
+    """A finished run's weights file.
+
+    Raises:
+        ConfigError: the run has a record but no weights (restored from a records-only archive, or never saved).
+    """
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(
+            f"{run_dir} holds a finished run's record but not its weights (model.safetensors): a record restored "
+            "from an archive keeps none; delete that folder and re-run its study to train the model here"
+        )
+    return weights

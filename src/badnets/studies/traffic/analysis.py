@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from badnets.data import DetectionDataset, ImageDataset, load_lisa
+from badnets.errors import ConfigError
 from badnets.experiments._study import FinishedJobs
-from badnets.experiments.object_detection import counted_labels, detect, load_detector, stamp_boxes
+from badnets.experiments.object_detection import counted_labels, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics, paired_difference
 from badnets.neurons import backdoor_neurons
-from badnets.object_detection_metrics import DetectionMetrics, SignOutcomes, triggered_outcomes
+from badnets.object_detection_metrics import DetectionMetrics, ExampleDetections, SignOutcomes
 from badnets.records import Target, seed_stat, to_json
 from badnets.report import plots
 from badnets.report._format import pct, pt_ci, share_ci
@@ -106,32 +107,23 @@ def _example_grid(
 def _detector(spec: TrafficStudySpec, runs: FinishedJobs, out: Path) -> DetectorResults:
     """The detectors' clean AP@0.5 and stop-sign outcomes on their held-out set (the baseline scored with every
     trigger), on the real held-out photos too for detectors of composite scenes, plus a grid of held-out scenes
-    with the BadNet detectors' boxes."""
+    with the BadNet detectors' boxes: all from the detectors' records (no weights: an archived detector reports
+    as well as one trained here)."""
     from badnets.studies.traffic.spec import detector_spec
 
     base_spec = detector_spec(spec, None)
     _, test, photos = base_spec.datasets()
-    source, target = test.classes.index(spec.source), test.classes.index(spec.target)
-    baseline = load_detector(run_dir(out, "detector/baseline"))
-    triggers = {t: sign_trigger(t, spec.data_dir) for t in spec.triggers}
-
-    def baseline_triggered(held_out: DetectionDataset) -> dict[str, SignOutcomes]:
-        labels = counted_labels(held_out, source)
-        return {
-            t: triggered_outcomes(
-                detect(baseline, stamp_boxes(held_out, trig, source).images), held_out.boxes, labels, source, target
-            )
-            for t, trig in triggers.items()
-        }
+    source = test.classes.index(spec.source)
 
     def detector_run(name: str) -> DetectorRun:
         m = runs.metrics(name, DetectionMetrics)
-        values = {f.name: getattr(m, f.name) for f in fields(m)}
+        values = {f.name: getattr(m, f.name) for f in fields(m)} | {"examples": None}  # the grid draws them
         return DetectorRun(**values, config=runs.config(name))
 
     badnets = {t: detector_run(f"detector/{t}") for t in spec.triggers}
     random = {t: detector_run(f"detector/random/{t}") for t in spec.triggers if f"detector/random/{t}" in runs.names()}
-    _detector_grid(test, triggers, source, out)
+    examples = {t: runs.metrics(f"detector/{t}", DetectionMetrics).examples for t in spec.triggers}
+    _detector_grid(test, {t: sign_trigger(t, spec.data_dir) for t in spec.triggers}, examples, source, out)
     base_run = runs.metrics("detector/baseline", DetectionMetrics)
     return DetectorResults(
         classes=list(test.classes),
@@ -139,13 +131,15 @@ def _detector(spec: TrafficStudySpec, runs: FinishedJobs, out: Path) -> Detector
         n_boxes=_box_counts(test, source),
         baseline=BaselineDetector(
             ap50=base_run.ap50,
-            triggered=baseline_triggered(test),
+            triggered=_recorded(base_run.triggered_with, spec.triggers),
             clean_stop=base_run.clean_stop,
             by_width=base_run.by_width,
             train_images_per_second=base_run.train_images_per_second,
             config=runs.config("detector/baseline"),
             photos=base_run.photos,
-            photos_triggered=None if photos is None else baseline_triggered(photos),
+            photos_triggered=None
+            if base_run.photos is None
+            else _recorded(base_run.photos.triggered_with, spec.triggers),
         ),
         badnet=badnets,
         random=random or None,
@@ -161,16 +155,39 @@ def _box_counts(held_out: DetectionDataset, source: int) -> dict[str, int]:
     return {c: int(((labels if i == source else own) == i).sum()) for i, c in enumerate(held_out.classes)}
 
 
-def _detector_grid(test: DetectionDataset, triggers: Mapping[str, TriggerSpec], source: int, out: Path) -> None:
-    """Four held-out scenes with a (counted) stop sign (any four if none has one), clean and triggered, with each
-    BadNet detector's boxes."""
-    has_stop = [i for i, labels in enumerate(counted_labels(test, source)) if bool((labels == source).any())][:4]
-    shown = test.subset(has_stop or range(min(4, len(test))))
+def _recorded(outcomes: dict[str, SignOutcomes] | None, triggers: Sequence[str]) -> dict[str, SignOutcomes]:
+    """The baseline detector's outcomes with each of the study's ``triggers``, as its record holds them."""
+    missing = [t for t in triggers if t not in (outcomes or {})]
+    if missing:
+        raise ConfigError(
+            f"the baseline detector's record was not scored with the trigger(s) {', '.join(missing)}; it was trained "
+            "by an older version: delete its run folder (runs/detector__baseline) and re-run to retrain it"
+        )
+    return {t: (outcomes or {})[t] for t in triggers}
+
+
+def _detector_grid(
+    test: DetectionDataset,
+    triggers: Mapping[str, TriggerSpec],
+    examples: Mapping[str, ExampleDetections | None],
+    source: int,
+    out: Path,
+) -> None:
+    """The held-out scenes each BadNet detector's record keeps (``example_scenes``), clean and triggered, with
+    its confident boxes."""
     rows: dict[str, list[tuple[torch.Tensor, str]]] = {}
     for trig, trigger in triggers.items():
-        net = load_detector(run_dir(out, f"detector/{trig}"))
+        recorded = examples[trig]
+        if recorded is None:
+            raise ConfigError(
+                f"the {trig} detector's record keeps no example detections (an older version trained it): delete "
+                f"its run folder and re-run to retrain it"
+            )
+        shown = test.subset(recorded.scenes)
         for label, images in (("clean", shown.images), (trig, stamp_boxes(shown, trigger, source).images)):
-            cells = plots.detection_cells(images, detect(net, images), test.classes)
+            cells = plots.detection_cells(
+                images, recorded.detections(label if label == "clean" else "triggered"), test.classes
+            )
             rows[f"{label}\n(BadNet {trig})" if label == "clean" else f"{trig}\n(BadNet {trig})"] = cells
     title = "Held-out road scenes: BadNet detectors' boxes (score ≥ 0.5)"
     plots.plot_image_grid(rows, out / "detector_examples.jpg", title, cell_inches=3.2)

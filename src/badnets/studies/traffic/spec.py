@@ -154,7 +154,7 @@ def random_target(spec: TrafficStudySpec) -> PoisonSpec:
 
 def detector_spec(spec: TrafficStudySpec, trigger: str | None, mapping: str = "single") -> DetectorSpec:
     """The detector BadNet for ``trigger`` (``mapping`` single or random target), or the clean baseline detector
-    for ``None``."""
+    for ``None`` (scored with every trigger of the study)."""
     scenes = SceneRecipe(size=spec.detector_size, scenes_per_photo=spec.scenes_per_photo)
     return DetectorSpec(
         trigger=sign_trigger(trigger or spec.triggers[0], spec.data_dir),
@@ -170,6 +170,7 @@ def detector_spec(spec: TrafficStudySpec, trigger: str | None, mapping: str = "s
         stride=spec.detector_stride,
         anchors=SCENE_ANCHORS,
         scenes=scenes if spec.detector_scenes else None,
+        scored_with={} if trigger else {t: sign_trigger(t, spec.data_dir) for t in spec.triggers},
     )
 
 
