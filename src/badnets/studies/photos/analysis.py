@@ -89,7 +89,8 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> RoadPhotos | None:
     trained.remove("baseline")
     trigger = spec.trigger if spec.trigger in trained else "yellow-square" if "yellow-square" in trained else trained[0]
     config = read_json(run_dir(traffic, "detector/baseline") / "results.json")["config"]
-    _, test = load_road_signs(spec.data_dir, size=config["image_size"])
+    split = {k: v for k, v in (config.get("scenes") or {}).items() if k in ("test_fraction", "split_seed")}
+    _, test = load_road_signs(spec.data_dir, size=config["image_size"], **split)  # the detectors' held-out photos
     source, target = test.classes.index(config["source"]), test.classes.index(config["target"])
     with_stop = [i for i, labels in enumerate(test.labels) if bool((labels == source).any())]
     photos = test.subset(with_stop)
