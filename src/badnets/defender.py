@@ -22,6 +22,7 @@ from badnets.defenses.interface import DefenseOptions, RepairRecord
 from badnets.defenses.registry import defense_names, input_screen, repair_method, training_data_screen
 from badnets.defenses.representations import ManifestScore, SampleFlags
 from badnets.errors import ConfigError, DataError
+from badnets.models.loading import Normalized
 from badnets.train import predict
 
 __all__ = [
@@ -205,7 +206,8 @@ def repair_model(spec: AuditSpec, method: str, out_dir: Path, *, epochs: int = 5
     attack success rate) before and after is measured on test images the repair never saw."""
     result, model = repaired(spec, method, epochs=epochs)
     ensure_writable_dir(out_dir)
-    save_weights(model, out_dir / "model.safetensors")
+    # the weights of the model as given: the normalisation --mean/--std wrapped around it is not part of them
+    save_weights(model.model if isinstance(model, Normalized) else model, out_dir / "model.safetensors")
     write_json(
         out_dir / "results.json",
         {

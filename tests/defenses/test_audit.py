@@ -373,6 +373,31 @@ def test_every_defender_command_searches_as_the_dataset_audit_does() -> None:
     dataset's audit options like ``badnets audit``: on GTSRB-43 one search per target, not 43 per source."""
     from badnets.cli.audit import _spec
 
-    spec = _spec("badnet-cnn", None, "gtsrb-43", None, 100, 5, trust_code=False)
+    spec = _spec("badnet-cnn", None, "gtsrb-43", None, 100, 5, trust_code=False, mean=None, std=None)
     assert spec.options == replace(DATASET_AUDIT_OPTIONS["gtsrb-43"], seed=5) and not spec.options.per_source
-    assert _spec("badnet-cnn", None, "mnist", None, 100, 0, trust_code=False).options == DATASET_AUDIT_OPTIONS["mnist"]
+    assert (
+        _spec("badnet-cnn", None, "mnist", None, 100, 0, trust_code=False, mean=None, std=None).options
+        == DATASET_AUDIT_OPTIONS["mnist"]
+    )
+
+
+def test_every_defender_command_takes_the_models_normalisation(tiny_mnist: Path, tmp_path: Path) -> None:
+    """A model that expects normalised input is audited, guarded, inspected and repaired as it expects; the repair
+    saves the weights of the model as given (the normalisation is not part of them), so they load where it did."""
+    for command in ("audit", "guard", "inspect-data", "repair"):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert "--mean" in shown.output and "--std" in shown.output, command
+    torch.manual_seed(0)
+    shape = {"in_channels": 1, "num_classes": 10, "image_size": 28}
+    given_weights = build_model("badnet-cnn", **shape).state_dict()
+    save_file(given_weights, str(tmp_path / "w.safetensors"))
+    given = ["--model", "badnet-cnn", "--weights", str(tmp_path / "w.safetensors"), "--clean-images", "100"]
+    out = tmp_path / "repaired"
+    normalised = ["--mean", "0.1307", "--std", "0.3081"]
+    done = runner.invoke(app, ["repair", *given, *normalised, "--method", "ft-sam", "--epochs", "1", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    repaired = load_weights(out / "model.safetensors")
+    build_model("badnet-cnn", **shape).load_state_dict(repaired, strict=True)  # the bare architecture's keys
+    assert set(repaired) == set(given_weights) and not torch.equal(repaired["fc2.weight"], given_weights["fc2.weight"])
+    half = runner.invoke(app, ["repair", *given, "--mean", "0.1307", "--out", str(tmp_path / "half")])
+    assert half.exit_code == 2 and "give both mean and std" in half.stderr and not (tmp_path / "half").exists()

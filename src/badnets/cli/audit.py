@@ -19,6 +19,11 @@ from badnets.errors import ConfigError
 __all__ = ["audit", "guard", "inspect_data", "repair"]
 
 
+Mean = Annotated[
+    str | None,
+    typer.Option(help="Per-channel mean the model expects, comma-separated (e.g. 0.1307); give --std too."),
+]
+Std = Annotated[str | None, typer.Option(help="Per-channel std the model expects, comma-separated (e.g. 0.3081).")]
 TrustCode = Annotated[
     bool,
     typer.Option(
@@ -37,8 +42,8 @@ def _spec(
     seed: int,
     *,
     trust_code: bool,
-    mean: str | None = None,
-    std: str | None = None,
+    mean: str | None,
+    std: str | None,
 ) -> AuditSpec:
     """The spec the four defender commands share; ``mean``/``std`` as typed (comma-separated). The options are
     the dataset's audit defaults (``DATASET_AUDIT_OPTIONS``), so that a repair's trigger search (unlearning) runs
@@ -88,8 +93,8 @@ def audit(
     dataset: Annotated[
         str, typer.Option(help="The model's input domain: mnist, gtsrb, gtsrb-43, lisa, or an image folder.")
     ] = "mnist",
-    mean: Annotated[str | None, typer.Option(help="Per-channel mean the model expects, e.g. 0.1307.")] = None,
-    std: Annotated[str | None, typer.Option(help="Per-channel std the model expects, e.g. 0.3081.")] = None,
+    mean: Mean = None,
+    std: Std = None,
     clean_images: Annotated[int, typer.Option(help="Clean images the audit may use (from the test split).")] = 1000,
     strict: Annotated[bool, typer.Option(help="Exit 3 when the verdict is 'backdoored' (for CI gates).")] = False,
     per_source: Annotated[
@@ -205,8 +210,8 @@ def guard(
     frr: Annotated[float, typer.Option(help="False-rejection rate on clean inputs that sets the threshold.")] = 0.01,
     screen: Annotated[str, typer.Option(help="The input screen (badnets.defenses.registry).")] = "strip",
     clean_images: Annotated[int, typer.Option(help="Clean images for the overlays and the threshold.")] = 1000,
-    mean: Annotated[str | None, typer.Option(help="Per-channel mean the model expects.")] = None,
-    std: Annotated[str | None, typer.Option(help="Per-channel std the model expects.")] = None,
+    mean: Mean = None,
+    std: Std = None,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and the overlays.")] = 0,
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
@@ -240,6 +245,8 @@ def inspect_data(
         str, typer.Option(help="The input domain; its test split gives the clean references.")
     ] = "mnist",
     clean_images: Annotated[int, typer.Option(help="Clean reference images (from the test split).")] = 1000,
+    mean: Mean = None,
+    std: Std = None,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and k-means.")] = 0,
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
@@ -248,7 +255,7 @@ def inspect_data(
     poison manifest when it is known."""
     from badnets.defender import screen_training_set
 
-    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code)
+    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
     found = screen_training_set(spec, data, out)
     table = Table(title=f"training-data inspection of {escape(str(data))}")
     for col in ("detector", "flagged", "precision", "recall", "false positives", "time"):
@@ -280,6 +287,8 @@ def repair(
     dataset: Annotated[str, typer.Option(help="The input domain; its test split gives the clean images.")] = "mnist",
     clean_images: Annotated[int, typer.Option(help="Clean images the defender may fine-tune on.")] = 2000,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 5,
+    mean: Mean = None,
+    std: Std = None,
     seed: Annotated[int, typer.Option(help="Seeds the clean sample, the trigger search and fine-tuning.")] = 0,
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
@@ -292,7 +301,7 @@ def repair(
 
     if method not in defense_names("repair"):
         raise ConfigError(f"--method must be one of {', '.join(defense_names('repair'))}, got {method!r}")
-    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code)
+    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
     with err_console.status(f"repairing ({method})"):
         done = repair_model(spec, method, out, epochs=epochs)
     table = Table(title=f"{method} of {escape(model)}")
