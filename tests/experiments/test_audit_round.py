@@ -94,6 +94,17 @@ def test_presets_scale_the_rounds() -> None:
     quick = AuditRoundSpec.preset(quick=True)
     assert [r.models for r in quick.rounds] == [8, 4, 8] and quick.quick
     assert [r.models for r in AuditRoundSpec.preset(quick=False, models=400).rounds] == [200, 100, 400]
+    full = AuditRoundSpec.preset(quick=False)
+    so_far = AuditRoundSpec.preset(quick=False, only=["validation", "train"])
+    assert so_far.rounds == full.rounds[:2] and so_far.repairs == ()  # the repairs' round is not among them
+    assert so_far.audits == full.audits and so_far.epochs == full.epochs
+    assert AuditRoundSpec.preset(quick=False, only=["train", "test"]).repairs == full.repairs
+    # the jobs of the rounds kept are those of the full round: their records are reused as they are
+    kept = {job.name: job.dir_name for phase in round_phases(so_far) for job in phase}
+    assert kept.items() <= {job.name: job.dir_name for phase in round_phases(full) for job in phase}.items()
+    for only in (["validation"], ["train", "holdout"], []):
+        with pytest.raises(ConfigError, match="include train"):
+            AuditRoundSpec.preset(quick=False, only=only)
 
 
 @pytest.mark.parametrize(

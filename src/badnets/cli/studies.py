@@ -305,6 +305,13 @@ def reproduce_audit_round(
         int | None,
         typer.Option(min=2, help="Models in the test round; the train and validation rounds scale with it."),
     ] = None,
+    rounds: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these rounds, comma-separated, e.g. train,validation (the train round always; the repairs "
+            "only with their round): with --archive, scores the rounds finished so far without training the rest.",
+        ),
+    ] = None,
     chunk: Annotated[
         int,
         typer.Option(
@@ -329,7 +336,8 @@ def reproduce_audit_round(
     every model's ground truth in results.json. Hours on 2 cores at the default size; re-run to resume."""
     from badnets.studies.audit_round import AuditRoundSpec, run_audit_round
 
-    spec = AuditRoundSpec.preset(quick=quick, models=models, chunk=chunk, **run.recipe())
+    only = None if rounds is None else [name.strip() for name in rounds.split(",") if name.strip()]
+    spec = AuditRoundSpec.preset(quick=quick, models=models, only=only, chunk=chunk, **run.recipe())
     run.study("reproduce audit-round", out, functools.partial(run_audit_round, archive=archive), spec)
 
 

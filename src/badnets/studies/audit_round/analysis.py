@@ -39,7 +39,13 @@ from badnets.studies.audit_round.results import (
     RoundSummary,
     TrainedRoundModel,
 )
-from badnets.studies.audit_round.spec import AuditRoundSpec, RoundAuditJob, RoundModel, draw_round
+from badnets.studies.audit_round.spec import (
+    CALIBRATION_ROUND,
+    AuditRoundSpec,
+    RoundAuditJob,
+    RoundModel,
+    draw_round,
+)
 
 __all__ = [
     "aggregate",
@@ -57,7 +63,6 @@ __all__ = [
     "trained_model",
 ]
 
-CALIBRATION_ROUND = "train"  # the only round the calibration sees
 AUDIT_SECONDS = {"mnist": 60.0, "gtsrb-43": 120.0}  # the budget per model on one CPU core
 
 

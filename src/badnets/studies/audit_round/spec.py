@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from badnets.audit import AuditSpec
 
 __all__ = [
+    "CALIBRATION_ROUND",
     "DATASETS",
     "FAMILIES",
     "MAPPINGS",
@@ -68,6 +69,7 @@ __all__ = [
     "round_phases",
 ]
 
+CALIBRATION_ROUND = "train"  # the only round the calibration sees: the others are scored
 FAMILIES = ("patch", "blend", "sinusoid", "sticker")
 MAPPINGS = ("all-to-one", "single", "all-to-all")
 
@@ -183,10 +185,27 @@ class AuditRoundSpec(StudyRecipe):
             repair_method(method)  # an unknown name fails here, before anything trains
 
     @classmethod
-    def preset(cls, *, quick: bool, models: int | None = None, **overrides: Any) -> AuditRoundSpec:
+    def preset(
+        cls, *, quick: bool, models: int | None = None, only: Sequence[str] | None = None, **overrides: Any
+    ) -> AuditRoundSpec:
         """The full study; ``quick``: 8 / 4 / 8 models and short training; ``models`` scales every round so the
-        test round has that many."""
+        test round has that many; ``only``: these rounds alone (with the train round, which the calibration is
+        fitted on; the repairs only if their round is among them), e.g. to score the rounds finished so far.
+
+        Raises:
+            ConfigError: ``only`` names an unknown round or leaves out the train round.
+        """
         base = cls(**overrides)
+        if only is not None:
+            names = [r.name for r in base.rounds]
+            unknown = sorted(set(only) - set(names))
+            if unknown or CALIBRATION_ROUND not in only:
+                raise ConfigError(
+                    f"--rounds must name rounds among {', '.join(names)} and include {CALIBRATION_ROUND} (the "
+                    f"calibration is fitted on it), got {', '.join(only) or 'none'}"
+                )
+            kept = tuple(r for r in base.rounds if r.name in only)
+            base = replace(base, rounds=kept, repairs=base.repairs if base.repair_round in only else ())
         if quick:
             sizes = {"train": 8, "validation": 4, "test": 8}
             base = replace(
