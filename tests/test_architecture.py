@@ -74,7 +74,11 @@ COMMITTED = Path(__file__).parents[1] / "docs" / "results"
 
 @pytest.mark.parametrize(
     "study",
-    sorted(p.name for p in COMMITTED.iterdir() if (p / "results.json").is_file() and (p / "report.md").is_file()),
+    sorted(
+        str(p.parent.relative_to(COMMITTED))
+        for p in COMMITTED.rglob("report.md")
+        if p.with_name("results.json").is_file()
+    ),
 )
 def test_badnets_report_reproduces_each_committed_report(study: str, tmp_path: Path) -> None:
     """Reports render from results.json alone: re-rendering a committed study gives the same bytes."""
