@@ -129,7 +129,12 @@ def test_a_detector_of_composite_scenes_is_scored_on_scenes_and_on_photos(tmp_pa
     # the record keeps the detections a report draws, so the report needs no weights: they are the detector's
     examples = from_json(DetectionMetrics, metrics).examples
     assert examples is not None and 1 <= len(examples.scenes) <= EXAMPLE_SCENES
-    shown = spec.datasets()[1].subset(examples.scenes)
+    _, test, photos = spec.datasets()
+    # the photos beside the scenes are in the detector's classes (a photo-study grid may draw a "warning" box)
+    held_out = spec.held_out_photos()
+    assert photos is not None and held_out.classes == photos.classes == SCENE_CLASSES
+    assert torch.equal(held_out.images, photos.images) and len(held_out) == 3
+    shown = test.subset(examples.scenes)
     for recorded, fresh in zip(examples.detections("clean"), detect(detector, shown.images), strict=True):
         kept = fresh.confident(CONFIDENT)
         assert torch.allclose(recorded.boxes, kept.boxes, atol=1e-3) and torch.equal(recorded.labels, kept.labels)

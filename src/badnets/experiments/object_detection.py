@@ -23,7 +23,7 @@ from torch import nn
 
 from badnets._io import atomic_path, ensure_writable_dir, read_json, run_manifest, save_weights, write_json
 from badnets.data.lisa import LISA_CLASSES
-from badnets.data.road_scenes import SceneRecipe, composite_road_scenes, road_scenes_file_hashes
+from badnets.data.road_scenes import SCENE_CLASSES, SceneRecipe, composite_road_scenes, road_scenes_file_hashes
 from badnets.data.road_signs import DetectionDataset, load_road_signs, road_signs_file_hashes
 from badnets.errors import ConfigError
 from badnets.experiments._config import same_config
@@ -434,13 +434,20 @@ class DetectorSpec:
             train, test = load_road_signs(self.data_dir, size=self.image_size)
             return train, test, None
         train, test = composite_road_scenes(self.data_dir, self.scenes)
+        return train, test, self.held_out_photos()
+
+    def held_out_photos(self) -> DetectionDataset:
+        """The real held-out road photos, in the detector's classes: its test set for a detector of the photos,
+        and for one of composite scenes the photos its scenes held out (the same split)."""
+        if self.scenes is None:
+            return load_road_signs(self.data_dir, size=self.image_size)[1]
         _, photos = load_road_signs(
             self.data_dir,
             size=self.image_size,
             test_fraction=self.scenes.test_fraction,
             split_seed=self.scenes.split_seed,
         )
-        return train, test, replace(photos, classes=test.classes)  # the photos' classes are the scenes' first ones
+        return replace(photos, classes=SCENE_CLASSES)  # the photos' classes are the scenes' first ones
 
     def file_hashes(self) -> dict[str, str]:
         return road_signs_file_hashes(self.data_dir) if self.scenes is None else road_scenes_file_hashes(self.data_dir)

@@ -4,19 +4,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from badnets._io import read_json
-from badnets.data import dataset_source, load_road_signs
+from badnets.data import dataset_source
 from badnets.experiments._study import FinishedJobs
-from badnets.experiments.object_detection import detect, load_detector, stamp_boxes
+from badnets.experiments.object_detection import DetectorSpec, detect, load_detector, stamp_boxes
 from badnets.experiments.run_dir import load_model, run_dir
 from badnets.metrics import BackdoorMetrics
 from badnets.object_detection_metrics import triggered_outcomes
-from badnets.records import to_json
+from badnets.records import from_json, to_json
 from badnets.report import plots
 from badnets.sign_triggers import sign_trigger
 from badnets.studies.photos.results import PhotoClassifier, PhotoResults, PhotoScores, RoadPhotos
@@ -89,9 +90,9 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> RoadPhotos | None:
     trained.remove("baseline")
     trigger = spec.trigger if spec.trigger in trained else "yellow-square" if "yellow-square" in trained else trained[0]
     config = read_json(run_dir(traffic, "detector/baseline") / "results.json")["config"]
-    split = {k: v for k, v in (config.get("scenes") or {}).items() if k in ("test_fraction", "split_seed")}
-    _, test = load_road_signs(spec.data_dir, size=config["image_size"], **split)  # the detectors' held-out photos
-    source, target = test.classes.index(config["source"]), test.classes.index(config["target"])
+    detector = replace(from_json(DetectorSpec, config, "the traffic study's baseline detector"), data_dir=spec.data_dir)
+    test = detector.held_out_photos()  # in the detectors' classes: they may name a sign the photos lack
+    source, target = test.classes.index(detector.source), test.classes.index(detector.target)
     with_stop = [i for i, labels in enumerate(test.labels) if bool((labels == source).any())]
     photos = test.subset(with_stop)
     stamped = stamp_boxes(photos, sign_trigger(trigger, spec.data_dir), source)
