@@ -157,13 +157,14 @@ def _box_counts(held_out: DetectionDataset, source: int) -> dict[str, int]:
 
 def _recorded(outcomes: dict[str, SignOutcomes] | None, triggers: Sequence[str]) -> dict[str, SignOutcomes]:
     """The baseline detector's outcomes with each of the study's ``triggers``, as its record holds them."""
-    missing = [t for t in triggers if t not in (outcomes or {})]
+    outcomes = outcomes or {}
+    missing = [t for t in triggers if t not in outcomes]
     if missing:
         raise ConfigError(
             f"the baseline detector's record was not scored with the trigger(s) {', '.join(missing)}; it was trained "
             "by an older version: delete its run folder (runs/detector__baseline) and re-run to retrain it"
         )
-    return {t: (outcomes or {})[t] for t in triggers}
+    return {t: outcomes[t] for t in triggers}
 
 
 def _detector_grid(
