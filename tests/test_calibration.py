@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -140,13 +141,22 @@ def test_where_a_calibration_applies_its_probability_decides_the_verdict() -> No
     assert (same.verdict, same.suspected_target, same.evidence["neural_cleanse"]) == ("backdoored", 2, "agrees")
 
 
-def test_no_calibration_is_shipped_until_a_round_has_fitted_one() -> None:
+def test_the_shipped_calibration_applies_to_a_default_audit_of_each_round_dataset() -> None:
+    """The audit's defaults are the round's audit settings, so the calibration the package ships decides a
+    default ``badnets audit`` of an MNIST or GTSRB-43 model (and a calibration shipped for other settings would
+    silently never apply)."""
     from importlib import resources
 
+    from badnets.audit import AuditSpec, audit_options, audit_settings
     from badnets.calibration import shipped_calibration
 
     shipped = resources.files("badnets").joinpath("calibrations", "audit.json")
     assert (shipped_calibration() is None) == (not shipped.is_file())
-    if shipped.is_file():
-        calibration = shipped_calibration()
-        assert calibration is not None and calibration.fitted_on["audits"]
+    if not shipped.is_file():
+        pytest.skip("no calibration shipped (make calibration ships the audit round's)")
+    calibration = shipped_calibration()
+    assert calibration is not None and calibration.fitted_on["round"] == "train"
+    for dataset in ("mnist", "gtsrb-43"):
+        spec = AuditSpec(model="m", dataset=dataset, options=audit_options(dataset, seed=0))
+        assert calibration.fits(audit_settings(spec)), dataset
+        assert not calibration.fits(audit_settings(replace(spec, clean_images=500))), dataset
