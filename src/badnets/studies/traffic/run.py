@@ -39,12 +39,15 @@ def run_traffic_study(
     if spec.detector:
         hashes |= detector_spec(spec, None).file_hashes()
     jobs = build_jobs(spec)
+    on_finished = progress
     if archive is not None:
         detectors = [job for job in jobs if isinstance(job.spec, DetectorSpec)]
         kept = RecordArchive(archive)
         kept.restore(detectors, out_dir)
-        progress = kept.keep_as_finished(detectors, out_dir, progress)
-    study = run_study(asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=progress, backend=backend)
+        on_finished = kept.keep_as_finished(detectors, out_dir, progress)
+    study = run_study(
+        asdict(spec), hashes, [jobs], out_dir, workers=spec.workers, progress=on_finished, backend=backend
+    )
     results = study.finish(aggregate(spec, study.runs, out_dir), out_dir)
     write_traffic_report(results, out_dir)
     return StudySummary(results, summary_table)
