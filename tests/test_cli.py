@@ -110,6 +110,7 @@ def test_same_seed_twice_gives_identical_manifest_weights_and_metrics(tiny_mnist
         (["--target", "1", "--trigger", "missing.png"], "does not exist"),
         (["--target", "1", "--trigger", "pixl"], "unknown trigger 'pixl'"),
         (["--target", "1", "--dataset", "cifar"], "dataset must be one of"),
+        (["--baseline"], "--baseline trains on clean data but still scores the trigger against a target class"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(
@@ -120,6 +121,16 @@ def test_bad_input_is_one_line_exit_2_and_no_output(
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.strip().count("\n") == 0
     assert not out.exists()
+
+
+def test_the_console_prints_colon_words_as_typed() -> None:
+    """rich would render ':train:' (as in the calibration version audit-round:train:1, or a path) as an emoji."""
+    from badnets.cli._common import err_console, out_console
+
+    for console in (out_console, err_console):
+        with console.capture() as captured:
+            console.print("calibration audit-round:train:1 of runs/a:smile:b")
+        assert captured.get().strip() == "calibration audit-round:train:1 of runs/a:smile:b"
 
 
 def test_unreadable_trigger_file(tiny_mnist: Path, tmp_path: Path) -> None:

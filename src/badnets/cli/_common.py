@@ -45,8 +45,9 @@ __all__ = [
     "study_backend",
 ]
 
-out_console = Console()
-err_console = Console(stderr=True)
+# emoji=False: rich would turn ":train:" in a calibration version (audit-round:train:1), a model or a path into 🚋
+out_console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -138,6 +138,11 @@ def attack(
             TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
         )
         return
+    if baseline and target is None and mapping != "all-to-all":
+        raise ConfigError(
+            "--baseline trains on clean data but still scores the trigger against a target class: add --target "
+            "(e.g. --target 0), or --mapping all-to-all"
+        )
     spec = options.attack_spec()
     with progress_bar("training") as progress:
         task = progress.add_task("training", total=epochs, status="")
