@@ -11,7 +11,7 @@ TEST_WORKERS ?= 2
 # Extra options for every `badnets reproduce` below, e.g. REPRODUCE_ARGS=--allow-dirty for a tree with local changes.
 REPRODUCE_ARGS ?=
 
-.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses audit-round calibration bench readme clean
+.PHONY: setup demo test lint full traffic transfer photos supply-chain defenses audit-round calibration audit-example bench readme clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -61,6 +61,12 @@ test: lint           ## lint, type-check, then the test suite
 
 readme: setup        ## re-render the result tables of README.md and docs/*.md from docs/results/*/results.json
 	$(PY) -c "from pathlib import Path; from badnets.studies.reports import readme_with_tables as r; [p.write_text(r(p.read_text(), Path('.'))) for p in (Path('README.md'), *Path('docs').glob('*.md'))]"
+
+audit-example: setup  ## a one-epoch MNIST BadNet and its clean twin, each given a default audit (~2 min)
+	$(VENV)/bin/badnets attack --dataset mnist --trigger pattern --target 7 --epochs 1 --out runs/audit-example/a2o-7
+	$(VENV)/bin/badnets attack --dataset mnist --baseline --target 7 --epochs 1 --out runs/audit-example/clean
+	$(VENV)/bin/badnets audit --model runs/audit-example/a2o-7 --out runs/audit-example/audit-a2o-7
+	$(VENV)/bin/badnets audit --model runs/audit-example/clean --out runs/audit-example/audit-clean
 
 bench: setup
 	$(PY) benchmarks/run.py --json runs/bench.json
