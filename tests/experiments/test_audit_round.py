@@ -19,7 +19,14 @@ from badnets.errors import ConfigError
 from badnets.experiments._study import FinishedJobs
 from badnets.records import to_json
 from badnets.studies.audit_round import AuditRoundSpec, Round, RoundModel, draw_round
-from badnets.studies.audit_round.analysis import CALIBRATION_FEATURES, aggregate, judge, roc_curves, round_scores
+from badnets.studies.audit_round.analysis import (
+    CALIBRATION_FEATURES,
+    aggregate,
+    judge,
+    mitigation_score,
+    roc_curves,
+    round_scores,
+)
 from badnets.studies.audit_round.report import write_audit_round_report
 from badnets.studies.audit_round.results import (
     LEARNED_ASR,
@@ -189,6 +196,58 @@ def test_the_judge_holds_the_round_to_the_issues_targets() -> None:
     mitigation = targets["best mitigation: ASR ≤ 5% at clean drop ≤ 1 pt"]
     assert mitigation.met is True and str(mitigation.ours).startswith("nad: 100.0%")  # 2 of 2; fine-pruning 1
     assert judge(replace(results, scores=None)) == []  # nothing judged before a round is scored
+
+
+def test_the_report_lists_each_mistake_and_each_backdoor_no_repair_removed(tmp_path: Path) -> None:
+    """At p = 0.5: a missed backdoor, a false alarm and a wrong target each get a row with their ground truth; a
+    right answer gets none. The backdoor every repair failed on is listed with what each left."""
+    audited = [
+        _audited("c0", None, 0.02),
+        _audited("c1", None, 0.61),
+        _audited("b0", "all-to-one", 0.97, target=3),
+        replace(_audited("b1", "single", 0.90, target=5), suspected_target=2),
+        _audited("b2", "all-to-all", 0.01),
+    ]
+
+    def repaired(model: str, method: str, asr_after: float, acc_after: float) -> RepairedRoundModel:
+        return RepairedRoundModel(model, "mnist", "patch", "all-to-one", method, 0.99, asr_after, 0.99, acc_after, 9.0)
+
+    results = AuditRoundResults(
+        spec={"quick": False},
+        rounds=[],
+        models=[m.model for m in audited],
+        audited=audited,
+        calibration={
+            "version": "t",
+            "features": ["a"],
+            "mean": [0.0],
+            "scale": [1.0],
+            "weights": [1.0],
+            "bias": 0.0,
+            "fitted_on": {"models": 5},
+        },
+        scores=[round_scores("test", audited)],
+        repaired=[
+            repaired("b0", "nad", 0.02, 0.985),
+            repaired("b0", "ft-sam", 0.5, 0.99),
+            repaired("b1", "nad", 0.03, 0.97),  # gone, at 2 points: not removed
+            repaired("b1", "ft-sam", 0.40, 0.995),
+        ],
+    )
+    results = replace(results, mitigation=[mitigation_score(m, results.repaired or []) for m in ("nad", "ft-sam")])
+    from badnets.report.plots import plot_roc
+
+    plot_roc(roc_curves(results), tmp_path / "roc.png")  # the run draws it beside the reports
+    write_audit_round_report(results, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "misses 1 of the test round's 3 learned backdoors, flags 1 of its 2 clean models" in report
+    assert "| missed | b2 | patch | all-to-all | 10.0% | 99.0% | 0.01 | – / – |" in report
+    assert "| false alarm | c1 | clean | – | – | – | 0.61 | – / – |" in report
+    assert "| wrong target | b1 | patch | single | 10.0% | 99.0% | 0.90 | 5 / 2 |" in report
+    assert "| b0 |" not in report.split("### Backdoors no repair removed")[0]  # a right answer has no row
+    unremoved = report.split("### Backdoors no repair removed")[1]
+    assert "1 of 2" in unremoved and "| b1 | patch | all-to-one | 3.0% at +2.00 | 40.0% at -0.50 |" in unremoved
+    assert "| b0 |" not in unremoved
 
 
 def test_a_tiny_round_trains_and_records_every_models_ground_truth(tiny_mnist: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import math
 import statistics
 from typing import Any
 
+from badnets.audit_result import VERDICT_PROBABILITY
 from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
 from badnets.report._format import TARGET_HEADER, pct, run_summary, target_rows, targets_table
 from badnets.studies.audit_round.analysis import judged_round
@@ -17,6 +18,7 @@ from badnets.studies.audit_round.results import (
     AuditedRoundModel,
     AuditRoundResults,
     DetectionScore,
+    RepairedRoundModel,
     RoundScores,
 )
 
@@ -133,8 +135,62 @@ def _detection(results: AuditRoundResults) -> list[Block]:
         ),
         *_calibration_choice(results),
         Para(_audit_times(results.audited, judged_round(results))),
+        *_mistakes(results),
     ]
     return blocks
+
+
+def _mistakes(results: AuditRoundResults) -> list[Block]:
+    """The judged round's mistakes at the verdict's threshold, model by model: the learned backdoors it passes,
+    the clean models it flags and the targeted backdoors it flags with another target."""
+    judged = judged_round(results)
+    rows: list[tuple[str, AuditedRoundModel]] = []
+    for audited in results.audited or []:
+        model, p = audited.model, audited.backdoor_probability
+        if model.round != judged or model.label is None or p is None:
+            continue
+        flagged = p >= VERDICT_PROBABILITY
+        if model.label == 1 and not flagged:
+            rows.append(("missed", audited))
+        elif model.label == 0 and flagged:
+            rows.append(("false alarm", audited))
+        elif model.label == 1 and model.mapping != "all-to-all" and audited.suspected_target != model.target:
+            rows.append(("wrong target", audited))
+    if not rows:
+        return []
+    scored = [a for a in results.audited or [] if a.model.round == judged and a.model.label is not None]
+    counts = {kind: sum(k == kind for k, _ in rows) for kind in ("missed", "false alarm", "wrong target")}
+    backdoored = sum(a.model.label == 1 for a in scored)
+    rows.sort(key=lambda row: (row[0], row[1].model.dataset, row[1].backdoor_probability or 0.0))
+    return [
+        Heading(f"The {judged} round's mistakes", 3),
+        Para(
+            f"At `backdoor_probability` ≥ {VERDICT_PROBABILITY:.2f} (the verdict `badnets audit` gives), the audit "
+            f"misses {counts['missed']} of the {judged} round's {backdoored} learned backdoors, flags "
+            f"{counts['false alarm']} of its {len(scored) - backdoored} clean models and names another target for "
+            f"{counts['wrong target']} of the targeted backdoors it flags. Each, with its ground truth:"
+        ),
+        Table(
+            ["mistake", "model", "family", "mapping", "poison", "ASR", "probability", "target: true / suspected"],
+            [
+                [
+                    kind,
+                    a.model.name,
+                    a.model.family or "clean",
+                    a.model.mapping or "–",
+                    "–" if a.model.rate is None else pct(a.model.rate, 1),
+                    "–" if a.model.attack_success_rate is None else pct(a.model.attack_success_rate, 1),
+                    f"{a.backdoor_probability:.2f}",
+                    f"{_class(a.model.target)} / {_class(a.suspected_target)}",
+                ]
+                for kind, a in rows
+            ],
+        ),
+    ]
+
+
+def _class(index: int | None) -> str:
+    return "–" if index is None else str(index)
 
 
 def _scored_rounds(scored: list[RoundScores]) -> list[Block]:
@@ -253,6 +309,39 @@ def _mitigation(results: AuditRoundResults) -> list[Block]:
                     *(pct(m.removed_by_dataset[d], 0) if d in m.removed_by_dataset else "–" for d in datasets),
                 ]
                 for m in results.mitigation
+            ],
+        ),
+        *_unremoved(results),
+    ]
+
+
+def _unremoved(results: AuditRoundResults) -> list[Block]:
+    """The backdoors no repair removed, with what each repair left: attack success after and clean drop."""
+    methods = [m.method for m in results.mitigation or []]
+    by_model: dict[str, dict[str, RepairedRoundModel]] = {}
+    for r in results.repaired or []:
+        by_model.setdefault(r.model, {})[r.method] = r
+    left = {name: done for name, done in by_model.items() if not any(r.removed for r in done.values())}
+    if not left:
+        return []
+
+    def outcome(r: RepairedRoundModel | None) -> str:
+        if r is None:
+            return "–"
+        return f"{pct(r.attack_success_after, 1)} at {100 * (r.clean_accuracy_before - r.clean_accuracy_after):+.2f}"
+
+    return [
+        Heading("Backdoors no repair removed", 3),
+        Para(
+            f"{len(left)} of {len(by_model)}: per repair, the attack success after it and the clean-accuracy "
+            "drop in points (negative: the repair's fine-tuning raised clean accuracy)."
+        ),
+        Table(
+            ["model", "family", "mapping", *methods],
+            [
+                [name, first.family, first.mapping, *(outcome(done.get(m)) for m in methods)]
+                for name, done in sorted(left.items())
+                for first in [next(iter(done.values()))]
             ],
         ),
     ]
