@@ -38,7 +38,7 @@ from badnets.defenses.neural_cleanse import NeuralCleanse, NeuralCleanseResult
 from badnets.defenses.registry import model_detector
 from badnets.errors import ConfigError
 from badnets.models.loading import check_code_trusted, check_fits, load_any_model
-from badnets.train import one_cpu_thread, resolve_device
+from badnets.train import check_device, one_cpu_thread, resolve_device
 
 __all__ = [
     "CALIBRATED",
@@ -116,6 +116,7 @@ class AuditSpec:
         for name in self.detectors:
             model_detector(name, self.options)  # an unknown name fails here, before anything loads
         check_code_trusted(self.model, self.trust_code)
+        check_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ def clean_sample(spec: AuditSpec) -> CleanSample:
 
 
 def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
-    """The defender's clean sample and the model, loaded and checked to fit the dataset (one forward pass).
+    """The defender's clean sample and the model, loaded, checked to fit the dataset (one forward pass) and put
+    on ``spec.device`` (the defenses run where the model is; the images stay uint8 on the CPU until a batch).
 
     Raises:
         ConfigError: non-square images, a model that does not fit, bad mean/std.
@@ -170,7 +172,7 @@ def defender_setup(spec: AuditSpec) -> tuple[CleanSample, torch.nn.Module]:
         trust_code=spec.trust_code,
     )
     check_fits(model, sample.images, len(sample.classes))
-    return sample, model
+    return sample, model.to(resolve_device(spec.device))
 
 
 def evidence(decided: int | None, flagged: int | None) -> Evidence:
@@ -207,7 +209,6 @@ def audit_model(spec: AuditSpec) -> Audit:
     """Audit ``spec.model`` and write nothing (``run_audit`` writes the results and the report)."""
     start = time.perf_counter()
     sample, model = defender_setup(spec)
-    model.to(resolve_device(spec.device))
     findings = {name: model_detector(name, spec.options).detect(model, sample.clean) for name in spec.detectors}
     decided_by = spec.detectors[0]
     deciding = findings[decided_by]

@@ -34,6 +34,7 @@ from badnets.errors import ConfigError
 __all__ = [
     "PRECISIONS",
     "TrainSpec",
+    "check_device",
     "flip_and_shift",
     "init_weights",
     "log_probabilities",
@@ -98,16 +99,23 @@ class TrainSpec:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device(self.device)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.sam_rho >= 0 and math.isfinite(self.sam_rho)):
             raise ConfigError(f"train.sam_rho must be >= 0 (0: plain steps), got {self.sam_rho}")
 
 
+def check_device(name: str) -> None:
+    """``name`` says auto, cpu, cuda or cuda:N (whether CUDA is there is ``resolve_device``'s to check, on the
+    machine that runs)."""
+    if not (name in ("auto", "cpu", "cuda") or name.startswith("cuda:")):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; an explicit CUDA device must exist."""
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

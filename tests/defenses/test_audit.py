@@ -401,3 +401,32 @@ def test_every_defender_command_takes_the_models_normalisation(tiny_mnist: Path,
     assert set(repaired) == set(given_weights) and not torch.equal(repaired["fc2.weight"], given_weights["fc2.weight"])
     half = runner.invoke(app, ["repair", *given, "--mean", "0.1307", "--out", str(tmp_path / "half")])
     assert half.exit_code == 2 and "give both mean and std" in half.stderr and not (tmp_path / "half").exists()
+
+
+def test_the_defender_commands_run_where_device_says_and_refuse_an_unknown_one(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """--device puts the model where the audit, the input screen and the training-data screens run (here the
+    CPU); an unknown device is a one-line error before anything is written."""
+    torch.manual_seed(0)
+    save_file(
+        build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28).state_dict(),
+        str(tmp_path / "w.safetensors"),
+    )
+    given = ["--model", "badnet-cnn", "--weights", str(tmp_path / "w.safetensors"), "--clean-images", "100"]
+    images = tmp_path / "inputs.safetensors"
+    save_file({"images": torch.zeros(3, 1, 28, 28, dtype=torch.uint8)}, str(images))
+    labels = torch.arange(200) % 10
+    save_file({"images": torch.zeros(200, 1, 28, 28, dtype=torch.uint8), "labels": labels}, str(tmp_path / "d.safetensors"))
+    extra = {"guard": ["--images", str(images)], "inspect-data": ["--data", str(tmp_path / "d.safetensors")]}
+    for command in ("guard", "inspect-data"):
+        out = tmp_path / f"{command}-tpu"
+        refused = runner.invoke(app, [command, *given, *extra[command], "--device", "tpu", "--out", str(out)])
+        assert refused.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N" in refused.stderr, command
+        assert refused.stderr.strip().count("\n") == 0 and not out.exists()
+        ran = runner.invoke(
+            app, [command, *given, *extra[command], "--device", "cpu", "--out", str(tmp_path / command)]
+        )
+        assert ran.exit_code == 0, (command, ran.output)
+    refused = runner.invoke(app, ["audit", *given, "--device", "tpu", "--out", str(tmp_path / "audit")])
+    assert refused.exit_code == 2 and "device must be" in refused.stderr and not (tmp_path / "audit").exists()

@@ -24,6 +24,7 @@ Mean = Annotated[
     typer.Option(help="Per-channel mean the model expects, comma-separated (e.g. 0.1307); give --std too."),
 ]
 Std = Annotated[str | None, typer.Option(help="Per-channel std the model expects, comma-separated (e.g. 0.3081).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N: where the model runs.")]
 TrustCode = Annotated[
     bool,
     typer.Option(
@@ -44,6 +45,7 @@ def _spec(
     trust_code: bool,
     mean: str | None,
     std: str | None,
+    device: str = "auto",
 ) -> AuditSpec:
     """The spec the four defender commands share; ``mean``/``std`` as typed (comma-separated). The options are
     the dataset's audit defaults (``DATASET_AUDIT_OPTIONS``), so that a repair's trigger search (unlearning) runs
@@ -58,6 +60,7 @@ def _spec(
         clean_images=clean_images,
         seed=seed,
         trust_code=trust_code,
+        device=device,
         options=audit_options(dataset, seed=seed),
     )
 
@@ -143,7 +146,7 @@ def audit(
     ] = ",".join(DEFAULT_DETECTORS),
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Is there a backdoor in this model? On clean images only: the shipped calibration's backdoor probability
     decides where it applies, else Neural Cleanse; the blend search and trigger-selective neurons are evidence."""
@@ -151,8 +154,18 @@ def audit(
     from badnets.defenses.neural_cleanse import FEW_CLASSES
 
     spec = replace(
-        _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std),
-        device=device,
+        _spec(
+            model,
+            weights,
+            dataset,
+            data_dir,
+            clean_images,
+            seed,
+            trust_code=trust_code,
+            mean=mean,
+            std=std,
+            device=device,
+        ),
         detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()),
         options=audit_options(
             dataset,
@@ -215,11 +228,14 @@ def guard(
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and the overlays.")] = 0,
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+    device: Device = "auto",
 ) -> None:
     """Screen inputs for triggers with STRIP: flag those whose predictions barely change under superimposition."""
     from badnets.defender import guard_inputs
 
-    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
+    spec = _spec(
+        model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std, device=device
+    )
     found = guard_inputs(spec, images, out, screen=screen, frr=frr)
     below = "<" if found.suspicious_when == "low" else ">"
     out_console.print(
@@ -250,12 +266,15 @@ def inspect_data(
     seed: Annotated[int, typer.Option(help="Seeds the clean sample and k-means.")] = 0,
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+    device: Device = "auto",
 ) -> None:
     """Which training samples carry a backdoor? Activation Clustering and Spectral Signatures, scored against the
     poison manifest when it is known."""
     from badnets.defender import screen_training_set
 
-    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
+    spec = _spec(
+        model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std, device=device
+    )
     found = screen_training_set(spec, data, out)
     table = Table(title=f"training-data inspection of {escape(str(data))}")
     for col in ("detector", "flagged", "precision", "recall", "false positives", "time"):
