@@ -107,7 +107,11 @@ def test_report_of_a_folder_without_results_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "results.json does not exist" in result.stderr
     (tmp_path / "results.json").write_text('{"verdict": "clean"}')
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "not from a study or attack run" in result.stderr
+    assert result.exit_code == 2 and "not from a study, an attack run or an audit" in result.stderr
+    (tmp_path / "results.json").write_text('{"verdict": "clean", "decided_by": "neural_cleanse"}')  # a cut audit
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "does not hold what this version writes" in result.stderr
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_rejudging_changes_only_the_targets_and_says_so(tmp_path: Path) -> None:

@@ -417,7 +417,9 @@ def test_the_defender_commands_run_where_device_says_and_refuse_an_unknown_one(
     images = tmp_path / "inputs.safetensors"
     save_file({"images": torch.zeros(3, 1, 28, 28, dtype=torch.uint8)}, str(images))
     labels = torch.arange(200) % 10
-    save_file({"images": torch.zeros(200, 1, 28, 28, dtype=torch.uint8), "labels": labels}, str(tmp_path / "d.safetensors"))
+    save_file(
+        {"images": torch.zeros(200, 1, 28, 28, dtype=torch.uint8), "labels": labels}, str(tmp_path / "d.safetensors")
+    )
     extra = {"guard": ["--images", str(images)], "inspect-data": ["--data", str(tmp_path / "d.safetensors")]}
     for command in ("guard", "inspect-data"):
         out = tmp_path / f"{command}-tpu"

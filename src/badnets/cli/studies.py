@@ -343,7 +343,7 @@ def reproduce_audit_round(
 
 @friendly_errors
 def report(
-    directory: Annotated[Path, typer.Argument(help="A study or attack-run directory (it holds results.json).")],
+    directory: Annotated[Path, typer.Argument(help="A study, attack-run or audit directory (it holds results.json).")],
     rejudge: Annotated[
         bool,
         typer.Option(

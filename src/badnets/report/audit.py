@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from badnets.audit_result import AuditResult
     from badnets.defenses.neural_cleanse import NeuralCleanseResult
 
-__all__ = ["write_audit_report"]
+__all__ = ["render_audit_report", "write_audit_report"]
 
 
 def _as_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -209,23 +209,53 @@ def _stimulation(result: AuditResult) -> list[Block]:
     ]
 
 
+def _trigger_drawn(result: AuditResult) -> bool:
+    """Whether the verdict's suspected target has a Neural Cleanse trigger to draw: the audit ran Neural Cleanse
+    and searched that class (whoever decided the verdict)."""
+    k = result.suspected_target
+    if k is None or "neural_cleanse" not in result.detectors:
+        return False
+    l1 = from_json(NeuralCleanseRecord, result.detectors["neural_cleanse"].details).l1[k]
+    return l1 is not None and not math.isnan(l1)
+
+
+def _report_blocks(result: AuditResult) -> list[Block]:
+    blocks = _summary(result)
+    if "neural_cleanse" in result.detectors:
+        blocks += _trigger_search(result, "neural_cleanse", _trigger_drawn(result))
+    if "blend_search" in result.detectors:
+        blocks += _trigger_search(result, "blend_search", False)
+    if "dormant_neurons" in result.detectors:
+        blocks += _stimulation(result)
+    return [
+        *blocks,
+        Heading("Run"),
+        Para("Repeat with the command in `results.json` (`manifest.argv`); the full config is there too."),
+    ]
+
+
 def write_audit_report(
     result: AuditResult, cleanse: NeuralCleanseResult | None, images: torch.Tensor, out: Path
 ) -> None:
     """Figures, then ``results.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``.
     ``cleanse``: Neural Cleanse's result when it ran (its recovered triggers are drawn)."""
-    blocks = _summary(result)
     if cleanse is not None:
-        suspected = result.suspected_target  # the verdict's, whoever decided it; drawn where it was searched
-        drawn = suspected is not None and not math.isnan(float(cleanse.l1[suspected]))
-        _trigger_figure(cleanse, images, result.model.classes, out, suspected if drawn else None)
-        blocks += _trigger_search(result, "neural_cleanse", drawn)
-    if "blend_search" in result.detectors:
-        blocks += _trigger_search(result, "blend_search", False)
-    if "dormant_neurons" in result.detectors:
-        blocks += _stimulation(result)
-    blocks += [
-        Heading("Run"),
-        Para("Repeat with the command in `results.json` (`manifest.argv`); the full config is there too."),
-    ]
-    write_report(result.to_json(), blocks, out, "Backdoor audit")
+        suspected = result.suspected_target if _trigger_drawn(result) else None
+        _trigger_figure(cleanse, images, result.model.classes, out, suspected)
+    write_report(result.to_json(), _report_blocks(result), out, "Backdoor audit")
+
+
+def render_audit_report(results: Mapping[str, Any], out: Path) -> None:
+    """``report.md`` and ``report.html`` again from an audit's ``results.json`` (``badnets report DIR``); the
+    figures the audit drew stay as they are.
+
+    Raises:
+        ValueError: ``results`` lack or mistype what an audit writes.
+    """
+    from badnets.audit_result import AuditResult
+
+    try:
+        result = AuditResult.from_json(results)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"an audit's results lack or mistype {e}") from None
+    write_report(result.to_json(), _report_blocks(result), out, "Backdoor audit")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Re-render any study or attack-run directory from its ``results.json`` (``badnets report DIR``)."""
+"""Re-render any study, attack-run or audit directory from its ``results.json`` (``badnets report DIR``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from badnets.records import Target, TargetsJudged, from_json
 from badnets.report._doc import StudyReport
 from badnets.report._format import TARGET_HEADER, md_table, target_rows
 from badnets.report.attack import attack_report_md
+from badnets.report.audit import render_audit_report
 from badnets.studies.audit_round import analysis as audit_round_analysis
 from badnets.studies.audit_round import report as audit_round_report
 from badnets.studies.defenses import analysis as defense_analysis
@@ -61,11 +62,12 @@ RENDERERS: dict[str, tuple[str, Callable[[Mapping[str, Any], Path], None]]] = {
     "audit-round": ("rounds", audit_round_report.render),
     "sweep": ("sweep_axes", sweep_report.render),
     "attack": ("metrics", _write_attack_report),
+    "audit": ("decided_by", render_audit_report),
 }
 
 
 def kind_of(results: Mapping[str, Any]) -> str:
-    """Which study (or ``attack`` for one run) wrote ``results``.
+    """Which study (or ``attack`` for one run, ``audit`` for one audit) wrote ``results``.
 
     Raises:
         ConfigError: none of them did.
@@ -73,8 +75,8 @@ def kind_of(results: Mapping[str, Any]) -> str:
     kinds = [kind for kind, (key, _) in RENDERERS.items() if key in results]
     if len(kinds) != 1:
         raise ConfigError(
-            f"these results are not from a study or attack run ({', '.join(RENDERERS)}); an audit's report is "
-            "written by the audit itself"
+            f"these results are not from a study, an attack run or an audit ({', '.join(RENDERERS)}); pass the "
+            "folder a badnets command wrote"
         )
     return kinds[0]
 
