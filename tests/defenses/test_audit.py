@@ -406,8 +406,8 @@ def test_every_defender_command_takes_the_models_normalisation(tiny_mnist: Path,
 def test_the_defender_commands_run_where_device_says_and_refuse_an_unknown_one(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    """--device puts the model where the audit, the input screen and the training-data screens run (here the
-    CPU); an unknown device is a one-line error before anything is written."""
+    """--device puts the model where the audit, the input screen, the training-data screens and the repairs run
+    (here the CPU); an unknown device is a one-line error before anything is written."""
     torch.manual_seed(0)
     save_file(
         build_model("badnet-cnn", in_channels=1, num_classes=10, image_size=28).state_dict(),
@@ -420,8 +420,12 @@ def test_the_defender_commands_run_where_device_says_and_refuse_an_unknown_one(
     save_file(
         {"images": torch.zeros(200, 1, 28, 28, dtype=torch.uint8), "labels": labels}, str(tmp_path / "d.safetensors")
     )
-    extra = {"guard": ["--images", str(images)], "inspect-data": ["--data", str(tmp_path / "d.safetensors")]}
-    for command in ("guard", "inspect-data"):
+    extra = {
+        "guard": ["--images", str(images)],
+        "inspect-data": ["--data", str(tmp_path / "d.safetensors")],
+        "repair": ["--method", "ft-sam", "--epochs", "1"],
+    }
+    for command in ("guard", "inspect-data", "repair"):
         out = tmp_path / f"{command}-tpu"
         refused = runner.invoke(app, [command, *given, *extra[command], "--device", "tpu", "--out", str(out)])
         assert refused.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N" in refused.stderr, command

@@ -311,6 +311,7 @@ def repair(
     seed: Annotated[int, typer.Option(help="Seeds the clean sample, the trigger search and fine-tuning.")] = 0,
     trust_code: TrustCode = False,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder; default $BADNETS_DATA.")] = None,
+    device: Device = "auto",
 ) -> None:
     """Remove a backdoor with clean images only: Neural Cleanse unlearning, Fine-Pruning, FT-SAM or NAD. With a
     `badnets attack` run as --model, the attack success rate before and after is measured on test images the
@@ -320,7 +321,9 @@ def repair(
 
     if method not in defense_names("repair"):
         raise ConfigError(f"--method must be one of {', '.join(defense_names('repair'))}, got {method!r}")
-    spec = _spec(model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std)
+    spec = _spec(
+        model, weights, dataset, data_dir, clean_images, seed, trust_code=trust_code, mean=mean, std=std, device=device
+    )
     with err_console.status(f"repairing ({method})"):
         done = repair_model(spec, method, out, epochs=epochs)
     table = Table(title=f"{method} of {escape(model)}")

@@ -370,9 +370,12 @@ def nc_unlearning(
     )
 
 
-def _repair_spec(options: DefenseOptions) -> RepairSpec:
+def _repair_spec(options: DefenseOptions, model: nn.Module) -> RepairSpec:
+    """The repair's settings from ``options``; it fine-tunes where ``model`` is (as the detectors run there), so
+    ``--device`` puts a repair on the CPU even where CUDA is."""
     spec = RepairSpec(seed=options.seed)
-    return replace(spec, train=replace(spec.train, epochs=options.epochs))
+    device = str(next(model.parameters()).device)
+    return replace(spec, train=replace(spec.train, epochs=options.epochs, device=device))
 
 
 @dataclass(frozen=True)
@@ -383,7 +386,7 @@ class FinePruning:
     name: str = field(default="fine-pruning", init=False)
 
     def repair(self, model: nn.Module, clean: CleanData) -> FinePruningRecord:
-        return fine_pruning(model, clean.images, clean.labels, _repair_spec(self.options))
+        return fine_pruning(model, clean.images, clean.labels, _repair_spec(self.options, model))
 
 
 @dataclass(frozen=True)
@@ -396,7 +399,7 @@ class Unlearning:
 
     def repair(self, model: nn.Module, clean: CleanData) -> UnlearningRecord:
         cleanse = NeuralCleanse(self.options).spec
-        return nc_unlearning(model, clean.images, clean.labels, _repair_spec(self.options), cleanse)
+        return nc_unlearning(model, clean.images, clean.labels, _repair_spec(self.options, model), cleanse)
 
 
 @dataclass(frozen=True)
@@ -407,7 +410,7 @@ class FtSam:
     name: str = field(default="ft-sam", init=False)
 
     def repair(self, model: nn.Module, clean: CleanData) -> FineTuningRecord:
-        return ft_sam(model, clean.images, clean.labels, _repair_spec(self.options))
+        return ft_sam(model, clean.images, clean.labels, _repair_spec(self.options, model))
 
 
 @dataclass(frozen=True)
@@ -430,4 +433,4 @@ class NeuralAttentionDistillation:
     name: str = field(default="nad", init=False)
 
     def repair(self, model: nn.Module, clean: CleanData) -> NadRecord:
-        return nad_repair(model, clean.images, clean.labels, _repair_spec(self.options))
+        return nad_repair(model, clean.images, clean.labels, _repair_spec(self.options, model))
