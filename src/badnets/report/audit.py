@@ -114,8 +114,16 @@ def _summary(result: AuditResult) -> list[Block]:
             "What this can and cannot say: Neural Cleanse looks for a small input patch that sends images of "
             "one class, or of every class, to one target, and the blend search for a faint pattern over the whole "
             "image that does. They are built for all-to-one and single-target backdoors; an all-to-all backdoor "
-            "(every class has its own target) can pass as clean, and so can any backdoor "
-            "of a model with few classes (the outlier test needs others to compare with)."
+            "(every class has its own target) "
+            + (
+                "shows only in how far each source class's smallest trigger lies below its others, which the "
+                "backdoor probability weighs"
+                if result.backdoor_probability is not None
+                else "can pass as clean"
+            )
+            + ", and any backdoor of a model with few classes can pass (the outlier test needs others to compare "
+            "with). How often the calibrated audit misses, by trigger family, mapping and dataset: "
+            "`docs/results/audit-round/` in the badnets repository."
         ),
         *(
             [
