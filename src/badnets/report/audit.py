@@ -242,6 +242,10 @@ def _report_blocks(result: AuditResult) -> list[Block]:
     ]
 
 
+def _write_reports(result: AuditResult, out: Path) -> None:
+    write_report(result.to_json(), _report_blocks(result), out, "Backdoor audit")
+
+
 def write_audit_report(
     result: AuditResult, cleanse: NeuralCleanseResult | None, images: torch.Tensor, out: Path
 ) -> None:
@@ -250,7 +254,7 @@ def write_audit_report(
     if cleanse is not None:
         suspected = result.suspected_target if _trigger_drawn(result) else None
         _trigger_figure(cleanse, images, result.model.classes, out, suspected)
-    write_report(result.to_json(), _report_blocks(result), out, "Backdoor audit")
+    _write_reports(result, out)
 
 
 def render_audit_report(results: Mapping[str, Any], out: Path) -> None:
@@ -266,4 +270,4 @@ def render_audit_report(results: Mapping[str, Any], out: Path) -> None:
         result = AuditResult.from_json(results)
     except (KeyError, TypeError) as e:
         raise ValueError(f"an audit's results lack or mistype {e}") from None
-    write_report(result.to_json(), _report_blocks(result), out, "Backdoor audit")
+    _write_reports(result, out)

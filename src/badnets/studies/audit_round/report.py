@@ -144,21 +144,22 @@ def _mistakes(results: AuditRoundResults) -> list[Block]:
     """The judged round's mistakes at the verdict's threshold, model by model: the learned backdoors it passes,
     the clean models it flags and the targeted backdoors it flags with another target."""
     judged = judged_round(results)
+    scored = [
+        a
+        for a in results.audited or []
+        if a.model.round == judged and a.model.label is not None and a.backdoor_probability is not None
+    ]
     rows: list[tuple[str, AuditedRoundModel]] = []
-    for audited in results.audited or []:
-        model, p = audited.model, audited.backdoor_probability
-        if model.round != judged or model.label is None or p is None:
-            continue
-        flagged = p >= VERDICT_PROBABILITY
+    for audited in scored:
+        model, flagged = audited.model, (audited.backdoor_probability or 0.0) >= VERDICT_PROBABILITY
         if model.label == 1 and not flagged:
             rows.append(("missed", audited))
         elif model.label == 0 and flagged:
             rows.append(("false alarm", audited))
-        elif model.label == 1 and model.mapping != "all-to-all" and audited.suspected_target != model.target:
-            rows.append(("wrong target", audited))
+        elif model.label == 1 and model.target is not None and audited.suspected_target != model.target:
+            rows.append(("wrong target", audited))  # one target, as the analysis' target-correct share counts
     if not rows:
         return []
-    scored = [a for a in results.audited or [] if a.model.round == judged and a.model.label is not None]
     counts = {kind: sum(k == kind for k, _ in rows) for kind in ("missed", "false alarm", "wrong target")}
     backdoored = sum(a.model.label == 1 for a in scored)
     rows.sort(key=lambda row: (row[0], row[1].model.dataset, row[1].backdoor_probability or 0.0))
@@ -330,20 +331,18 @@ def _unremoved(results: AuditRoundResults) -> list[Block]:
             return "–"
         return f"{pct(r.attack_success_after, 1)} at {100 * (r.clean_accuracy_before - r.clean_accuracy_after):+.2f}"
 
+    rows: list[list[object]] = []
+    for name, done in sorted(left.items()):
+        any_repair = next(iter(done.values()))  # every repair of a model records its family and mapping
+        rows.append([name, any_repair.family, any_repair.mapping, *(outcome(done.get(m)) for m in methods)])
+
     return [
         Heading("Backdoors no repair removed", 3),
         Para(
             f"{len(left)} of {len(by_model)}: per repair, the attack success after it and the clean-accuracy "
             "drop in points (negative: the repair's fine-tuning raised clean accuracy)."
         ),
-        Table(
-            ["model", "family", "mapping", *methods],
-            [
-                [name, first.family, first.mapping, *(outcome(done.get(m)) for m in methods)]
-                for name, done in sorted(left.items())
-                for first in [next(iter(done.values()))]
-            ],
-        ),
+        Table(["model", "family", "mapping", *methods], rows),
     ]
 
 
