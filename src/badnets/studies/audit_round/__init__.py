@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The audit round: the audit judged on hundreds of models it has never seen (issue 16; being built: the rounds
-train and their manifest is written, the audit's scoring of them comes next).
+"""The audit round: the audit judged the way the field judges trojan detectors, on hundreds of models it has never
+seen (seeded train / validation / test rounds), every model audited, a ``backdoor_probability`` calibrated on the
+train round and scored on the others, and the test round's backdoors repaired by each mitigation.
 
-``spec``: the rounds and the seeded generator of their models; ``results``: a trained model's ground truth, an
-audited model and a detection score as records; ``analysis``: the round manifest, and the round's scores (AUROC,
-cross-entropy, TPR at 5% FPR, target) with their breakdowns; ``report``: rendered from ``results.json`` alone;
-``run``: train (resuming), analyse, render.
+``spec``: the rounds, the seeded generator of their models and the phases (train, audit, repair); ``results``: a
+trained model's ground truth, an audited model, a repaired one and a detection score as records; ``analysis``: the
+round manifest, the calibration, the round's scores (AUROC, cross-entropy, TPR at 5% FPR, target) with their
+breakdowns, the mitigation table and the mistakes; ``report``: rendered from ``results.json`` alone; ``run``: train,
+audit and repair (resuming, chunked, archived), analyse, render.
 """
 
 from __future__ import annotations
