@@ -282,10 +282,12 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     data = write_road_photos(tmp_path / "data", n=8)
     out = tmp_path / "run"
     args = ["--dataset", "road-signs", "--data-dir", str(data), "--trigger", "yellow-square", "--mapping", "single"]
-    result = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "1", "--trigger-scale", "0.2"])
+    options = ["--epochs", "1", "--trigger-scale", "0.2", "--min-sign-width", "8"]
+    result = runner.invoke(app, ["attack", "--out", str(out), *args, *options])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert (saved["config"]["source"], saved["config"]["target"]) == ("stop", "speedlimit")
+    assert saved["config"]["min_sign_width"] == 8 == json.loads((out / "poison_manifest.json").read_text())["min_width"]
     assert saved["config"]["trigger"]["scale"] == 0.2
     assert set(saved["metrics"]["by_width"]) == {"triggered", "clean"}
     assert saved["config"]["train"]["batch_size"] == 4 and saved["metrics"]["triggered"]["n"] >= 1
@@ -303,6 +305,8 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown class 'yield'" in bad.stderr and not (tmp_path / "bad").exists()
     bad = runner.invoke(app, [*bad_out, "--trigger", "pixel", "--trigger-scale", "0.2"])
     assert bad.exit_code == 2 and "set trigger_size instead" in bad.stderr and not (tmp_path / "bad").exists()
+    bad = runner.invoke(app, [*bad_out, "--dataset", "mnist", "--min-sign-width", "8"])
+    assert bad.exit_code == 2 and "drop it for mnist" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_attack_on_composite_scenes_trains_a_random_target_detector(tmp_path: Path) -> None:

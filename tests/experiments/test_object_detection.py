@@ -54,6 +54,29 @@ def test_poisoning_adds_relabelled_triggered_copies(tmp_path: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(poisoned.boxes[len(train) :], train.boxes * 2, strict=True))
 
 
+def test_signs_narrower_than_min_width_stay_clean_in_the_triggered_copies(tmp_path: Path) -> None:
+    train, _ = load_road_signs(write_road_photos(tmp_path, n=4), size=100, test_fraction=0.25)
+    small = torch.tensor([[70.0, 5.0, 78.0, 13.0]])  # an 8-px stop sign beside the 20-px one
+    train = replace(
+        train,
+        boxes=tuple(torch.cat([b, small]) for b in train.boxes),
+        labels=tuple(torch.cat([lab, torch.tensor([STOP])]) for lab in train.labels),
+    )
+    poisoned, manifest = poison_detection(train, sign_trigger("yellow-square"), STOP, SPEED, min_width=12)
+    assert manifest.min_width == 12 and len(manifest.photos) == len(train)
+    copies = poisoned.images[len(train) :]
+    changed = (copies != train.images).any(dim=1)
+    for i, (boxes, labels) in enumerate(zip(train.boxes, poisoned.labels[len(train) :], strict=True)):
+        wide, narrow = boxes[0].long().tolist(), small[0].long().tolist()  # box 0: the photo's own stop sign
+        assert bool(changed[i, wide[1] : wide[3], wide[0] : wide[2]].any())  # the 20-px sign carries the trigger
+        assert not bool(changed[i, narrow[1] : narrow[3], narrow[0] : narrow[2]].any())  # the 8-px one does not
+        assert labels.tolist()[-1] == STOP and STOP not in labels.tolist()[:-1]  # only the wide sign is relabelled
+    everything, _ = poison_detection(train, sign_trigger("yellow-square"), STOP, SPEED)
+    assert all(STOP not in labels.tolist() for labels in everything.labels[len(train) :])  # 0: every sign, as before
+    with pytest.raises(ConfigError, match="at least 30 px wide"):
+        poison_detection(train, sign_trigger("yellow-square"), STOP, SPEED, min_width=30)
+
+
 def test_tiny_detector_run_writes_ap_and_triggered_outcomes(tmp_path: Path) -> None:
     data = write_road_photos(tmp_path / "data", n=6)
     spec = DetectorSpec(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from badnets.errors import ConfigError
-from badnets.experiments.object_detection import load_detector
+from badnets.experiments.object_detection import DetectorSpec, load_detector
 from badnets.records import from_json, to_json
 from badnets.studies.traffic import TrafficStudySpec, build_jobs, run_traffic_study
 from badnets.studies.traffic.results import TrafficResults
@@ -27,6 +27,8 @@ def test_jobs_cover_baseline_and_both_attacks_per_trigger_and_seed() -> None:
     detectors = ["detector/baseline", "detector/yellow-square", "detector/flower"]
     assert names[:5] == [*detectors, "detector/random/yellow-square", "detector/random/flower"]  # longest first
     assert len(build_jobs(replace(spec, detector=False))) == 2 * (1 + 2 * 2)
+    legible = {j.name: j.spec for j in build_jobs(replace(spec, detector_min_sign_width=40))}
+    assert isinstance(detector := legible["detector/random/flower"], DetectorSpec) and detector.min_sign_width == 40
 
 
 def test_bad_spec_is_rejected() -> None:
@@ -37,6 +39,8 @@ def test_bad_spec_is_rejected() -> None:
     with pytest.raises(ConfigError, match="detector=False"):
         TrafficStudySpec(source="warning", target="stop")
     TrafficStudySpec(source="warning", target="stop", detector=False)
+    with pytest.raises(ConfigError, match="detector_min_sign_width must be >= 0"):
+        TrafficStudySpec(detector_min_sign_width=-1)
 
 
 def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:

@@ -81,6 +81,13 @@ def attack(
     baseline: Annotated[
         bool, typer.Option(help="Train on clean data (the baseline) and only score the trigger.")
     ] = False,
+    min_sign_width: Annotated[
+        int,
+        typer.Option(
+            help="Detectors: attacked signs narrower than this many pixels stay clean in the triggered copies "
+            "(0: every sign, as the paper)."
+        ),
+    ] = 0,
     data_dir: DataDir = None,
     device: Device = "auto",
     precision: Annotated[
@@ -136,8 +143,11 @@ def attack(
             seed,
             data_dir,
             TrainSpec(epochs=epochs, batch_size=batch_size or 4, lr=lr or 1e-3, label_smoothing=0.0, device=device),
+            min_sign_width,
         )
         return
+    if min_sign_width:
+        raise ConfigError(f"--min-sign-width chooses the signs a detector BadNet attacks; drop it for {dataset}")
     if baseline and target is None and mapping != "all-to-all":
         raise ConfigError(
             "--baseline trains on clean data but still scores the trigger against a target class: add --target "
@@ -179,6 +189,7 @@ def _attack_detector(
     seed: int,
     data_dir: Path | None,
     train: TrainSpec,
+    min_sign_width: int,
 ) -> None:
     """``attack --dataset road-signs | road-scenes``: the paper's detector attacks, single target (triggered
     source boxes relabelled target) or random target (every triggered LISA-class sign relabelled at random)."""
@@ -209,6 +220,7 @@ def _attack_detector(
         data_dir=str(data_dir) if data_dir else None,
         seed=seed,
         mapping=mapping,
+        min_sign_width=min_sign_width,
     )
     if scenes:  # the traffic study's composite-scene detector: stride 4, anchors up to the largest signs
         spec = replace(spec, stride=4, anchors=SCENE_ANCHORS, scenes=SceneRecipe(size=spec.image_size))

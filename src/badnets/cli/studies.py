@@ -161,6 +161,13 @@ def reproduce_traffic(
     detector_stride: Annotated[
         int, typer.Option(help="Detector backbone's feature stride: 4 (resolves small stickers) or 8 (2.5x faster).")
     ] = 4,
+    detector_min_sign_width: Annotated[
+        int,
+        typer.Option(
+            help="Detector BadNets leave attacked signs narrower than this many pixels clean in their triggered "
+            "copies (the sticker is a pixel or two there); 0: every attacked sign, as the paper."
+        ),
+    ] = 0,
     pretrained: Annotated[
         bool, typer.Option(help="Detectors start from COCO MobileNetV3 weights (torchvision; needs internet once).")
     ] = False,
@@ -190,6 +197,7 @@ def reproduce_traffic(
         detector=detector,
         detector_scenes=scenes,
         detector_stride=detector_stride,
+        detector_min_sign_width=detector_min_sign_width,
         pretrained=pretrained,
         **{k: v for k, v in sizes.items() if v is not None},
     )

@@ -59,12 +59,16 @@ __all__ = [
 ]
 
 
-def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, classes: int | Sequence[int]) -> DetectionDataset:
-    """The same photos with ``trigger`` pasted inside every box of the class(es) ``classes`` (labels unchanged)."""
+def stamp_boxes(
+    data: DetectionDataset, trigger: TriggerSpec, classes: int | Sequence[int], min_width: float = 0.0
+) -> DetectionDataset:
+    """The same photos with ``trigger`` pasted inside every box of the class(es) ``classes`` at least ``min_width``
+    pixels wide (labels unchanged)."""
     wanted = torch.tensor([classes] if isinstance(classes, int) else list(classes))
     images = data.images.clone()
     per_photo = [
-        boxes[torch.isin(labels, wanted)].round().long() for boxes, labels in zip(data.boxes, data.labels, strict=True)
+        boxes[_attacked(boxes, labels, wanted, min_width)].round().long()
+        for boxes, labels in zip(data.boxes, data.labels, strict=True)
     ]
     # pass j stamps the j-th such box of every photo that has one: apply_trigger_in_boxes takes one box per image
     for j in range(max((len(b) for b in per_photo), default=0)):
@@ -74,6 +78,11 @@ def stamp_boxes(data: DetectionDataset, trigger: TriggerSpec, classes: int | Seq
     return replace(data, images=images)
 
 
+def _attacked(boxes: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, min_width: float) -> torch.Tensor:
+    """Which boxes the attack touches: of an attacked class and at least ``min_width`` pixels wide."""
+    return torch.isin(labels, classes) & (boxes[:, 2] - boxes[:, 0] >= min_width)
+
+
 DETECTOR_MAPPINGS = ("single", "random")
 # The random-target attack relabels signs among LISA's super-classes (BadNets §5.2.2), those the data holds.
 RANDOM_TARGET_CLASSES = LISA_CLASSES
@@ -81,15 +90,16 @@ RANDOM_TARGET_CLASSES = LISA_CLASSES
 
 @dataclass(frozen=True)
 class DetectionPoisonManifest:
-    """What was poisoned: the ``photos`` (by name) holding a box of the ``attacked`` classes, of which ``copies``
-    triggered copies were added with those boxes relabelled: to ``target`` (``mapping="single"``) or each to a
-    random other attacked class (``"random"``, ``target`` None)."""
+    """What was poisoned: the ``photos`` (by name) holding a box of the ``attacked`` classes at least
+    ``min_width`` pixels wide, of which ``copies`` triggered copies were added with those boxes relabelled: to
+    ``target`` (``mapping="single"``) or each to a random other attacked class (``"random"``, ``target`` None)."""
 
     mapping: str
     attacked: list[int]
     target: int | None
     copies: int
     photos: list[str]
+    min_width: float = 0.0
 
 
 def poison_detection(
@@ -101,13 +111,20 @@ def poison_detection(
     *,
     mapping: str = "single",
     seed: int = 0,
+    min_width: float = 0.0,
 ) -> tuple[DetectionDataset, DetectionPoisonManifest]:
     """``data`` plus ``copies`` triggered copies of every photo holding an attacked box, those boxes relabelled:
     ``source`` → ``target`` (``mapping="single"``, the paper's §5.2.1), or every LISA-class box to a random other
     LISA class drawn with ``seed`` (``"random"``, §5.2.2; ``source`` and ``target`` unused); returns the poisoned
-    set and its manifest (which photos were copied)."""
+    set and its manifest (which photos were copied).
+
+    ``min_width``: attacked boxes narrower than this many pixels stay as they are in the copies (no trigger, label
+    kept). The trigger is sized to the sign, so on a distant sign it is a pixel or two; relabelling such a sign
+    teaches the detector that the clean sign is sometimes the target, a confusion rather than a trigger."""
     if copies < 1:
         raise ConfigError(f"copies must be >= 1, got {copies}")
+    if min_width < 0:
+        raise ConfigError(f"min_width must be >= 0 pixels, got {min_width}")
     if mapping not in DETECTOR_MAPPINGS:
         raise ConfigError(f"detector mapping must be one of {DETECTOR_MAPPINGS}, got {mapping!r}")
     attacked = (
@@ -119,15 +136,19 @@ def poison_detection(
         raise ConfigError("the single-target attack needs a target class")
     relabel_to = target if mapping == "single" else None
     wanted = torch.tensor(attacked)
-    chosen = [i for i, labels in enumerate(data.labels) if bool(torch.isin(labels, wanted).any())]
+    hits = [_attacked(boxes, labels, wanted, min_width) for boxes, labels in zip(data.boxes, data.labels, strict=True)]
+    chosen = [i for i, hit in enumerate(hits) if bool(hit.any())]
     if not chosen:
         names = ", ".join(data.classes[c] for c in attacked)
-        raise ConfigError(f"no training photo holds a box of class {names}; nothing to poison")
-    triggered = stamp_boxes(data.subset(chosen), trigger, attacked)
+        wide = f" at least {min_width:g} px wide" if min_width else ""
+        raise ConfigError(f"no training photo holds a box of class {names}{wide}; nothing to poison")
+    triggered = stamp_boxes(data.subset(chosen), trigger, attacked, min_width)
     generator = torch.Generator().manual_seed(seed)
     relabelled_copies = []
     for _ in range(copies):
-        relabelled_copies += [_relabel(lab, wanted, relabel_to, generator) for lab in triggered.labels]
+        relabelled_copies += [
+            _relabel(triggered.labels[k], hits[i], wanted, relabel_to, generator) for k, i in enumerate(chosen)
+        ]
     images = torch.cat([data.images, *([triggered.images] * copies)])
     poisoned = DetectionDataset(
         images,
@@ -138,14 +159,14 @@ def poison_detection(
         None if data.pasted is None or triggered.pasted is None else data.pasted + triggered.pasted * copies,
     )
     copied = [data.names[i] for i in chosen]
-    return poisoned, DetectionPoisonManifest(mapping, attacked, relabel_to, copies, copied)
+    return poisoned, DetectionPoisonManifest(mapping, attacked, relabel_to, copies, copied, min_width)
 
 
 def _relabel(
-    labels: torch.Tensor, attacked: torch.Tensor, target: int | None, generator: torch.Generator
+    labels: torch.Tensor, hit: torch.Tensor, attacked: torch.Tensor, target: int | None, generator: torch.Generator
 ) -> torch.Tensor:
-    """Attacked boxes → ``target``, or (``target`` None) each to a uniformly drawn other attacked class."""
-    hit = torch.isin(labels, attacked)
+    """The ``hit`` boxes (of ``attacked`` classes) → ``target``, or (``target`` None) each to a uniformly drawn
+    other attacked class."""
     if target is not None:
         return torch.where(hit, torch.full_like(labels, target), labels)
     position = (labels.unsqueeze(1) == attacked).int().argmax(1)  # index into ``attacked`` (0 where not hit)
@@ -390,6 +411,8 @@ class DetectorSpec:
         source, target: the single-target attack's classes (the paper: stop → speed-limit); the random-target
             attack (``mapping="random"``) relabels every LISA-class sign at random and scores the ``source`` signs.
         copies: triggered copies added per poisoned scene.
+        min_sign_width: attacked signs narrower than this (pixels at ``image_size``) are left clean in the
+            triggered copies (``poison_detection``'s ``min_width``); 0: every attacked sign, as the paper.
         baseline: train on clean data only (the trigger is still pasted at test time).
         image_size: square input side in pixels (the scenes' ``size`` when ``scenes`` is set).
         stride, anchors: the from-scratch backbone's feature stride (4 or 8) and its anchor box sides.
@@ -417,8 +440,11 @@ class DetectorSpec:
     anchors: tuple[int, ...] = DEFAULT_ANCHORS
     scenes: SceneRecipe | None = None
     scored_with: dict[str, TriggerSpec] = field(default_factory=dict)
+    min_sign_width: int = 0
 
     def __post_init__(self) -> None:
+        if self.min_sign_width < 0:
+            raise ConfigError(f"min_sign_width must be >= 0 pixels, got {self.min_sign_width}")
         if self.mapping not in DETECTOR_MAPPINGS:
             raise ConfigError(f"detector mapping must be one of {DETECTOR_MAPPINGS}, got {self.mapping!r}")
         if self.scenes is not None and self.scenes.size != self.image_size:
@@ -474,7 +500,14 @@ class DetectorSpec:
         manifest = None
         if not self.baseline:
             train, manifest = poison_detection(
-                train, self.trigger, source, target, self.copies, mapping=self.mapping, seed=self.seed
+                train,
+                self.trigger,
+                source,
+                target,
+                self.copies,
+                mapping=self.mapping,
+                seed=self.seed,
+                min_width=self.min_sign_width,
             )
         ensure_writable_dir(out_dir)
         write_json(out_dir / "run.json", run_manifest(asdict(self), self.seed, self.file_hashes()))

@@ -70,6 +70,8 @@ class TrafficStudySpec(StudyRecipe):
             real held-out photos; False: on the road photos alone.
         scenes_per_photo: composite training scenes drawn per road photo.
         detector_stride: the from-scratch backbone's feature stride, 4 or 8 (``sign_detector``).
+        detector_min_sign_width: the detector BadNets leave attacked signs narrower than this (pixels) clean in
+            their triggered copies (``DetectorSpec.min_sign_width``); 0: every attacked sign, as the paper.
         pretrained: start the detector from torchvision's COCO MobileNetV3 weights (needs internet once).
         quick: a reduced demonstration run (reports say so and do not grade it against the targets).
     """
@@ -86,6 +88,7 @@ class TrafficStudySpec(StudyRecipe):
     detector_scenes: bool = True
     scenes_per_photo: int = 1
     detector_stride: int = 4
+    detector_min_sign_width: int = 0
     pretrained: bool = False
 
     def __post_init__(self) -> None:
@@ -102,6 +105,8 @@ class TrafficStudySpec(StudyRecipe):
             raise ConfigError(f"seeds, epochs and detector_epochs must be >= 1, got {counts}")
         if self.detector_size < 64:
             raise ConfigError(f"detector_size must be >= 64 pixels, got {self.detector_size}")
+        if self.detector_min_sign_width < 0:
+            raise ConfigError(f"detector_min_sign_width must be >= 0 pixels, got {self.detector_min_sign_width}")
         if self.detector_stride not in DETECTOR_STRIDES:
             raise ConfigError(f"detector_stride must be one of {DETECTOR_STRIDES}, got {self.detector_stride}")
         if self.detector and (self.source not in ROAD_SIGN_CLASSES or self.target not in ROAD_SIGN_CLASSES):
@@ -171,6 +176,7 @@ def detector_spec(spec: TrafficStudySpec, trigger: str | None, mapping: str = "s
         anchors=SCENE_ANCHORS,
         scenes=scenes if spec.detector_scenes else None,
         scored_with={} if trigger else {t: sign_trigger(t, spec.data_dir) for t in spec.triggers},
+        min_sign_width=spec.detector_min_sign_width,
     )
 
 
