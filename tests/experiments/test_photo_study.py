@@ -43,6 +43,7 @@ def test_tiny_photo_study_with_the_traffic_detectors(tmp_path: Path) -> None:
         assert set(clf[name]["per_class"]) == {"cat", "dog"}
     road = results["road_photos"]
     assert road["trigger"] == "flower" and road["n_photos"] == 2 and set(road["outcomes"]) == {"baseline", "flower"}
+    assert road["trained_on"] == "composite road scenes"  # the traffic study's detectors' data, as they recorded
     for name in ("dog_to_cat.jpg", "road_photos.jpg", "report.md", "report.html"):
         assert (out / name).stat().st_size > 500, name
     md = (out / "report.md").read_text()

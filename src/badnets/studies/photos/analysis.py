@@ -119,7 +119,10 @@ def _road_photos(spec: PhotoStudySpec, out: Path) -> RoadPhotos | None:
     }
     title = "Held-out road photos with stop signs: detections (score ≥ 0.5)"
     plots.plot_image_grid(rows, out / "road_photos.jpg", title, cell_inches=3.2)
-    return RoadPhotos(traffic=spec.traffic, trigger=trigger, n_photos=len(photos), outcomes=outcomes)
+    trained_on = "road photos" if detector.scenes is None else "composite road scenes"
+    return RoadPhotos(
+        traffic=spec.traffic, trigger=trigger, n_photos=len(photos), outcomes=outcomes, trained_on=trained_on
+    )
 
 
 def aggregate(spec: PhotoStudySpec, runs: FinishedJobs, out: Path) -> PhotoResults:

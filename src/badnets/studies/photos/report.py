@@ -69,7 +69,7 @@ def _doc(results: PhotoResults) -> list[Block]:
         blocks += [
             Para(
                 f"The {road.trigger} trigger pasted on every stop sign of the {road.n_photos} held-out road "
-                f"photos that have one; detectors from `{road.traffic}`."
+                f"photos that have one; detectors from `{road.traffic}`, trained on {road.trained_on}."
             ),
             Table(["detector", "stop signs", "n", "as speed-limit", "as stop", "as other", "missed"], rows),
             Image("road_photos.jpg", "Held-out road photos: clean and triggered, with the detectors' boxes."),

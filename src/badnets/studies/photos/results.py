@@ -41,6 +41,7 @@ class RoadPhotos:
     trigger: str
     n_photos: int
     outcomes: dict[str, dict[str, SignOutcomes]]
+    trained_on: str = "road photos"  # or "composite road scenes" (the traffic study's default since issue 17)
 
 
 @dataclass(frozen=True)
