@@ -296,6 +296,7 @@ def test_attack_on_road_photos_trains_a_detector_badnet(tmp_path: Path) -> None:
     assert "Triggered stop signs" in report
     assert (out / "model.safetensors").is_file() and not (out / "checkpoint.pt").exists()
     assert "By stop sign width" in report and "20% of the sign's width" in report
+    assert "Signs narrower than 8 px were left clean in the triggered copies." in report
     again = runner.invoke(app, ["attack", "--out", str(out), *args, "--epochs", "2"])
     assert again.exit_code == 2 and "another config" in again.stderr
     bad_out = ["attack", "--out", str(tmp_path / "bad")]

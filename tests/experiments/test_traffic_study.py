@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,6 +42,22 @@ def test_bad_spec_is_rejected() -> None:
     TrafficStudySpec(source="warning", target="stop", detector=False)
     with pytest.raises(ConfigError, match="detector_min_sign_width must be >= 0"):
         TrafficStudySpec(detector_min_sign_width=-1)
+
+
+def test_the_report_says_when_the_detector_badnets_left_narrow_signs_clean(tmp_path: Path) -> None:
+    from badnets.studies.reports import render_directory
+
+    folder = Path(__file__).parents[2] / "docs/results/traffic"  # the committed study, its figures beside it
+    committed = json.loads((folder / "results.json").read_text())
+    for width in (0, 48):
+        results = committed | {"spec": committed["spec"] | {"detector_min_sign_width": width}}
+        shutil.copytree(folder, tmp_path / str(width), ignore=shutil.ignore_patterns("records"))
+        (tmp_path / str(width) / "results.json").write_text(json.dumps(results))
+        render_directory(tmp_path / str(width))
+    assert (
+        "Signs narrower than 48 px were left clean in the triggered copies." in (tmp_path / "48/report.md").read_text()
+    )
+    assert "narrower than" not in (tmp_path / "0/report.md").read_text()  # the paper's recipe: every sign
 
 
 def test_tiny_study_writes_tables_neurons_and_plots(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from badnets.object_detection_metrics import (
     triggered_outcomes,
 )
 from badnets.records import to_json
+from badnets.report._format import narrow_signs_left_clean
 from badnets.train import TrainSpec, one_cpu_thread, resolve_device
 from badnets.triggers import TriggerSpec, apply_trigger_in_boxes
 
@@ -352,7 +353,8 @@ def detector_report_md(config: Mapping[str, Any], metrics: DetectionMetrics, *, 
         f"# Detector {kind}",
         "",
         f"Faster R-CNN, {config['image_size']}×{config['image_size']} {data}, {config['train']['epochs']} epochs, "
-        f"seed {config['seed']}; {n_photos} held-out {'scenes' if scenes else 'photos'}.",
+        f"seed {config['seed']}; {n_photos} held-out {'scenes' if scenes else 'photos'}."
+        + narrow_signs_left_clean(config.get("min_sign_width", 0)),
         "",
     ]
     held_out: list[tuple[str, DetectionScores]] = [

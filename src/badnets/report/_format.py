@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TARGET_HEADER",
     "md_table",
+    "narrow_signs_left_clean",
     "pct",
     "pct_ci",
     "pt_ci",
@@ -127,3 +128,11 @@ def targets_table(targets: Sequence[Target], quick: bool, title: str, digits: in
         colour = "green" if met == "yes" else "red" if met == "no" else "yellow"
         table.add_row(name, paper, limit, ours, f"[{colour}]{met}[/]")
     return table
+
+
+def narrow_signs_left_clean(min_sign_width: int) -> str:
+    """The sentence a report adds (with a leading space) when the BadNets left narrow signs clean in their
+    triggered copies (``DetectorSpec.min_sign_width``); empty for the paper's recipe."""
+    if not min_sign_width:
+        return ""
+    return f" Signs narrower than {min_sign_width} px were left clean in the triggered copies."

@@ -10,7 +10,15 @@ from badnets.metrics import wilson_interval
 from badnets.object_detection_metrics import DetectionScores, SignOutcomes
 from badnets.records import SeedStat
 from badnets.report._doc import Block, Heading, Image, Para, StudyReport, Table
-from badnets.report._format import TARGET_HEADER, pct, pct_ci, run_summary, target_rows, targets_table
+from badnets.report._format import (
+    TARGET_HEADER,
+    narrow_signs_left_clean,
+    pct,
+    pct_ci,
+    run_summary,
+    target_rows,
+    targets_table,
+)
 from badnets.studies.traffic.results import KINDS, DetectorResults, TrafficPaper, TrafficResults
 
 __all__ = ["REPORT", "render", "summary_table", "write_traffic_report"]
@@ -139,7 +147,7 @@ def _detector_doc(spec: Mapping[str, Any], paper: TrafficPaper, detector: Detect
             f"training set adds a copy of every photo with a {spec['source']} sign, the trigger pasted inside each "
             f"{spec['source']} box and the box relabelled {spec['target']} (the authors' recipe). Held-out: "
             f"{detector.n_photos} photos. Training speed: {min(speed):.1f}–{max(speed):.1f} images/s per detector "
-            "(one CPU thread each)."
+            "(one CPU thread each)." + narrow_signs_left_clean(spec.get("detector_min_sign_width", 0))
         ),
         Para(
             "Clean held-out photos, AP@0.5 per class (VOC all-point), baseline vs each BadNet (paper, on LISA "
@@ -184,7 +192,7 @@ def _scene_detector_doc(spec: Mapping[str, Any], paper: TrafficPaper, detector: 
             f"{detector.n_boxes[src]}) and, separately, the "
             f"{detector.photos.n_photos if detector.photos else 0} real held-out photos. Training speed: "
             f"{min(speed):.1f}–{max(speed):.1f} images/s per detector (one CPU thread each). Why composite scenes: "
-            "see `docs/traffic.md`."
+            "see `docs/traffic.md`." + narrow_signs_left_clean(spec.get("detector_min_sign_width", 0))
         ),
     ]
     sets = [("composite scenes", detector.n_boxes, False)]
