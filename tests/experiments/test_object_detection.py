@@ -21,7 +21,9 @@ from badnets.experiments.object_detection import (
     load_detector,
     poison_detection,
     stamp_boxes,
+    train_detector,
 )
+from badnets.models.sign_detector import build_detector
 from badnets.object_detection_metrics import CONFIDENT, DetectionMetrics
 from badnets.records import from_json
 from badnets.sign_triggers import sign_trigger
@@ -100,6 +102,22 @@ def test_tiny_detector_run_writes_ap_and_triggered_outcomes(tmp_path: Path) -> N
     assert outcome["n"] == 1  # one held-out photo, one stop sign
     assert outcome["as_target"] + outcome["as_source"] + outcome["as_other"] + outcome["missed"] == 1.0
     assert (tmp_path / "run" / "poison_manifest.json").is_file() and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_resumed_detector_counts_the_training_seconds_of_its_earlier_sessions(tmp_path: Path) -> None:
+    train, _ = load_road_signs(write_road_photos(tmp_path / "data", n=4), size=64, test_fraction=0.25)
+    spec, checkpoint = TrainSpec(epochs=1, batch_size=4, lr=1e-3), tmp_path / "checkpoint.pt"
+    seconds = train_detector(
+        build_detector(len(train.classes), image_size=64), train, spec, seed=0, checkpoint=checkpoint
+    )
+    state = torch.load(checkpoint, weights_only=True)
+    assert seconds > 0 and state["seconds"] == pytest.approx(seconds, abs=0.5)
+    # as if the epoch had run in an earlier session that took 1,000 s: a resumed run trains nothing more
+    torch.save(state | {"seconds": 1000.0}, checkpoint)
+    again = train_detector(
+        build_detector(len(train.classes), image_size=64), train, spec, seed=0, checkpoint=checkpoint
+    )
+    assert 1000.0 <= again < 1001.0
 
 
 def test_random_target_poisoning_relabels_every_sign_to_another_sign_class(tmp_path: Path) -> None:

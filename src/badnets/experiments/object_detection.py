@@ -183,8 +183,12 @@ def _targets(data: DetectionDataset, idx: list[int], device: torch.device) -> li
 @one_cpu_thread()
 def train_detector(
     model: nn.Module, data: DetectionDataset, spec: TrainSpec, *, seed: int, checkpoint: Path | None = None
-) -> nn.Module:
-    """Train a torchvision detector on ``data`` (AdamW, one-cycle), checkpointing and resuming every epoch."""
+) -> float:
+    """Train a torchvision detector on ``data`` (AdamW, one-cycle), checkpointing and resuming every epoch.
+
+    Returns the seconds of training over every epoch, those of earlier sessions included (the checkpoint carries
+    them): a detector resumed after ``kill -9`` reports the speed it trained at, not its epochs over its last
+    session's seconds."""
     device = resolve_device(spec.device)
     torch.manual_seed(seed)  # detection heads sample proposals with the global generator
     model.to(device)
@@ -193,14 +197,15 @@ def train_detector(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps)
-    start = 0
+    start, earlier = 0, 0.0
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        start = int(state["epoch"])
+        start, earlier = int(state["epoch"]), float(state.get("seconds", 0.0))  # older checkpoints kept no time
+    began = time.perf_counter()
     for epoch in range(start, spec.epochs):
         model.train()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
@@ -216,10 +221,11 @@ def train_detector(
         if checkpoint is not None:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
             state |= {"scheduler": sched.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state()}
+            state["seconds"] = earlier + time.perf_counter() - began
             with atomic_path(checkpoint) as tmp:
                 torch.save(state, tmp)
     model.eval()
-    return model
+    return earlier + time.perf_counter() - began
 
 
 def load_detector(run_dir: Path) -> nn.Module:
@@ -524,18 +530,19 @@ class DetectorSpec:
             anchors=self.anchors,
         )
         t1 = time.perf_counter()
-        train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")
+        train_seconds = train_detector(model, train, self.train, seed=self.seed, checkpoint=out_dir / "checkpoint.pt")
         t2 = time.perf_counter()
         scores = score_detector(model, test, self.trigger, source, target, self.scored_with)
         metrics = DetectionMetrics(
             **{f.name: getattr(scores, f.name) for f in fields(scores)},
-            train_images_per_second=len(train) * self.train.epochs / max(t2 - t1, 1e-9),
+            train_images_per_second=len(train) * self.train.epochs / max(train_seconds, 1e-9),
             photos=None
             if photos is None
             else score_detector(model, photos, self.trigger, source, target, self.scored_with),
             examples=example_detections(model, test, self.trigger, source),
         )
         save_weights(model, out_dir / "model.safetensors")
+        # this invocation's seconds: the study's ledger sets them against this invocation's wall time
         timing = {"train_seconds": t2 - t1, "evaluate_seconds": time.perf_counter() - t2}
         timing["job_seconds"] = time.perf_counter() - t0
         config = asdict(self)
