@@ -138,7 +138,9 @@ def reproduce_traffic(
     out: StudyOut,
     quick: Annotated[
         bool,
-        typer.Option(help="Reduced run (two triggers, one seed, 4 epochs, short detectors; minutes on 2 CPU cores)."),
+        typer.Option(
+            help="Reduced run (two triggers, one seed, 4 epochs, 3-epoch detectors; ≈ 25 min on 2 CPU cores)."
+        ),
     ] = False,
     detector: Annotated[
         bool,
